@@ -1,0 +1,332 @@
+"""Optimizers over flat 1-D parameter vectors: Adam and L-BFGS.
+
+All functions take and return arrays of shape (n,) from NumPy or CuPy; the
+array module is taken from the inputs, so one implementation serves both
+devices.  Only scalars (dot products, norms, losses) cross to the host.
+The dtype of the parameters is kept (float32 or float64): scalars enter the
+vector arithmetic as Python floats, which never upcast an array.
+
+The functions are pure, in the style of optax: the state is an immutable
+NamedTuple, and every update returns a new state instead of editing one.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+def array_module(x):
+    """Return ``cupy`` for a CuPy array, ``numpy`` otherwise.
+
+    CuPy is imported only when ``x`` is a CuPy array, so CPU-only
+    installations never need it.
+    """
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _dot(a, b):
+    """Dot product of two (n,) vectors as a host float."""
+    return float(array_module(a).dot(a, b))
+
+
+def _max_abs(a):
+    """Infinity norm of an (n,) vector as a host float."""
+    return float(array_module(a).abs(a).max())
+
+
+# --------------------------------------------------------------------------
+# Adam
+# --------------------------------------------------------------------------
+
+
+class AdamState(NamedTuple):
+    """Adam moments.  ``m``, ``v``: (n,) arrays; ``step``: updates done so far."""
+
+    step: int
+    m: object
+    v: object
+
+
+def adam_init(params):
+    """Zero moments for parameters ``params`` of shape (n,)."""
+    xp = array_module(params)
+    return AdamState(step=0, m=xp.zeros_like(params), v=xp.zeros_like(params))
+
+
+def adam_update(grad, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """One bias-corrected Adam update (Kingma & Ba, Algorithm 1).
+
+    Args:
+        grad: (n,) gradient at the current parameters.
+        state: ``AdamState`` from ``adam_init`` or a previous update.
+
+    Returns:
+        ``(delta, new_state)``: ``delta`` is (n,) and ``params + delta`` is the
+        new point.  Neither ``grad`` nor ``state`` is modified.
+    """
+    xp = array_module(grad)
+    lr, b1, b2, eps = float(lr), float(b1), float(b2), float(eps)  # NumPy scalars would upcast
+    step = state.step + 1
+    m = b1 * state.m + (1.0 - b1) * grad
+    v = b2 * state.v + (1.0 - b2) * (grad * grad)
+    m_hat = m / (1.0 - b1**step)
+    v_hat = v / (1.0 - b2**step)
+    delta = -lr * m_hat / (xp.sqrt(v_hat) + eps)
+    return delta, AdamState(step=step, m=m, v=v)
+
+
+# --------------------------------------------------------------------------
+# L-BFGS
+# --------------------------------------------------------------------------
+
+_C1 = 1e-4  # sufficient decrease (Armijo) constant
+_C2 = 0.9  # curvature constant of the strong Wolfe conditions
+
+
+class LBFGSState(NamedTuple):
+    """L-BFGS memory.
+
+    ``s_hist``, ``y_hist``: tuples of (n,) arrays, steps ``x_{k+1} - x_k`` and
+    gradient changes ``g_{k+1} - g_k``, newest last.  ``rho``: tuple of
+    ``1 / (y . s)`` for each pair.  ``n_iter``: accepted iterations so far.
+    ``gamma``: scaling ``s . y / y . y`` of the initial inverse Hessian, taken
+    from the newest pair (1 when there is none).
+    """
+
+    s_hist: tuple
+    y_hist: tuple
+    rho: tuple
+    n_iter: int
+    gamma: float
+
+
+def lbfgs_init():
+    """Empty L-BFGS memory."""
+    return LBFGSState(s_hist=(), y_hist=(), rho=(), n_iter=0, gamma=1.0)
+
+
+def _two_loop(grad, state):
+    """Search direction ``-H grad`` (Nocedal & Wright, Algorithm 7.4), shape (n,)."""
+    q = -grad
+    alphas = []
+    for s, y, rho in zip(reversed(state.s_hist), reversed(state.y_hist), reversed(state.rho)):
+        alpha = rho * _dot(s, q)
+        q = q - alpha * y
+        alphas.append(alpha)
+    r = state.gamma * q
+    for s, y, rho, alpha in zip(state.s_hist, state.y_hist, state.rho, reversed(alphas)):
+        beta = rho * _dot(y, r)
+        r = r + (alpha - beta) * s
+    return r
+
+
+def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
+    """Minimiser in [lo, hi] of the cubic through (t1, f1, g1) and (t2, f2, g2).
+
+    ``g1``, ``g2`` are slopes along the line (Nocedal & Wright, eq. 3.59).
+    Falls back to the midpoint when the cubic has no real minimiser.
+    """
+    d1 = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+    d2_sq = d1 * d1 - g1 * g2
+    if d2_sq < 0.0:
+        return 0.5 * (lo + hi)
+    d2 = math.copysign(math.sqrt(d2_sq), t2 - t1)
+    denom = g2 - g1 + 2.0 * d2
+    if denom == 0.0:
+        return 0.5 * (lo + hi)
+    t = t2 - (t2 - t1) * (g2 + d2 - d1) / denom
+    return min(max(t, lo), hi)
+
+
+class _Trial(NamedTuple):
+    """One line-search evaluation: step ``t``, loss ``f``, gradient ``g`` (n,),
+    slope ``gtd = g . d``."""
+
+    t: float
+    f: float
+    g: object
+    gtd: float
+
+
+def _is_finite(trial):
+    return math.isfinite(trial.f) and math.isfinite(trial.gtd)
+
+
+def _strong_wolfe(fun, x, d, start, t, max_ls, tolerance_change):
+    """Strong-Wolfe line search along ``d`` (Nocedal & Wright, Algorithms 3.5/3.6).
+
+    ``start`` is the ``_Trial`` at t = 0 and ``t`` the first trial step.  A
+    trial with a non-finite loss or slope counts as "too far": it closes the
+    bracket, and zoom bisects towards the last finite point.
+
+    Returns ``(trial, n_evals)``: the accepted trial, which satisfies both
+    strong-Wolfe conditions unless the evaluation budget ``max_ls`` or the
+    bracket width ran out first; then it is the lowest point with sufficient
+    decrease, or ``start`` itself when there is none.
+    """
+    d_norm = _max_abs(d)
+    n_evals = 0
+
+    def evaluate(t):
+        nonlocal n_evals
+        n_evals += 1
+        f, g = fun(x + t * d)
+        f = float(f)
+        return _Trial(t, f, g, _dot(g, d) if math.isfinite(f) else math.nan)
+
+    def armijo_fails(trial):
+        return not _is_finite(trial) or trial.f > start.f + _C1 * trial.t * start.gtd
+
+    def curvature_holds(trial):
+        return abs(trial.gtd) <= -_C2 * start.gtd
+
+    # Bracketing phase (Algorithm 3.5): grow the step until an interval
+    # [lo, hi] is known to contain a strong-Wolfe point.
+    prev = start
+    while True:
+        if n_evals >= max_ls:
+            return prev, n_evals
+        trial = evaluate(t)
+        if armijo_fails(trial) or (prev is not start and trial.f >= prev.f):
+            lo, hi = prev, trial
+            break
+        if curvature_holds(trial):
+            return trial, n_evals
+        if trial.gtd >= 0.0:
+            lo, hi = trial, prev
+            break
+        # Extrapolate by cubic interpolation, to between 1.01 t and 10 t.
+        t_next = _cubic_min(
+            prev.t, prev.f, prev.gtd, trial.t, trial.f, trial.gtd,
+            trial.t + 0.01 * (trial.t - prev.t), 10.0 * trial.t,
+        )
+        prev, t = trial, t_next
+
+    # Zoom phase (Algorithm 3.6).  Invariant: ``lo`` has the lowest loss of
+    # the points with sufficient decrease, and the interval between lo and hi
+    # contains a strong-Wolfe point.
+    while n_evals < max_ls and abs(hi.t - lo.t) * d_norm >= tolerance_change:
+        a, b = min(lo.t, hi.t), max(lo.t, hi.t)
+        margin = 0.1 * (b - a)  # keep each trial off the ends of the interval
+        if _is_finite(hi):
+            t = _cubic_min(lo.t, lo.f, lo.gtd, hi.t, hi.f, hi.gtd, a + margin, b - margin)
+        else:
+            t = 0.5 * (a + b)
+        trial = evaluate(t)
+        if armijo_fails(trial) or trial.f >= lo.f:
+            hi = trial
+            continue
+        if curvature_holds(trial):
+            return trial, n_evals
+        if trial.gtd * (hi.t - lo.t) >= 0.0:
+            hi = lo
+        lo = trial
+    return lo, n_evals
+
+
+def lbfgs_step(
+    fun,
+    x,
+    loss,
+    grad,
+    state,
+    lr=1.0,
+    history_size=10,
+    max_ls=25,
+    tolerance_grad=1e-12,
+    tolerance_change=1e-14,
+):
+    """One L-BFGS iteration with a strong-Wolfe line search.
+
+    Args:
+        fun: ``fun(x) -> (loss, grad)`` for an (n,) point; the loss may be
+            NaN or Inf, which the line search treats as a step too far.
+        x: (n,) current point; ``loss``, ``grad`` (n,): ``fun(x)``.
+        state: ``LBFGSState`` from ``lbfgs_init`` or a previous step.
+        lr: first trial step of the line search.  Without curvature history
+            (first iteration, or after a reset) the direction is ``-grad`` and
+            the trial step is ``min(1, 1 / |grad|_1) * lr``, as in PyTorch.
+        history_size: number of (s, y) pairs kept.
+        max_ls: most evaluations of ``fun`` in the line search.
+        tolerance_grad: converged when ``|grad_new|_inf <= tolerance_grad``.
+        tolerance_change: converged when the loss change or the step's
+            infinity norm falls below it.
+
+    Returns:
+        ``(x_new, loss_new, grad_new, state_new, info)`` with ``info`` a dict
+        ``{"n_evals": int, "converged": bool, "step": float, "failed": bool}``.
+        ``step`` is the accepted step length along the direction.  When the
+        line search finds no point with sufficient decrease (e.g. every trial
+        is non-finite), the input point is returned unchanged with
+        ``failed=True`` and the history is cleared, so that a further call
+        starts again from steepest descent.
+    """
+    d = _two_loop(grad, state)
+    gtd = _dot(grad, d)
+    if not gtd < 0.0:  # not a descent direction (or NaN): restart
+        state = lbfgs_init()._replace(n_iter=state.n_iter)
+        d = -grad
+        gtd = _dot(grad, d)
+    t = float(lr)  # a NumPy scalar would upcast float32 vectors
+    if not state.s_hist:
+        t *= min(1.0, 1.0 / float(array_module(grad).abs(grad).sum()))
+
+    start = _Trial(0.0, float(loss), grad, gtd)
+    trial, n_evals = _strong_wolfe(fun, x, d, start, t, max_ls, tolerance_change)
+
+    if trial is start:
+        info = {"n_evals": n_evals, "converged": False, "step": 0.0, "failed": True}
+        return x, loss, grad, lbfgs_init()._replace(n_iter=state.n_iter), info
+
+    s = trial.t * d
+    y = trial.g - grad
+    ys = _dot(y, s)
+    yy = _dot(y, y)
+    if ys > 1e-10 * yy:  # curvature guard keeps the inverse Hessian positive definite
+        state = state._replace(
+            s_hist=(state.s_hist + (s,))[-history_size:],
+            y_hist=(state.y_hist + (y,))[-history_size:],
+            rho=(state.rho + (1.0 / ys,))[-history_size:],
+            gamma=ys / yy,
+        )
+    state = state._replace(n_iter=state.n_iter + 1)
+
+    converged = (
+        _max_abs(trial.g) <= tolerance_grad
+        or abs(trial.f - float(loss)) < tolerance_change
+        or trial.t * _max_abs(d) <= tolerance_change
+    )
+    info = {"n_evals": n_evals, "converged": converged, "step": trial.t, "failed": False}
+    return x + s, trial.f, trial.g, state, info
+
+
+def lbfgs_minimize(fun, x0, max_iter=100, **kw):
+    """Minimise ``fun(x) -> (loss, grad)`` from the (n,) point ``x0``.
+
+    Repeats ``lbfgs_step`` (keyword arguments ``kw`` are passed on) until it
+    reports convergence or failure, or ``max_iter`` iterations are done.
+
+    Returns:
+        ``(x, loss, n_iter, n_evals)``: final (n,) point and its loss, the
+        number of iterations and of calls to ``fun`` (including the first).
+    """
+    loss, grad = fun(x0)
+    x, n_evals = x0, 1
+    state = lbfgs_init()
+    if _max_abs(grad) <= kw.get("tolerance_grad", 1e-12):
+        return x, float(loss), 0, n_evals
+    n_iter = 0
+    while n_iter < max_iter:
+        x, loss, grad, state, info = lbfgs_step(fun, x, loss, grad, state, **kw)
+        n_evals += info["n_evals"]
+        if info["failed"]:
+            break
+        n_iter += 1
+        if info["converged"]:
+            break
+    return x, float(loss), n_iter, n_evals
