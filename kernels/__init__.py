@@ -1,0 +1,1 @@
+"""kanarray kernels: reference (NumPy oracle), cpu (Numba), cuda (numba-cuda)."""

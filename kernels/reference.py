@@ -1,0 +1,126 @@
+"""Plain NumPy float64 oracle of every kernel: slow, dense, obviously right.
+
+Nothing here is fast and nothing here shares code with the fast kernels. The basis is built
+with the dense Cox–de Boor recursion over the whole knot vector (every one of the G + k bases,
+for every sample), so a fast kernel that evaluates only the k + 1 non-zero bases of a span is
+checked against an independent computation.
+
+Shapes used throughout:
+    x       (B, I)           inputs of a layer
+    knots   (I, G + 2k + 1)  one strictly increasing knot vector per input
+    coef    (I, G + k, O)    spline coefficients, o fastest
+    w_base, w_spline, mask   (I, O)
+    bias    (O,)
+    g       (B, O)           upstream gradient dL/dy
+Base-function codes: 0 = silu, 1 = identity, 2 = zero (see BASE_CODES).
+"""
+import numpy as np
+
+BASE_CODES = {"silu": 0, "identity": 1, "zero": 2}
+
+
+def base_function(x, base):
+    """(value, derivative) of the base branch, elementwise."""
+    x = np.asarray(x, dtype=np.float64)
+    if base == 0:
+        sig = 1.0 / (1.0 + np.exp(-x))
+        return x * sig, sig * (1.0 + x * (1.0 - sig))
+    if base == 1:
+        return x.copy(), np.ones_like(x)
+    if base == 2:
+        return np.zeros_like(x), np.zeros_like(x)
+    raise ValueError(f"base must be one of {sorted(BASE_CODES.values())}, got {base}")
+
+
+def find_spans(knots, x):
+    """Span index s with knots[i, s] <= x[b, i] < knots[i, s + 1]; -1 outside [t_0, t_last).
+
+    knots (I, n), x (B, I) -> (B, I) int64.
+    """
+    knots = np.asarray(knots, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    n = knots.shape[1]
+    spans = np.empty(x.shape, dtype=np.int64)
+    for i in range(knots.shape[0]):
+        s = np.searchsorted(knots[i], x[:, i], side="right") - 1
+        s[(s < 0) | (s >= n - 1)] = -1
+        spans[:, i] = s
+    return spans
+
+
+def dense_basis(knots, x, k):
+    """All G + k order-k B-spline bases at every sample, and their derivatives.
+
+    The recursion starts from the indicator of every knot interval (order 0) and raises the
+    order k times, exactly as written in de Boor's formula:
+        B_{m,p}(x) = (x - t_m) / (t_{m+p} - t_m) B_{m,p-1}(x)
+                   + (t_{m+p+1} - x) / (t_{m+p+1} - t_{m+1}) B_{m+1,p-1}(x)
+        B'_{m,p}(x) = p * ( B_{m,p-1} / (t_{m+p} - t_m) - B_{m+1,p-1} / (t_{m+p+1} - t_{m+1}) )
+
+    knots (I, n), x (B, I) -> values, derivs: (B, I, n - 1 - k)
+    """
+    t = np.asarray(knots, dtype=np.float64)[None, :, :]
+    xx = np.asarray(x, dtype=np.float64)[:, :, None]
+    basis = ((xx >= t[:, :, :-1]) & (xx < t[:, :, 1:])).astype(np.float64)
+    for p in range(1, k + 1):
+        lower = basis
+        left = (xx - t[:, :, : -(p + 1)]) / (t[:, :, p:-1] - t[:, :, : -(p + 1)])
+        right = (t[:, :, p + 1 :] - xx) / (t[:, :, p + 1 :] - t[:, :, 1:-p])
+        basis = left * lower[:, :, :-1] + right * lower[:, :, 1:]
+    derivs = k * (
+        lower[:, :, :-1] / (t[:, :, k:-1] - t[:, :, : -(k + 1)])
+        - lower[:, :, 1:] / (t[:, :, k + 1 :] - t[:, :, 1:-k])
+    )
+    return basis, derivs
+
+
+def span_basis(knots, x, k):
+    """The k + 1 bases that can be non-zero at x (indices s-k .. s of its span s).
+
+    Gathered from dense_basis; entries whose basis index falls outside 0 .. G+k-1, and every
+    entry of a sample outside the knot range, are zero.
+    -> spans (B, I), values (B, I, k+1), derivs (B, I, k+1)
+    """
+    spans = find_spans(knots, x)
+    dense, ddense = dense_basis(knots, x, k)
+    n_basis = dense.shape[2]
+    B, I = spans.shape
+    values = np.zeros((B, I, k + 1))
+    derivs = np.zeros((B, I, k + 1))
+    for r in range(k + 1):
+        m = spans - k + r
+        ok = (spans >= 0) & (m >= 0) & (m < n_basis)
+        mm = np.clip(m, 0, n_basis - 1)
+        b_idx, i_idx = np.nonzero(ok)
+        values[b_idx, i_idx, r] = dense[b_idx, i_idx, mm[b_idx, i_idx]]
+        derivs[b_idx, i_idx, r] = ddense[b_idx, i_idx, mm[b_idx, i_idx]]
+    return spans, values, derivs
+
+
+def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base):
+    """y[b, o] = bias[o] + sum_i mask (w_base base(x) + w_spline sum_m coef[i, m, o] B_im(x))."""
+    basis, _ = dense_basis(knots, x, k)
+    base_val, _ = base_function(x, base)
+    spline = np.einsum("bim,imo->bio", basis, np.asarray(coef, dtype=np.float64))
+    phi = mask * (w_base * base_val[:, :, None] + w_spline * spline)
+    return np.asarray(bias, dtype=np.float64) + phi.sum(axis=1)
+
+
+def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base):
+    """Gradients of sum(g * y) with respect to x and every parameter of the layer.
+
+    -> dx (B, I), dcoef (I, G+k, O), dw_base (I, O), dw_spline (I, O), dbias (O,)
+    """
+    g = np.asarray(g, dtype=np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    basis, dbasis = dense_basis(knots, x, k)
+    base_val, base_der = base_function(x, base)
+    spline = np.einsum("bim,imo->bio", basis, coef)
+    dspline = np.einsum("bim,imo->bio", dbasis, coef)
+    gm = g[:, None, :] * mask  # (B, I, O)
+    dcoef = np.einsum("bim,bio->imo", basis, gm * w_spline)
+    dw_spline = np.einsum("bio,bio->io", gm, spline)
+    dw_base = np.einsum("bio,bi->io", gm, base_val)
+    dbias = g.sum(axis=0)
+    dx = np.einsum("bio,bio->bi", gm, w_base * base_der[:, :, None] + w_spline * dspline)
+    return dx, dcoef, dw_base, dw_spline, dbias
