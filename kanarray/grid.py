@@ -1,0 +1,129 @@
+"""Knot vectors and least-squares spline fits: grid update from samples and grid extension.
+
+Both operations refit coefficients so that a spline keeps its shape on a new knot vector. For one
+input i the fit is min_c |A c - Y|^2 + ridge |c|^2, where A (N, G+k) is the B-spline design
+matrix of the N fit points (k+1 non-zeros a row) and Y (N, O) holds the target curve of every
+edge leaving input i, all O outputs as right-hand sides of one factorisation. A^T A is banded
+(bandwidth k), so a banded Cholesky solves it in O((G+k) k^2); the ridge keeps it positive
+definite when some bases see no sample (the rank-deficient case).
+
+All of this runs on the host in float64; the model moves results back to its device.
+"""
+import numpy as np
+from scipy.linalg import LinAlgError, solveh_banded
+from scipy.sparse import csr_matrix
+
+RIDGE = 1e-12  # relative to the mean diagonal of A^T A
+
+
+def uniform_knots(n_inputs, grid, k, grid_range):
+    """(n_inputs, grid + 2k + 1): grid + 1 uniform knots on grid_range, k more on each side."""
+    lo, hi = grid_range
+    step = (hi - lo) / grid
+    row = lo + step * np.arange(-k, grid + k + 1)
+    return np.tile(row, (n_inputs, 1))
+
+
+def extend_knots(interior, k):
+    """Add k knots on each side of interior knots (I, G+1) at their mean spacing (as pykan does)."""
+    step = (interior[:, -1:] - interior[:, :1]) / (interior.shape[1] - 1)
+    below = interior[:, :1] - step * np.arange(k, 0, -1)
+    above = interior[:, -1:] + step * np.arange(1, k + 1)
+    return np.concatenate([below, interior, above], axis=1)
+
+
+def knots_from_samples(x, grid, k, grid_eps, fallback_range):
+    """Interior knots mixing sample quantiles and uniform spacing, extended by k each side.
+
+    interior = grid_eps * uniform + (1 - grid_eps) * quantiles, both spanning the samples'
+    range. x (N, I) float64 -> (I, grid + 2k + 1). An input whose samples are all equal has
+    nothing to adapt to: it gets uniform knots on fallback_range (I, 2), its current range.
+    """
+    n = x.shape[0]
+    ordered = np.sort(x, axis=0)
+    ids = [int(n / grid * j) for j in range(grid)] + [n - 1]
+    adaptive = ordered[ids].T  # (I, grid + 1)
+    span = adaptive[:, -1:] - adaptive[:, :1]
+    uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
+    interior = grid_eps * uniform + (1 - grid_eps) * adaptive
+    # quantiles of repeated samples can coincide: keep knots strictly increasing
+    min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
+    for j in range(1, grid + 1):
+        interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
+    flat = span[:, 0] <= 0
+    lo, hi = fallback_range[flat, :1], fallback_range[flat, 1:]
+    interior[flat] = lo + (hi - lo) * np.arange(grid + 1) / grid
+    return extend_knots(interior, k)
+
+
+def design_matrices(x, knots, k):
+    """One sparse design matrix A_i (N, G+k) per input: A_i[b, m] = B_im(x[b, i])."""
+    n, n_inputs = x.shape
+    n_basis = knots.shape[1] - 1 - k
+    spans = np.empty((n, n_inputs), np.int64)
+    values = np.empty((n, n_inputs, k + 1))
+    derivs = np.empty((n, n_inputs, k + 1))
+    from .kernels import cpu  # numba is imported on first use, not with kanarray
+
+    cpu.span_basis(np.ascontiguousarray(x, np.float64), np.ascontiguousarray(knots, np.float64),
+                   k, spans, values, derivs)
+    rows = np.repeat(np.arange(n), k + 1)
+    matrices = []
+    for i in range(n_inputs):
+        cols = (spans[:, i, None] - k + np.arange(k + 1)).ravel()
+        vals = values[:, i, :].ravel()
+        keep = (cols >= 0) & (cols < n_basis) & (np.repeat(spans[:, i], k + 1) >= 0)
+        matrices.append(csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=(n, n_basis)))
+    return matrices
+
+
+def spline_curves(design, coef):
+    """Spline part of every edge at the fit points: design[i] @ coef[i] -> list of (N, O)."""
+    return [a @ c for a, c in zip(design, coef)]
+
+
+def solve_banded_lstsq(design, targets, k):
+    """min |A c - Y|^2 + ridge |c|^2 by a banded Cholesky of A^T A. A (N, K) sparse, Y (N, O)."""
+    normal = (design.T @ design).toarray()
+    n_basis = normal.shape[0]
+    diag_mean = max(float(np.trace(normal)) / n_basis, 1e-300)
+    rhs = design.T @ targets
+    band = np.zeros((k + 1, n_basis))  # upper form: band[k + i - j, j] = normal[i, j]
+    for d in range(k + 1):
+        band[k - d, d:] = np.diagonal(normal, offset=d)
+    ridge = RIDGE
+    while True:
+        banded = band.copy()
+        banded[k] += ridge * diag_mean
+        try:
+            return solveh_banded(banded, rhs, lower=False)
+        except LinAlgError:  # round-off left it indefinite: a larger ridge always succeeds
+            ridge *= 1e3
+
+
+def fit_points(x, knots, k):
+    """The samples, plus uniform points over the new grid's interior so no basis goes unfitted.
+
+    Fitting only on the samples leaves bases between samples undetermined (the reference
+    implementation's lstsq then fails or returns zeros there, and test points that land in
+    such a gap see a collapsed spline). The old spline is known everywhere, so fitting it on a
+    uniform cover of the interior as well is free information. The cover stops at the interior:
+    in the extension cells the old spline fades out on its own knots, and matching that fade on
+    different knots would only pull the fit away where the data are. x (N, I) -> (N + M, I).
+    """
+    n_cover = 4 * knots.shape[1]
+    lo, hi = knots[:, k], knots[:, -1 - k]
+    cover = lo + (hi - lo) * (np.arange(n_cover)[:, None] + 0.5) / n_cover
+    return np.concatenate([x, cover], axis=0)
+
+
+def refit_coef(x, old_knots, old_coef, new_knots, k_old, k_new):
+    """Coefficients on new_knots whose splines match the old ones (old_coef on old_knots).
+
+    x (N, I) samples, old_coef (I, G_old + k_old, O) -> new coef (I, G_new + k_new, O), float64.
+    """
+    points = fit_points(x, new_knots, k_new)
+    old_design = design_matrices(points, old_knots, k_old)
+    new_design = design_matrices(points, new_knots, k_new)
+    curves = spline_curves(old_design, old_coef)
+    return np.stack([solve_banded_lstsq(a, y, k_new) for a, y in zip(new_design, curves)])

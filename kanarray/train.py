@@ -1,0 +1,143 @@
+"""Training loop: L-BFGS or Adam over the model's flat parameter vector.
+
+The loop follows the reference implementation's conventions: `steps` outer steps, each L-BFGS
+step running up to `lbfgs_iters` iterations with a strong-Wolfe line search (PyTorch's LBFGS
+default, which pykan's step counts assume); grid updates every
+stop_grid_update_step // grid_update_num steps until stop_grid_update_step; RMSE logged per
+step. Results come back as a dict of per-step lists.
+
+A step that leaves a non-finite loss or parameters stops training: the last good parameters are
+restored, a warning is issued and results["stopped"] says why. Nothing is lost.
+"""
+import time
+import warnings
+
+import numpy as np
+
+from .checks import check_int
+from .optim import adam_init, adam_update, lbfgs_init, lbfgs_step
+
+DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
+
+
+def _device_dataset(model, dataset):
+    if not isinstance(dataset, dict):
+        raise TypeError(f"dataset must be a dict with keys {DATASET_KEYS}, got {type(dataset).__name__}")
+    missing = [key for key in DATASET_KEYS if key not in dataset]
+    if missing:
+        raise ValueError(f"dataset is missing {missing}; expected keys {DATASET_KEYS}")
+    x_train = model._input(dataset["train_input"], "dataset['train_input']")
+    y_train = model._labels(dataset["train_label"], x_train.shape[0], "dataset['train_label']")
+    x_test = model._input(dataset["test_input"], "dataset['test_input']")
+    y_test = model._labels(dataset["test_label"], x_test.shape[0], "dataset['test_label']")
+    return x_train, y_train, x_test, y_test
+
+
+def _rmse(model, x, y):
+    residual = model.forward_all(x)[-1] - y
+    return float(np.sqrt(float((residual * residual).mean())))
+
+
+def _params_finite(model):
+    return bool(model.backend.xp.isfinite(model.params).all())
+
+
+def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
+        grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
+        seed=0, log=0, callback=None, lbfgs_iters=20):
+    """Train `model` in place on `dataset`; return the history.
+
+    dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
+    opt         "lbfgs" or "adam"
+    steps       outer steps; an L-BFGS step runs up to lbfgs_iters iterations
+    lr          L-BFGS step scale (default 1.0) or Adam learning rate (default 1e-2)
+    batch       rows per step drawn at random without replacement; -1 = the whole training set
+    update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
+                grid updates from the step's batch every stop_grid_update_step // grid_update_num
+                steps while start_grid_update_step <= step < stop_grid_update_step
+    loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred); default mean squared error
+    seed        seed of the batch draws
+    log         print a progress line every `log` steps (0 = silent)
+    callback    callback(step, model, results) after every step
+
+    -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
+       test set), "n_evals": loss evaluations per step, "seconds": wall time,
+       "stopped": None or the reason training stopped early}
+    """
+    if opt not in ("lbfgs", "adam"):
+        raise ValueError(f"opt must be 'lbfgs' or 'adam', got {opt!r}")
+    steps = check_int(steps, "steps", 0)
+    lbfgs_iters = check_int(lbfgs_iters, "lbfgs_iters", 1)
+    if lr is None:
+        lr = 1.0 if opt == "lbfgs" else 1e-2
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    x_train, y_train, x_test, y_test = _device_dataset(model, dataset)
+    n_train = x_train.shape[0]
+    if batch != -1:
+        batch = check_int(batch, "batch", 1)
+        if batch > n_train:
+            raise ValueError(f"batch must be -1 or at most the {n_train} training rows, got {batch}")
+    grid_update_freq = max(1, stop_grid_update_step // max(grid_update_num, 1))
+    rng = np.random.default_rng(seed)
+    xp = model.backend.xp
+
+    results = {"train_loss": [], "test_loss": [], "n_evals": [], "seconds": 0.0, "stopped": None}
+    last_good = model.params.copy()
+    adam_state = adam_init(model.params)
+    lbfgs_state = lbfgs_init()
+    start = time.perf_counter()
+
+    for step in range(steps):
+        if batch == -1:
+            xb, yb = x_train, y_train
+        else:
+            rows = xp.asarray(np.sort(rng.choice(n_train, batch, replace=False)))
+            xb, yb = x_train[rows], y_train[rows]
+
+        if (update_grid and step % grid_update_freq == 0
+                and start_grid_update_step <= step < stop_grid_update_step):
+            model.update_grid(xb)
+            lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
+
+        def objective(params):
+            model.params[...] = params
+            loss, _ = model.device_loss_and_grad(xb, yb, loss_fn)
+            return loss, model._grad.copy()
+
+        if opt == "lbfgs":
+            point = model.params.copy()
+            loss, grad = objective(point)
+            n_evals = 1
+            for _ in range(lbfgs_iters):
+                point, loss, grad, lbfgs_state, info = lbfgs_step(objective, point, loss, grad,
+                                                                  lbfgs_state, lr=lr)
+                n_evals += info["n_evals"]
+                if info["converged"] or info["failed"]:
+                    break
+            model.params[...] = point
+        else:
+            loss, grad = objective(model.params.copy())
+            n_evals = 1
+            delta, adam_state = adam_update(grad, adam_state, lr=lr)
+            model.params[...] = model.params + delta
+
+        if not (np.isfinite(loss) and _params_finite(model)):
+            model.params[...] = last_good
+            results["stopped"] = (f"step {step}: the loss or the parameters became NaN/Inf; "
+                                  "restored the parameters of the last good step")
+            warnings.warn(results["stopped"], RuntimeWarning, stacklevel=3)
+            break
+        last_good[...] = model.params
+
+        results["train_loss"].append(float(np.sqrt(loss)))
+        results["test_loss"].append(_rmse(model, x_test, y_test))
+        results["n_evals"].append(n_evals)
+        if log and step % log == 0:
+            print(f"step {step:5d} | train rmse {results['train_loss'][-1]:.3e} "
+                  f"| test rmse {results['test_loss'][-1]:.3e}", flush=True)
+        if callback is not None:
+            callback(step, model, results)
+
+    results["seconds"] = time.perf_counter() - start
+    return results
