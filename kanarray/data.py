@@ -31,9 +31,9 @@ def create_dataset(f, n_var=2, ranges=(-1, 1), train_num=1000, test_num=1000, se
     for part, n in (("train", train_num), ("test", test_num)):
         x = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.random((n, n_var))
         y = np.asarray(f(x), dtype=np.float64)
-        y = y.reshape(n, 1) if y.ndim == 1 else y
-        if y.ndim != 2 or y.shape[0] != n:
+        if y.ndim not in (1, 2) or y.shape[0] != n:
             raise ValueError(f"f must return shape ({n},) or ({n}, n_out), got {y.shape}")
+        y = y.reshape(n, -1)
         if not np.all(np.isfinite(y)):
             raise ValueError("f returned NaN or Inf on the sampled inputs")
         dataset[f"{part}_input"], dataset[f"{part}_label"] = x, y

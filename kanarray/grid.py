@@ -32,6 +32,18 @@ def extend_knots(interior, k):
     return np.concatenate([below, interior, above], axis=1)
 
 
+def subdivide_knots(interior, grid):
+    """grid + 1 interior knots that follow the distribution of `interior` (I, G_old + 1).
+
+    New knot j sits at fractional old position j * G_old / grid, linearly interpolated, so when
+    grid is a multiple of G_old every old knot is kept and the old spline is exactly
+    representable on the new knots (knot insertion): grid extension then loses nothing.
+    """
+    old_grid = interior.shape[1] - 1
+    positions = np.arange(grid + 1) * old_grid / grid
+    return np.stack([np.interp(positions, np.arange(old_grid + 1), row) for row in interior])
+
+
 def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     """Interior knots mixing sample quantiles and uniform spacing, extended by k each side.
 

@@ -81,14 +81,16 @@ def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
             for r in range(k):
                 derivs[r] = values[r]
     if with_derivs:
+        # the knot differences are already in the triangle's scratch:
+        #   t_{s+r} - t_{s-k+r} = right[r] + left[k-r+1],  t_{s+r+1} - t_{s-k+r+1} = right[r+1] + left[k-r]
         order = values.dtype.type(k)
         for r in range(k, -1, -1):  # downwards, so derivs[r-1] still holds the order k-1 value
             rising = zero
             falling = zero
             if r >= 1:
-                rising = derivs[r - 1] / (_knot(knots, i, s + r) - _knot(knots, i, s - k + r))
+                rising = derivs[r - 1] / (right[r] + left[k - r + 1])
             if r < k:
-                falling = derivs[r] / (_knot(knots, i, s + r + 1) - _knot(knots, i, s - k + r + 1))
+                falling = derivs[r] / (right[r + 1] + left[k - r])
             derivs[r] = order * (rising - falling)
 
 

@@ -1,0 +1,131 @@
+"""Forward+backward time of one KAN layer on the CPU, side by side with the equal-width MLP layer.
+
+    python bench/layer_cpu.py [--quick] [--out bench/results]
+
+For each grid size G and dtype, one KAN layer (B=4096, I=O=128, k=3) runs its fused forward and
+backward kernels; the MLP layer of the same width runs y = silu(x W + b) and its backward
+(dW = x^T g', dx = g' W^T, db = sum g', g' = g silu'(z)) through NumPy's BLAS. Both are timed in
+the same run, after warm-up, as the median of repeats, on random data.
+
+Useful FLOPs count only the non-zero work: a KAN edge does k+1 basis terms and the base branch,
+so forward 2BIO(k+2) and backward 4BIO(k+2); the MLP layer 2BIO and 4BIO.
+"""
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from kanarray.kernels import cpu
+
+B, I, O, K = 4096, 128, 128, 3
+GRIDS = (5, 10, 20, 50, 100, 200)
+
+
+def median_seconds(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def kan_layer(rng, G, dtype):
+    knots = np.tile(np.linspace(-1 - K * 2 / G, 1 + K * 2 / G, G + 2 * K + 1), (I, 1)).astype(dtype)
+    arrays = {
+        "x": rng.uniform(-1, 1, (B, I)), "g": rng.normal(size=(B, O)), "knots": knots,
+        "coef": rng.normal(size=(I, G + K, O)) / np.sqrt(I), "w_base": rng.normal(size=(I, O)),
+        "w_spline": rng.normal(size=(I, O)), "bias": rng.normal(size=O), "mask": np.ones((I, O)),
+    }
+    a = {name: np.ascontiguousarray(v, dtype) for name, v in arrays.items()}
+    y = np.empty((B, O), dtype)
+    grads = [np.empty((B, I), dtype), np.empty_like(a["coef"]), np.empty((I, O), dtype),
+             np.empty((I, O), dtype), np.empty(O, dtype)]
+
+    def step():
+        cpu.layer_forward(a["x"], a["knots"], a["coef"], a["w_base"], a["w_spline"], a["bias"],
+                          a["mask"], K, 0, y)
+        cpu.layer_backward(a["x"], a["g"], a["knots"], a["coef"], a["w_base"], a["w_spline"],
+                           a["mask"], K, 0, *grads)
+    return step
+
+
+def mlp_layer(rng, dtype):
+    x = rng.uniform(-1, 1, (B, I)).astype(dtype)
+    w = (rng.normal(size=(I, O)) / np.sqrt(I)).astype(dtype)
+    b = rng.normal(size=O).astype(dtype)
+    g = rng.normal(size=(B, O)).astype(dtype)
+
+    def step():
+        z = x @ w + b
+        sig = 1 / (1 + np.exp(-z))
+        y = z * sig
+        gz = g * (sig * (1 + z * (1 - sig)))
+        dw = x.T @ gz
+        dx = gz @ w.T
+        db = gz.sum(axis=0)
+        return y, dw, dx, db
+    return step
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="G = 5 and 200 only, fewer repeats")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args()
+    grids = (5, 200) if args.quick else GRIDS
+    repeats = 3 if args.quick else 7
+    rng = np.random.default_rng(0)
+    threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count()))
+    rows = []
+    for dtype in (np.float32, np.float64):
+        mlp = median_seconds(mlp_layer(rng, dtype), repeats)
+        for G in grids:
+            kan = median_seconds(kan_layer(rng, G, dtype), repeats)
+            useful = 6 * B * I * O * (K + 2)
+            rows.append({"dtype": np.dtype(dtype).name, "G": G, "kan_ms": kan * 1e3, "mlp_ms": mlp * 1e3,
+                         "ratio": kan / mlp, "kan_gflops": useful / kan / 1e9,
+                         "mlp_gflops": 6 * B * I * O / mlp / 1e9})
+            print(f"{rows[-1]['dtype']:8s} G={G:4d}  KAN {kan * 1e3:8.2f} ms  MLP {mlp * 1e3:7.2f} ms  "
+                  f"ratio {kan / mlp:6.2f}  KAN {useful / kan / 1e9:6.1f} GFLOP/s", flush=True)
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "numba_threads": threads,
+               "numpy": np.__version__, "date": time.strftime("%Y-%m-%d")}
+    spread = {}
+    for dtype in ("float32", "float64"):
+        ratios = [r["ratio"] for r in rows if r["dtype"] == dtype]
+        spread[dtype] = max(ratios) / min(ratios)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "layer_cpu.json"), "w") as out:
+        json.dump({"machine": machine, "shape": {"B": B, "I": I, "O": O, "k": K}, "rows": rows,
+                   "ratio_spread": spread}, out, indent=2)
+    lines = [f"# One KAN layer vs the MLP layer on the CPU\n",
+             f"{machine['cpu']}, {machine['cores']} cores, {threads} Numba threads, NumPy {np.__version__}, "
+             f"{machine['date']}. B={B}, I=O={I}, k={K}; forward+backward, median of {repeats}.\n",
+             "| dtype | G | KAN ms | MLP ms | KAN / MLP | KAN useful GFLOP/s | MLP GFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['G']} | {r['kan_ms']:.2f} | {r['mlp_ms']:.2f} | {r['ratio']:.2f} | "
+              f"{r['kan_gflops']:.1f} | {r['mlp_gflops']:.1f} |" for r in rows]
+    lines += ["", "Spread of the ratio over G (max / min): " +
+              ", ".join(f"{d} {v:.2f}x" for d, v in spread.items())]
+    with open(os.path.join(args.out, "layer_cpu.md"), "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
