@@ -1,0 +1,246 @@
+"""Tests of kernels/cuda.py that run without a GPU, and GPU tests that run with one.
+
+* Simulator: every CUDA kernel is run under Numba's CUDA simulator at tiny shapes and compared
+  with its float64 twin in kernels/reference.py (1e-12 float64, 1e-5 float32), and the backward
+  is checked to be bit-identical across runs. NUMBA_ENABLE_CUDASIM must be set before numba is
+  imported and other test files import numba normally, so each case runs tests/cudasim_check.py
+  in its own subprocess; all of them start together (module fixture) and run side by side.
+* PTX: every kernel compiles for compute capability 9.0 in float32 and float64, and the float32
+  PTX holds no float64 arithmetic. Needs numba-cuda with its NVVM (pip: numba-cuda[cu12]);
+  skipped, with the reason, where that compiler is missing.
+* GPU (@pytest.mark.gpu): parity at realistic sizes for both paths and bit-identical
+  gradients; skipped without CuPy and a CUDA device.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CHECK = HERE / "cudasim_check.py"
+TIMEOUT = 900
+
+# Few cases, each covering several awkward spots (the simulator runs every CUDA thread as a
+# Python thread). Tile sizes: forward 32 samples x 64 outputs x 8-input chunks; dx 32 x 8;
+# parameter gradients 4 inputs x 32 outputs per block, batch chunks of chunk_len.
+SIM_CASES = {
+    # B > one sample tile (32) and not a multiple; I > one input chunk (8); non-uniform knots;
+    # inputs exactly on every knot, outside, in both end cells; 2 batch chunks, last partial
+    "f64-k3-tiles": dict(dtype="float64", B=40, I=9, O=9, G=5, k=3, base=0, auto=True),
+    "f32-k3-tiles": dict(dtype="float32", B=40, I=9, O=9, G=5, k=3, base=0, seed=1),
+    # k = 1, uniform knots, identity base, B smaller than every tile
+    "f64-k1-small": dict(dtype="float64", B=7, I=3, O=5, G=3, k=1, base=1, nonuniform=False,
+                         chunk_len=3),
+    # k = 5 with G < k (most spans touch a dropped basis index), zero base
+    "f64-k5-dropped": dict(dtype="float64", B=10, I=5, O=9, G=4, k=5, base=2, seed=2,
+                           chunk_len=4),
+    # k = 2, O = 70: two forward output tiles and three gradient output tiles
+    "f32-k2-wide": dict(dtype="float32", B=9, I=3, O=70, G=7, k=2, base=0, seed=3, chunk_len=5),
+    # k = 4, non-uniform, G = 9
+    "f64-k4": dict(dtype="float64", B=12, I=4, O=6, G=9, k=4, base=0, seed=4, chunk_len=5),
+}
+
+
+def _env(simulator):
+    env = dict(os.environ)
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    else:
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def subprocess_results():
+    """Start every simulator case and the PTX check at once; collect results on demand."""
+    procs = {}
+    for name, case in SIM_CASES.items():
+        procs[name] = subprocess.Popen(
+            [sys.executable, str(CHECK), json.dumps(case)], env=_env(True),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs["ptx"] = subprocess.Popen(
+        [sys.executable, str(CHECK), "--ptx"], env=_env(False),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = {}
+
+    def result(name):
+        if name not in done:
+            try:
+                out, err = procs[name].communicate(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                procs[name].kill()
+                out, err = procs[name].communicate()
+                pytest.fail(f"{name}: timed out after {TIMEOUT} s\n{err[-3000:]}")
+            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+            parsed = json.loads(lines[-1]) if lines else None
+            done[name] = (procs[name].returncode, parsed, out, err)
+        return done[name]
+
+    yield result
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+@pytest.mark.parametrize("name", list(SIM_CASES))
+def test_kernels_match_reference_under_simulator(subprocess_results, name):
+    rc, res, out, err = subprocess_results(name)
+    assert res is not None, f"no result from the simulator run:\n{out[-2000:]}\n{err[-4000:]}"
+    assert rc == 0 and res["ok"], "\n".join(res["failures"]) + f"\nerrors: {res['errors']}"
+    tol = 1e-12 if SIM_CASES[name]["dtype"] == "float64" else 1e-5
+    assert res["max_error"] <= tol
+    # the cases are meant to put inputs outside the grid as well as inside it
+    assert 0.0 < res["outside_share"] < 0.6
+
+
+def test_ptx_for_sm90_and_no_float64_in_float32(subprocess_results):
+    rc, res, out, err = subprocess_results("ptx")
+    assert res is not None, f"no result from the PTX check:\n{out[-2000:]}\n{err[-4000:]}"
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    assert rc == 0 and res["ok"], "\n".join(res["failures"])
+    assert len(res["kernels"]) == 12  # 6 kernels x 2 dtypes
+
+
+# ---------------------------------------------------------------------- path choice (pure host)
+@pytest.fixture(scope="module")
+def kc():
+    from kanarray.kernels import cuda as kc
+    return kc
+
+
+def test_choose_path_forced_and_env(kc, monkeypatch):
+    monkeypatch.delenv("KANARRAY_CUDA_PATH", raising=False)
+    for forced in ("fused", "dense"):
+        assert kc.choose_path(5, 3, np.float32, 256, 256, 16384, path=forced) == forced
+    monkeypatch.setenv("KANARRAY_CUDA_PATH", "dense")
+    assert kc.choose_path(200, 3, np.float32, 256, 256, 16384) == "dense"
+    assert kc.choose_path(200, 3, np.float32, 256, 256, 16384, path="fused") == "fused"
+    with pytest.raises(ValueError):
+        kc.choose_path(5, 3, np.float32, 256, 256, 16384, path="gemm")
+
+
+def test_choose_path_cost_model_shape(kc, monkeypatch):
+    monkeypatch.delenv("KANARRAY_CUDA_PATH", raising=False)
+    args = (3, np.float32, 256, 256, 16384)
+    # TF32 tensor cores: dense for small grids, fused for large ones
+    assert kc.choose_path(5, *args, tf32=True) == "dense"
+    assert kc.choose_path(200, *args, tf32=True) == "fused"
+    # strict FP32 and large grids favour the fused path
+    assert kc.choose_path(100, *args) == "fused"
+    # a basis matrix that does not fit forces the fused path
+    assert kc.choose_path(5, 3, np.float32, 4096, 256, 1 << 22, tf32=True) == "fused"
+    # monotone in G: once fused, it stays fused for larger grids
+    picks = [kc.choose_path(G, *args, tf32=True) for G in (2, 5, 10, 20, 50, 100, 200)]
+    assert picks == sorted(picks, key=lambda p: p == "fused")
+
+
+def test_backward_chunks_depend_on_shape_only(kc):
+    n1 = kc.backward_chunks(65536, 256, 256, 103, 4)
+    assert n1 == kc.backward_chunks(65536, 256, 256, 103, 4)
+    n_chunks, chunk_len = n1
+    assert 1 <= n_chunks <= kc.PG_MAX_CHUNKS and n_chunks * chunk_len >= 65536
+    assert kc.backward_chunks(10, 3, 3, 8, 8) == (1, 32)
+
+
+# ---------------------------------------------------------------------- real GPU
+def _gpu_ready():
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return False
+        from numba import cuda
+        return cuda.is_available()
+    except Exception:
+        return False
+
+
+gpu = pytest.mark.skipif(not _gpu_ready(), reason="needs CuPy, numba-cuda and a CUDA GPU")
+
+
+def _gpu_layer(cp, B, I, O, G, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    knots = np.empty((I, G + 2 * k + 1))
+    for i in range(I):
+        interior = np.sort(np.concatenate([[-1.0, 1.0], rng.uniform(-1, 1, G - 1)]))
+        interior = 0.5 * interior + 0.5 * np.linspace(-1, 1, G + 1)
+        h0, h1 = interior[1] - interior[0], interior[-1] - interior[-2]
+        knots[i] = np.concatenate([interior[0] - h0 * np.arange(k, 0, -1), interior,
+                                   interior[-1] + h1 * np.arange(1, k + 1)])
+    host = dict(
+        x=rng.uniform(-1.3, 1.3, (B, I)), knots=knots,
+        coef=rng.normal(size=(I, G + k, O)) / np.sqrt(I), w_base=rng.normal(size=(I, O)) / np.sqrt(I),
+        w_spline=rng.normal(size=(I, O)), bias=rng.normal(size=O),
+        mask=(rng.uniform(size=(I, O)) > 0.1).astype(np.float64), g=rng.normal(size=(B, O)))
+    host = {n: a.astype(dtype) for n, a in host.items()}
+    dev = {n: cp.asarray(a) for n, a in host.items()}
+    return host, dev
+
+
+def _rel(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / max(1.0, np.max(np.abs(want))))
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("path", ["fused", "dense"])
+@pytest.mark.parametrize("G", [5, 100])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_parity_and_determinism(path, G, dtype):
+    import cupy as cp
+    from kanarray.kernels import cuda as kc
+    from kanarray.kernels import reference as ref
+    B, I, O, k, base = 65536, 256, 256, 3, 0
+    itemsize = np.dtype(dtype).itemsize
+    if path == "dense":
+        need = 4 * B * I * (G + k + 1) * itemsize
+        if cp.cuda.runtime.memGetInfo()[0] < need:
+            pytest.skip(f"dense path needs about {need / 2**30:.1f} GiB of free GPU memory")
+    cp.get_default_memory_pool().free_all_blocks()
+    host, d = _gpu_layer(cp, B, I, O, G, k, dtype, seed=G)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    rows = np.random.default_rng(7).choice(B, 512, replace=False)
+    rows.sort()
+    fwd, bwd = kc.FORWARD[path], kc.BACKWARD[path]
+
+    # forward on a subsample of rows against the float64 reference
+    y = cp.empty((B, O), dtype)
+    fwd(d["x"], d["knots"], d["coef"], d["w_base"], d["w_spline"], d["bias"], d["mask"], k, base, y)
+    y_ref = ref.layer_forward(host["x"][rows], host["knots"], host["coef"], host["w_base"],
+                              host["w_spline"], host["bias"], host["mask"], k, base)
+    assert _rel(cp.asnumpy(y)[rows], y_ref) <= tol
+
+    def grads(g):
+        out = [cp.empty((B, I), dtype), cp.empty((I, G + k, O), dtype), cp.empty((I, O), dtype),
+               cp.empty((I, O), dtype), cp.empty(O, dtype)]
+        bwd(d["x"], g, d["knots"], d["coef"], d["w_base"], d["w_spline"], d["mask"], k, base, *out)
+        cp.cuda.Device().synchronize()
+        return out
+
+    # parameter gradients are sums over all rows: make g zero outside the subsample so the
+    # reference needs only those rows; dx is row-wise
+    g_sub = cp.zeros((B, O), dtype)
+    g_sub[cp.asarray(rows)] = d["g"][cp.asarray(rows)]
+    out = grads(g_sub)
+    r = ref.layer_backward(host["x"][rows], host["g"][rows], host["knots"], host["coef"],
+                           host["w_base"], host["w_spline"], host["mask"], k, base)
+    assert _rel(cp.asnumpy(out[0])[rows], r[0]) <= tol
+    for got, want in zip(out[1:], r[1:]):
+        assert _rel(cp.asnumpy(got), want) <= tol
+
+    # full batch: the reduction over 65536 rows, twice, bit for bit
+    first = [cp.asnumpy(a) for a in grads(d["g"])]
+    second = [cp.asnumpy(a) for a in grads(d["g"])]
+    for a, b in zip(first, second):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    # and its dx rows agree with the reference (dx is row-wise)
+    r_dx = ref.layer_backward(host["x"][rows[:64]], host["g"][rows[:64]], host["knots"],
+                              host["coef"], host["w_base"], host["w_spline"], host["mask"],
+                              k, base)[0]
+    assert _rel(first[0][rows[:64]], r_dx) <= tol
