@@ -21,7 +21,7 @@ Kernels work in the dtype of coef (float32 or float64); constants are typed with
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 16  # forward: samples handled by one parallel task
+SAMPLES_PER_TASK = 64  # forward: samples handled by one parallel task
 
 
 @njit(cache=True, inline="always")
@@ -175,10 +175,13 @@ def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
         left = np.empty(k + 1, dtype)
         right = np.empty(k + 1, dtype)
         spline = np.empty(O, dtype)
-        for b in range(task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK)):
+        first, last = task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK)
+        for b in range(first, last):
             for o in range(O):
                 y[b, o] = bias[o]
-            for i in range(I):
+        # inputs outside, samples inside: coef[i] stays in cache for the task's block of samples
+        for i in range(I):
+            for b in range(first, last):
                 xv = x[b, i]
                 base_val, _ = _base_at(xv, base, one)
                 for o in range(O):
