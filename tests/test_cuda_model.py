@@ -1,0 +1,116 @@
+"""The model on device="cuda": under Numba's CUDA simulator in CI, on a real GPU when there is one.
+
+The simulator must be switched on before numba is imported, and other test files import numba
+in this process, so the simulator checks run in a subprocess.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import kanarray
+
+SIMULATED_MODEL = textwrap.dedent("""
+    import os, sys, numpy as np, kanarray
+    assert os.environ["NUMBA_ENABLE_CUDASIM"] == "1"
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1.1, 1.1, (37, 3)), rng.normal(size=(37, 2))
+    for path in ("fused", "dense"):
+        cpu = kanarray.KAN([3, 4, 2], grid=4, seed=1)
+        gpu = kanarray.KAN([3, 4, 2], grid=4, seed=1, device="cuda", path=path)
+        cpu.update_grid(x); gpu.update_grid(x)
+        np.testing.assert_allclose(gpu(x), cpu(x), rtol=1e-12, atol=1e-12)
+        loss_c, grad_c, dx_c = cpu.loss_and_grad(x, y, input_grad=True)
+        loss_g, grad_g, dx_g = gpu.loss_and_grad(x, y, input_grad=True)
+        assert abs(loss_g - loss_c) <= 1e-12 * loss_c
+        np.testing.assert_allclose(grad_g, grad_c, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dx_g, dx_c, rtol=1e-10, atol=1e-12)
+        again = gpu.loss_and_grad(x, y)[1]
+        assert again.tobytes() == grad_g.tobytes(), "GPU gradients differ between runs"
+    data = {"train_input": x, "train_label": y, "test_input": x[:9], "test_label": y[:9]}
+    results = gpu.fit(data, steps=2, lbfgs_iters=3)
+    assert results["stopped"] is None and results["train_loss"][-1] < results["train_loss"][0] * 1.0001
+    gpu.update_grid(x)
+    fine = gpu.refine(8)  # subdivides every cell: exact on the data the grid was fitted to
+    np.testing.assert_allclose(fine(x), gpu(x), rtol=1e-8, atol=1e-8)
+    gpu.save(sys.argv[1])
+    on_cpu = kanarray.load(sys.argv[1], device="cpu")
+    assert on_cpu.device == "cpu" and on_cpu.params.tobytes() == gpu.params.tobytes()
+    np.testing.assert_allclose(on_cpu(x), gpu(x), rtol=1e-12, atol=1e-12)
+    print("ok")
+""")
+
+
+def test_model_on_simulated_cuda_matches_cpu(tmp_path):
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    out = subprocess.run([sys.executable, "-c", SIMULATED_MODEL, str(tmp_path / "m.npz")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+
+
+def test_cuda_device_without_cupy_names_the_extra():
+    code = ("import sys; sys.modules['cupy'] = None\n"
+            "import kanarray\n"
+            "try:\n    kanarray.KAN([2, 1], device='cuda')\n"
+            "except ImportError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "pip install 'kanarray[cuda]'" in out.stdout, out.stdout + out.stderr
+
+
+def test_cupy_array_given_to_a_cpu_model_is_refused():
+    class FakeCupyArray:  # what the backend sees of a CuPy array: its module
+        __module__ = "cupy._core.core"
+        dtype = np.dtype(np.float64)
+        ndim, shape = 2, (3, 2)
+
+    with pytest.raises(TypeError, match="CuPy array for a model on device='cpu'"):
+        kanarray.KAN([2, 1]).backend.asarray(FakeCupyArray(), np.float64)
+
+
+def _gpu_available():
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+gpu = pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU with CuPy")
+
+
+@pytest.mark.gpu
+@gpu
+def test_toy_trains_on_the_gpu_to_cpu_accuracy():
+    import cupy
+
+    from kanarray.schedule import grid_extension
+
+    data = kanarray.create_dataset(lambda x: np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2), n_var=2)
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = kanarray.KAN([2, 5, 1], grid=3, seed=0, device=device)
+        model, rows = grid_extension(model, data, [3, 5, 10, 20], steps=100)
+        results[device] = rows[-1]["test_rmse"]
+    assert results["cuda"] < 1e-4
+    assert results["cuda"] < 3 * results["cpu"]
+    x = cupy.asarray(data["test_input"])
+    assert isinstance(model(x), cupy.ndarray)  # CuPy in, CuPy out
+    assert isinstance(model(data["test_input"]), np.ndarray)  # NumPy in, NumPy out
+
+
+@pytest.mark.gpu
+@gpu
+def test_model_saved_on_the_gpu_loads_on_the_cpu(tmp_path):
+    x = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    model = kanarray.KAN([2, 5, 1], grid=8, seed=0, device="cuda")
+    model.update_grid(x)
+    model.save(tmp_path / "m.npz")
+    on_cpu = kanarray.load(tmp_path / "m.npz", device="cpu")
+    np.testing.assert_allclose(on_cpu(x), model(x), rtol=1e-12, atol=1e-12)
+    back = kanarray.load(tmp_path / "m.npz", device="cuda")
+    np.testing.assert_allclose(back(x), model(x), rtol=0, atol=0)
