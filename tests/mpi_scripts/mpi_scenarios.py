@@ -1,0 +1,148 @@
+"""Run under `mpiexec -n 2 python mpi_scenarios.py OUTDIR`: every scenario of tests/test_mpi.py.
+
+Each rank writes OUTDIR/<scenario>_rank<r>.npz (parameters and knots) and OUTDIR/outcome_rank<r>.json
+(per scenario: "ok" or the error type and message, and the fit's `stopped` reason). The
+scenarios share one launch so the processes import and load the compiled kernels once.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ADAM, ADAM_REG, ADAM_TINY, LBFGS, MODEL, make_dataset  # noqa: E402
+
+from kanarray import KAN, load  # noqa: E402
+from kanarray.distributed import Context, shard  # noqa: E402
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+out = sys.argv[1]
+outcome = {}
+
+
+def save_state(name, model):
+    arrays = {"params": model.params}
+    arrays.update({f"knots_{l}": layer.knots for l, layer in enumerate(model.layers)})
+    np.savez(os.path.join(out, f"{name}_rank{rank}.npz"), **arrays)
+
+
+def scenario(name):
+    def wrap(fn):
+        try:
+            result = fn()
+            outcome[name] = {"status": "ok", **(result or {})}
+        except Exception as exc:  # recorded for the test to compare across ranks
+            outcome[name] = {"status": "error", "type": type(exc).__name__, "message": str(exc)}
+        return fn
+    return wrap
+
+
+@scenario("lbfgs")
+def _():
+    model = KAN(**MODEL)
+    res = model.fit(shard(make_dataset(), comm), comm=comm, **LBFGS)
+    save_state("lbfgs", model)
+    return {"train_loss": res["train_loss"], "test_loss": res["test_loss"]}
+
+
+@scenario("adam")
+def _():
+    model = KAN(**MODEL)
+    res = model.fit(shard(make_dataset(), comm), comm=comm, **ADAM)
+    save_state("adam", model)
+    return {"train_loss": res["train_loss"], "test_loss": res["test_loss"]}
+
+
+@scenario("adam_reg")
+def _():
+    model = KAN(**MODEL)
+    res = model.fit(shard(make_dataset(), comm), comm=comm, **ADAM_REG)
+    save_state("adam_reg", model)
+    return {"train_loss": res["train_loss"], "test_loss": res["test_loss"], "reg": res["reg"]}
+
+
+@scenario("adam_tiny")
+def _():
+    model = KAN(**MODEL)
+    res = model.fit(shard(make_dataset(), comm), comm=comm, **ADAM_TINY)
+    save_state("adam_tiny", model)
+    return {"train_loss": res["train_loss"], "test_loss": res["test_loss"]}
+
+
+@scenario("mismatched_arguments")
+def _():
+    KAN(**MODEL).fit(shard(make_dataset(), comm), comm=comm, **dict(ADAM, steps=3 + rank))
+
+
+@scenario("staging")
+def _():
+    # the host-staging path of GPU ranks, exercised with NumPy buffers
+    values = np.arange(7, dtype=np.float64) * (rank + 1) + 0.25
+    direct = Context(comm, np, staged=False)
+    staged = Context(comm, np, staged=True)
+    a = direct.loss_and_grad(3.0 * (rank + 1), values.copy(), 2.0)
+    b = staged.loss_and_grad(3.0 * (rank + 1), values.copy(), 2.0)
+    knots = np.full(5, float(rank))
+    staged.bcast_(knots)
+    return {"equal": bool(a[0] == b[0] and np.array_equal(a[1], b[1])), "loss": a[0],
+            "bcast": knots.tolist()}
+
+
+@scenario("bad_data")
+def _():
+    data = shard(make_dataset(), comm)
+    if rank == 1:
+        data["train_input"] = data["train_input"].copy()
+        data["train_input"][3, 0] = np.nan
+    KAN(**MODEL).fit(data, comm=comm, **LBFGS)
+
+
+def failing_loss(at_eval, how):
+    """Mean squared error that, on rank 1 from evaluation `at_eval` on, gives NaN or raises."""
+    calls = [0]
+
+    def loss_fn(pred, y):
+        calls[0] += 1
+        residual = pred - y
+        loss, g = float((residual * residual).mean()), residual * (2.0 / residual.size)
+        if rank == 1 and calls[0] >= at_eval:
+            if how == "raise":
+                raise RuntimeError("simulated failure in a loss evaluation")
+            loss = float("nan")
+        return loss, g
+    return loss_fn
+
+
+def checkpointed(name, how):
+    path = os.path.join(out, f"{name}.npz")
+    model = KAN(**MODEL)
+    saved = []
+    try:
+        res = model.fit(shard(make_dataset(), comm), comm=comm, opt="adam", steps=8, batch=-1,
+                        update_grid=False, loss_fn=failing_loss(4, how), checkpoint=path,
+                        callback=lambda step, m, r: saved.append(m.params.copy()))
+    finally:
+        comm.Barrier()  # (test only) let rank 0 finish writing before anyone reads
+        save_state(name, model)
+        if saved:
+            ckpt = load(path)
+            np.save(os.path.join(out, f"{name}_ckpt_diff_rank{rank}.npy"),
+                    np.array([np.abs(ckpt.params - saved[-1]).max(), len(saved)]))
+    return {"stopped": res["stopped"], "steps_done": len(res["train_loss"])}
+
+
+@scenario("nan_loss")
+def _():
+    return checkpointed("nan_loss", "nan")
+
+
+@scenario("raise_in_loss")
+def _():
+    return checkpointed("raise_in_loss", "raise")
+
+
+with open(os.path.join(out, f"outcome_rank{rank}.json"), "w") as f:
+    json.dump(outcome, f, indent=1)

@@ -1,0 +1,191 @@
+"""Data-parallel training over MPI: 2 ranks against 1 process, and failures on one rank.
+
+Launches `mpiexec -n 2` (needs the `mpi` extra: mpi4py and an MPI library such as the `mpich`
+wheel); skipped with the reason when either is missing. All scenarios run in one launch
+(tests/mpi_scripts/mpi_scenarios.py) so each rank imports and loads the compiled kernels once;
+the single-process references run here first, which also fills Numba's cache for the ranks.
+Every launch has a timeout: a hang is a failure, not a stuck CI job.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "mpi_scripts")
+sys.path.insert(0, SCRIPTS)
+from common import ADAM, ADAM_REG, ADAM_TINY, LBFGS, MODEL, make_dataset  # noqa: E402
+
+TIMEOUT = 120
+N_RANKS = 2
+
+
+def _mpiexec():
+    """[mpiexec, flags...] of the MPI beside this Python (the mpich wheel's), else on PATH."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("mpi4py is not installed (pip install 'kanarray[mpi]')")
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    exe = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if exe is None:
+        pytest.skip("no mpiexec found (pip install mpich, or load your cluster's MPI module)")
+    command = [exe]
+    try:
+        version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    if "Open MPI" in version or "OpenRTE" in version:  # 2 ranks on a small CI machine
+        command.append("--oversubscribe")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-run-as-root")
+    return command
+
+
+def _launch(args, cwd, timeout=TIMEOUT):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    command = _mpiexec() + ["-n", str(N_RANKS), sys.executable] + args
+    try:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"mpiexec did not finish within {timeout} s (a hang?): {command}\n"
+                    f"{exc.stdout}\n{exc.stderr}")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Single-process runs with all the data (also compiles the kernels into Numba's cache)."""
+    from kanarray import KAN
+
+    out = {}
+    for name, kwargs in (("lbfgs", LBFGS), ("adam", ADAM), ("adam_reg", ADAM_REG),
+                         ("adam_tiny", ADAM_TINY)):
+        model = KAN(**MODEL)
+        res = model.fit(make_dataset(), **kwargs)
+        out[name] = (model, res)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ranks(reference, tmp_path_factory):
+    """Run every scenario on 2 ranks; -> (outdir, [outcome of rank 0, outcome of rank 1])."""
+    out = tmp_path_factory.mktemp("mpi")
+    proc = _launch([os.path.join(SCRIPTS, "mpi_scenarios.py"), str(out)], cwd=out)
+    assert proc.returncode == 0, f"mpiexec failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    outcomes = []
+    for r in range(N_RANKS):
+        with open(out / f"outcome_rank{r}.json") as f:
+            outcomes.append(json.load(f))
+    return out, outcomes
+
+
+def _state(out, name, rank):
+    with np.load(out / f"{name}_rank{rank}.npz") as f:
+        return {key: f[key] for key in f.files}
+
+
+def _rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam", "adam_reg", "adam_tiny"])
+def test_two_ranks_match_one_process(ranks, reference, name):
+    """Full-batch L-BFGS and mini-batch Adam (same global batches), with grid updates, and Adam
+    with regularisation (global edge magnitudes), and batches of 2 rows (a rank often owns
+    none): each rank holds half the data, and ends where one process holding all of it does."""
+    out, outcomes = ranks
+    for r in range(N_RANKS):
+        assert outcomes[r][name]["status"] == "ok", outcomes[r][name]
+    s0, s1 = _state(out, name, 0), _state(out, name, 1)
+    for key in s0:  # the ranks hold bit-identical parameters and knots
+        assert s0[key].tobytes() == s1[key].tobytes(), f"{key} differs between the ranks"
+    model, res = reference[name]
+    assert _rel(s0["params"], model.params) <= 1e-10
+    for l, layer in enumerate(model.layers):  # grid updates used the union of both shards
+        assert _rel(s0[f"knots_{l}"], layer.knots) <= 1e-10
+    # logged RMSEs are global: equal on both ranks, and equal to the single-process ones
+    assert outcomes[0][name]["train_loss"] == outcomes[1][name]["train_loss"]
+    assert outcomes[0][name]["test_loss"] == outcomes[1][name]["test_loss"]
+    np.testing.assert_allclose(outcomes[0][name]["train_loss"], res["train_loss"], rtol=1e-9)
+    np.testing.assert_allclose(outcomes[0][name]["test_loss"], res["test_loss"], rtol=1e-9)
+    if "reg" in outcomes[0][name]:
+        assert outcomes[0][name]["reg"] == outcomes[1][name]["reg"]
+        np.testing.assert_allclose(outcomes[0][name]["reg"], res["reg"], rtol=1e-9)
+
+
+def test_host_staging_path(ranks):
+    """The host-staged reduction and broadcast (GPU ranks without CUDA-aware MPI), with NumPy."""
+    _, outcomes = ranks
+    for r in range(N_RANKS):
+        got = outcomes[r]["staging"]
+        assert got["status"] == "ok" and got["equal"], got
+        assert got["loss"] == (3.0 + 6.0) / 2.0
+        assert got["bcast"] == [0.0] * 5
+
+
+def test_bad_data_on_one_rank_stops_every_rank(ranks):
+    _, outcomes = ranks
+    got = [outcomes[r]["bad_data"] for r in range(N_RANKS)]
+    assert got[0] == got[1], got  # same error everywhere
+    assert got[0]["status"] == "error" and got[0]["type"] == "ValueError"
+    assert "rank 1 of 2" in got[0]["message"] and "NaN" in got[0]["message"]
+
+
+def test_mismatched_arguments_are_refused_on_every_rank(ranks):
+    _, outcomes = ranks
+    got = [outcomes[r]["mismatched_arguments"] for r in range(N_RANKS)]
+    assert got[0] == got[1], got
+    assert got[0]["status"] == "error" and got[0]["type"] == "ValueError"
+    assert "differ between ranks" in got[0]["message"]
+
+
+def test_nan_loss_on_one_rank_stops_every_rank_and_keeps_checkpoint(ranks):
+    out, outcomes = ranks
+    got = [outcomes[r]["nan_loss"] for r in range(N_RANKS)]
+    assert got[0] == got[1], got
+    assert got[0]["status"] == "ok" and got[0]["stopped"].startswith("step 3:")
+    assert got[0]["steps_done"] == 3
+    s0, s1 = _state(out, "nan_loss", 0), _state(out, "nan_loss", 1)
+    assert s0["params"].tobytes() == s1["params"].tobytes()
+    from kanarray import load
+
+    assert np.array_equal(load(out / "nan_loss.npz").params, s0["params"])  # last good step
+    for r in range(N_RANKS):
+        diff, n_saved = np.load(out / f"nan_loss_ckpt_diff_rank{r}.npy")
+        assert diff == 0.0 and n_saved == 3
+
+
+def test_exception_on_one_rank_is_raised_on_every_rank(ranks):
+    out, outcomes = ranks
+    got = [outcomes[r]["raise_in_loss"] for r in range(N_RANKS)]
+    assert got[0] == got[1], got
+    assert got[0]["status"] == "error" and got[0]["type"] == "DistributedError"
+    assert got[0]["message"] == "rank 1 of 2: simulated failure in a loss evaluation"
+    for r in range(N_RANKS):  # the checkpoint is the last completed step's
+        diff, n_saved = np.load(out / f"raise_in_loss_ckpt_diff_rank{r}.npy")
+        assert diff == 0.0 and n_saved == 3
+
+
+def test_command_line(reference, tmp_path):
+    """python -m kanarray.distributed data.csv ... across 2 ranks; a missing file fails cleanly."""
+    from kanarray import load
+
+    data = make_dataset()
+    table = np.hstack([data["train_input"], data["train_label"]])
+    np.savetxt(tmp_path / "data.csv", table, delimiter=",", header="x0,x1,y", comments="")
+    proc = _launch(["-m", "kanarray.distributed", "data.csv", "--width", "2,3,1", "--steps", "3",
+                    "--log", "1", "--out", "model.npz"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("step ") == 3, proc.stdout  # rank 0 alone prints
+    assert load(tmp_path / "model.npz").width == [2, 3, 1]
+
+    proc = _launch(["-m", "kanarray.distributed", "missing.csv"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.count("kanarray: error:") == 1, proc.stderr
