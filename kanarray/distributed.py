@@ -25,7 +25,7 @@ What is global and what is local
   the coefficient refit from the union, identically on every rank.
 * Logged RMSEs (train and test) are global. Rank 0 alone prints, warns and writes checkpoints.
 * At the start, rank 0's parameters, knots and masks are broadcast to all ranks, and the
-  training arguments and model configuration are checked to agree across ranks.
+  training arguments, model configuration and symbolic edge functions are checked to agree.
 
 Failure behaviour
 -----------------
@@ -49,6 +49,8 @@ import time
 import zlib
 
 import numpy as np
+
+from .backend import is_cupy_array
 
 ENV_CUDA_AWARE = "KANARRAY_MPI_CUDA_AWARE"
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
@@ -147,13 +149,13 @@ class Context:
     carries this rank's error flag, so an error recorded with `fail` on any rank is raised on
     every rank by the next collective (see `_raise_collectively`).
 
-    xp          numpy or cupy: where the reduction buffers live
+    xp          numpy or cupy: where the model's arrays (the gradient buffer) live
     cuda_aware  pass CuPy buffers to MPI directly (None: the KANARRAY_MPI_CUDA_AWARE env var);
-                otherwise they are staged through host memory. NumPy buffers always go directly,
+                otherwise they are staged through host memory. NumPy buffers go directly,
                 unless staged=True (used to test the staging path without a GPU).
     """
 
-    def __init__(self, comm, xp=np, cuda_aware=None, staged=None):
+    def __init__(self, comm, xp=np, cuda_aware=None, staged=False):
         self.MPI = _mpi()
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -161,7 +163,7 @@ class Context:
         self.is_root = self.rank == 0
         self.xp = xp
         self.cuda_aware = _env_flag(ENV_CUDA_AWARE) if cuda_aware is None else bool(cuda_aware)
-        self.staged = (xp is not np and not self.cuda_aware) if staged is None else bool(staged)
+        self.stage_host_buffers = bool(staged)
         self._pending = None
         self.stats = {"allreduce_calls": 0, "allreduce_seconds": 0.0,
                       "gather_calls": 0, "gather_seconds": 0.0}
@@ -210,24 +212,33 @@ class Context:
         if self._pending is not None:
             buf[-1] = 1.0
         start = time.perf_counter()
-        if not self.staged:
-            if self.xp is not np:  # CUDA-aware MPI reads the device memory: finish writing it
-                self.xp.cuda.get_current_stream().synchronize()
+        if self._direct(buf):
             self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         else:
             host = self._to_host(buf)
             self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
-            buf[...] = self.xp.asarray(host)
+            self._from_host(buf, host)
         self.stats["allreduce_calls"] += 1
         self.stats["allreduce_seconds"] += time.perf_counter() - start
         if float(buf[-1]) != 0.0:
             self._raise_collectively()
         return buf
 
+    def _direct(self, buf):
+        """True: hand `buf` to MPI as it is; False: stage it through a host copy."""
+        if is_cupy_array(buf):
+            if self.cuda_aware:  # MPI reads the device memory: the writes to it must be done
+                self.xp.cuda.get_current_stream().synchronize()
+            return self.cuda_aware
+        return not self.stage_host_buffers
+
     def _to_host(self, array):
-        if self.xp is np:
-            return np.array(array)  # a copy, as a device-to-host transfer would make
-        return self.xp.asnumpy(array)
+        if is_cupy_array(array):
+            return self.xp.asnumpy(array)  # device -> host (synchronises)
+        return np.array(array)  # a copy, as a device-to-host transfer would make
+
+    def _from_host(self, array, host):
+        array[...] = self.xp.asarray(host) if is_cupy_array(array) else host
 
     def allreduce_sum(self, values):
         """Sum over ranks of a small host vector of floats -> float64 NumPy array."""
@@ -277,14 +288,12 @@ class Context:
 
     def bcast_(self, array):
         """Overwrite `array` (device or host) with rank 0's values, in place."""
-        if not self.staged:
-            if self.xp is not np:
-                self.xp.cuda.get_current_stream().synchronize()
+        if self._direct(array):
             self.comm.Bcast(array, root=0)
         else:
             host = self._to_host(array)
             self.comm.Bcast(host, root=0)
-            array[...] = self.xp.asarray(host)
+            self._from_host(array, host)
 
     def same_everywhere(self, what, value):
         """Raise on every rank unless `value` (picklable) is equal on all ranks."""
@@ -299,8 +308,8 @@ class Context:
 
     def params_digest_agree(self, params):
         """True when every rank's parameters are bit-identical (CRC32 of the bytes)."""
-        crc = zlib.crc32(np.ascontiguousarray(self._to_host(params) if self.xp is not np
-                                              else params).tobytes())
+        host = self._to_host(params) if is_cupy_array(params) else params
+        crc = zlib.crc32(np.ascontiguousarray(host).tobytes())
         return len(set(self.comm.allgather(crc))) == 1
 
 
@@ -319,8 +328,9 @@ class Trainer:
         """Validate the shard on every rank (collectively), check the arguments agree, count rows
         and broadcast rank 0's model state. Returns the device dataset."""
         model, ctx = self.model, self.ctx
-        ctx.same_everywhere("model configurations / parameter counts / fit arguments",
-                            (model.config(), model.num_params, arguments))
+        symbolic = [getattr(layer, "symbolic_fun", np.empty(0)).tolist() for layer in model.layers]
+        ctx.same_everywhere("model configurations / parameter counts / symbolic edges / fit "
+                            "arguments", (model.config(), model.num_params, symbolic, arguments))
         data = ctx.run(load_dataset, model, dataset)
         x_train, _, x_test, _ = data
         self.n_local = int(x_train.shape[0])
@@ -330,6 +340,8 @@ class Trainer:
         for layer in model.layers:
             ctx.bcast_(layer.knots)
             ctx.bcast_(layer.mask)
+            if getattr(layer, "symbolic_mask", None) is not None:
+                ctx.bcast_(layer.symbolic_mask)
         return data
 
     def local_rows(self, rows):
