@@ -6,6 +6,10 @@ Layout of the archive:
     params      the flat parameter vector
     knots_<l>   knot vectors of layer l
     mask_<l>    edge mask of layer l
+    symbolic_mask_<l>, symbolic_fun_<l>
+                symbolic edges of layer l (kanarray.symbolic): switch per edge and the library
+                name of its function ("" = none, a fixed-width unicode array, no pickle); both
+                are covered by the checksum. Their (a, b, c, d) are in params.
 Files are written to a temporary name beside the target and renamed, so an interrupted save
 never leaves a half-written checkpoint in place of a good one.
 """
@@ -35,6 +39,8 @@ def _arrays(model):
     for l, layer in enumerate(model.layers):
         arrays[f"knots_{l}"] = host(layer.knots)
         arrays[f"mask_{l}"] = host(layer.mask)
+        arrays[f"symbolic_mask_{l}"] = host(layer.symbolic_mask)
+        arrays[f"symbolic_fun_{l}"] = np.asarray(layer.symbolic_fun, dtype=str)
     return arrays
 
 
@@ -74,6 +80,21 @@ def _read(path):
     return meta, arrays
 
 
+def _load_symbolic(layer, l, symbolic_mask, symbolic_fun):
+    from .symbolic_lib import LIBRARY
+
+    shape = tuple(layer.mask.shape)
+    if symbolic_mask.shape != shape or symbolic_fun.shape != shape or symbolic_fun.dtype.kind != "U":
+        raise ValueError(f"layer {l} symbolic arrays have shapes {symbolic_mask.shape}, "
+                         f"{symbolic_fun.shape} (dtype {symbolic_fun.dtype}); expected {shape}")
+    unknown = sorted({str(n) for n in symbolic_fun.ravel() if n and n not in LIBRARY})
+    if unknown:
+        raise ValueError(f"layer {l} uses symbolic functions {unknown} that are not in the library; "
+                         "register them with kanarray.symbolic_lib.add_symbolic before loading")
+    layer.symbolic_mask[...] = layer.backend.asarray(symbolic_mask, layer.dtype)
+    layer.symbolic_fun = symbolic_fun.copy()
+
+
 def load(path, device=None):
     """Load a model saved by KAN.save; device overrides the saved device ("cpu" or "cuda")."""
     from .model import KAN
@@ -91,6 +112,8 @@ def load(path, device=None):
                 raise ValueError(f"layer {l} arrays have shapes {knots.shape}, {mask.shape}")
             layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
             layer.mask[...] = layer.backend.asarray(mask, layer.dtype)
+            if f"symbolic_fun_{l}" in arrays:
+                _load_symbolic(layer, l, arrays[f"symbolic_mask_{l}"], arrays[f"symbolic_fun_{l}"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path!r} does not describe a consistent model: {exc}") from None
     return model

@@ -23,6 +23,12 @@ class KANLayer:
         self.dtype = dtype
         self.knots = backend.asarray(knots, dtype)
         self.mask = backend.xp.ones((in_dim, out_dim), dtype=dtype)
+        # symbolic edges (kanarray.symbolic): edge (i, o) outputs
+        #   mask * ((1 - symbolic_mask) * spline branch + symbolic_mask * (c f(a x + b) + d))
+        # symbolic_fun holds f's library name per edge ("" = none; host array); the invariant
+        # symbolic_mask[i, o] != 0 only where symbolic_fun[i, o] != "" is kept by fix/unfix.
+        self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
+        self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")
         self.params = {}
         self.grads = {}
 
@@ -33,7 +39,8 @@ class KANLayer:
     def param_shapes(self):
         """Trainable groups in the order they sit in the flat buffer."""
         I, O = self.in_dim, self.out_dim
-        return {"coef": (I, self.n_basis, O), "w_base": (I, O), "w_spline": (I, O), "bias": (O,)}
+        return {"coef": (I, self.n_basis, O), "w_base": (I, O), "w_spline": (I, O), "bias": (O,),
+                "symbolic": (I, O, 4)}  # (a, b, c, d) of c f(a x + b) + d per edge
 
     def bind(self, flat_params, flat_grads, offset):
         """Point parameters and gradients at flat_params/flat_grads from offset; return the end."""
@@ -53,17 +60,38 @@ class KANLayer:
         self.params["w_base"][...] = self.backend.asarray((rng.random((I, O)) * 2 - 1) * scale, self.dtype)
         self.params["w_spline"][...] = scale
         self.params["bias"][...] = 0
+        self.params["symbolic"][...] = self.backend.asarray([1.0, 0.0, 1.0, 0.0], self.dtype)
 
     def _kernel_args(self):
         p = self.params
         return self.knots, p["coef"], p["w_base"], p["w_spline"]
 
+    def has_symbolic(self):
+        """True when some edge carries a symbolic function."""
+        return bool((self.symbolic_fun != "").any())
+
+    def spline_mask(self):
+        """Mask the spline kernels see: mask * (1 - symbolic_mask) (just mask without symbolic edges)."""
+        return self.mask * (1 - self.symbolic_mask) if self.has_symbolic() else self.mask
+
+    def _splines_off(self, spline_mask):
+        """True when symbolic edges exist and no edge has a spline part left (skip the kernels)."""
+        return self.has_symbolic() and not bool(spline_mask.any())
+
     def forward(self, x):
         """x (B, I) on the layer's device and dtype -> y (B, O)."""
         y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype)
         knots, coef, w_base, w_spline = self._kernel_args()
-        self.backend.kernels.layer_forward(x, knots, coef, w_base, w_spline, self.params["bias"],
-                                           self.mask, self.k, BASE_CODES[self.base_fun], y)
+        spline_mask = self.spline_mask()
+        if self._splines_off(spline_mask):
+            y[...] = self.params["bias"]
+        else:
+            self.backend.kernels.layer_forward(x, knots, coef, w_base, w_spline, self.params["bias"],
+                                               spline_mask, self.k, BASE_CODES[self.base_fun], y)
+        if self.has_symbolic():
+            from .symbolic import branch_forward
+
+            branch_forward(self, x, y)
         return y
 
     def backward(self, x, g):
@@ -71,9 +99,21 @@ class KANLayer:
         dx = self.backend.xp.empty_like(x)
         knots, coef, w_base, w_spline = self._kernel_args()
         d = self.grads
-        self.backend.kernels.layer_backward(x, g, knots, coef, w_base, w_spline, self.mask, self.k,
-                                            BASE_CODES[self.base_fun], dx, d["coef"], d["w_base"],
-                                            d["w_spline"], d["bias"])
+        spline_mask = self.spline_mask()
+        if self._splines_off(spline_mask):
+            for name in ("coef", "w_base", "w_spline"):
+                d[name][...] = 0
+            d["bias"][...] = g.sum(axis=0)
+            dx[...] = 0
+        else:
+            self.backend.kernels.layer_backward(x, g, knots, coef, w_base, w_spline, spline_mask,
+                                                self.k, BASE_CODES[self.base_fun], dx, d["coef"],
+                                                d["w_base"], d["w_spline"], d["bias"])
+        d["symbolic"][...] = 0
+        if self.has_symbolic():
+            from .symbolic import branch_backward
+
+            branch_backward(self, x, g, dx)
         return dx
 
     def interior_range(self):

@@ -232,9 +232,11 @@ class KAN:
                 samples = self.backend.to_numpy(acts[l]).astype(np.float64)
                 knots = gridlib.knots_from_samples(samples, new_grid, layer.k, self.grid_eps,
                                                    old.interior_range())
-            for name in ("w_base", "w_spline", "bias"):
+            for name in ("w_base", "w_spline", "bias", "symbolic"):
                 layer.params[name][...] = old.params[name]
             layer.mask[...] = old.mask
+            layer.symbolic_mask[...] = old.symbolic_mask
+            layer.symbolic_fun = old.symbolic_fun.copy()
             self._set_spline(old, layer, samples, knots)
         return new
 
@@ -258,6 +260,46 @@ class KAN:
         from .io import save
 
         save(self, path)
+
+    # ------------------------------------------------------------------ symbolic edges and plot
+    # c * f(a*x + b) + d on chosen edges; conventions and details in kanarray.symbolic
+    def fix_symbolic(self, l, i, j, name, fit_params=True, a_range=(-10, 10), b_range=(-10, 10),
+                     x=None, verbose=False):
+        """Fix edge (l, i, j) to c f(a x + b) + d, fitted to its curve; returns the fit's R^2."""
+        from .symbolic import fix_symbolic
+
+        return fix_symbolic(self, l, i, j, name, fit_params, a_range, b_range, x, verbose)
+
+    def unfix_symbolic(self, l, i, j):
+        """Return edge (l, i, j) to its spline."""
+        from .symbolic import unfix_symbolic
+
+        unfix_symbolic(self, l, i, j)
+
+    def suggest_symbolic(self, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8,
+                         r2_threshold=0.0, verbose=True):
+        """Library functions ranked for edge (l, i, j): [(name, r2, complexity, score, params)]."""
+        from .symbolic import suggest_symbolic
+
+        return suggest_symbolic(self, l, i, j, topk, lib, x, weight_simple, r2_threshold, verbose)
+
+    def auto_symbolic(self, lib=None, r2_threshold=0.0, weight_simple=0.8, x=None, verbose=1):
+        """Fix every live edge to its best library function; returns {(l, i, j): (name, r2)}."""
+        from .symbolic import auto_symbolic
+
+        return auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose)
+
+    def symbolic_formula(self, var_names=None, simplify=False, normalize=True, allow_splines=False):
+        """One formula per output (sympy expressions, or strings without sympy)."""
+        from .symbolic import symbolic_formula
+
+        return symbolic_formula(self, var_names, simplify, normalize, allow_splines)
+
+    def plot(self, path, x=None, **kwargs):
+        """Draw the network with every edge's learned curve to `path` (needs matplotlib)."""
+        from .plot import plot
+
+        return plot(self, path, x=x, **kwargs)
 
     def __repr__(self):
         return (f"KAN(width={self.width}, grid={self.grid}, k={self.k}, dtype={self.dtype!r}, "

@@ -159,6 +159,10 @@ class SymbolicFunction:
 
 
 def _asf(x):
+    # CuPy arrays stay on the device: the np.* calls of the safe forms below dispatch to CuPy
+    # (NEP 18 __array_function__ / __array_ufunc__), so every f and df also runs on the GPU.
+    if type(x).__module__.split(".")[0] == "cupy":
+        return x.astype("float64", copy=False)
     return np.asarray(x, dtype=np.float64)
 
 

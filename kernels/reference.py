@@ -124,3 +124,46 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base):
     dbias = g.sum(axis=0)
     dx = np.einsum("bio,bio->bi", gm, w_base * base_der[:, :, None] + w_spline * dspline)
     return dx, dcoef, dw_base, dw_spline, dbias
+
+
+def symbolic_forward(x, funcs, params, weight):
+    """Symbolic branch of a layer: y[b, o] = sum_i weight[i,o] (c f(a x[b,i] + b) + d).
+
+    funcs (I, O) nested lists of (f, df) callables or None (no symbolic function on that edge),
+    params (I, O, 4) holding (a, b, c, d), weight (I, O) = mask * symbolic_mask. -> y (B, O)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    params = np.asarray(params, dtype=np.float64)
+    y = np.zeros((x.shape[0], params.shape[1]))
+    for i, row in enumerate(funcs):
+        for o, pair in enumerate(row):
+            if pair is None:
+                continue
+            a, b, c, d = params[i, o]
+            y[:, o] += weight[i][o] * (c * np.asarray(pair[0](a * x[:, i] + b)) + d)
+    return y
+
+
+def symbolic_backward(x, g, funcs, params, weight):
+    """Gradients of sum(g * symbolic_forward(...)) with respect to x and (a, b, c, d).
+
+    -> dx (B, I), dparams (I, O, 4); zero for edges without a function.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    params = np.asarray(params, dtype=np.float64)
+    dx = np.zeros(x.shape)
+    dparams = np.zeros(params.shape)
+    for i, row in enumerate(funcs):
+        for o, pair in enumerate(row):
+            if pair is None:
+                continue
+            f, df = pair
+            a, b, c, d = params[i, o]
+            z = a * x[:, i] + b
+            gw = g[:, o] * weight[i][o]
+            slope = c * np.asarray(df(z))
+            dparams[i, o] = [np.sum(gw * slope * x[:, i]), np.sum(gw * slope),
+                             np.sum(gw * np.asarray(f(z))), np.sum(gw)]
+            dx[:, i] += gw * slope * a
+    return dx, dparams

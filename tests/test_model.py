@@ -101,7 +101,8 @@ def test_float32_model_runs_in_float32_and_tracks_float64():
 
 def test_flat_params_are_the_layers_storage():
     model = KAN([2, 3, 1], grid=4, k=2)
-    assert model.num_params == model.params.size == 2 * (3 * 6 + 3 + 3) + 3 + 3 * (1 * 6 + 1 + 1) + 1
+    # per edge: G+k coefficients, w_base, w_spline and the 4 symbolic (a, b, c, d); per output: bias
+    assert model.num_params == model.params.size == 2 * (3 * 6 + 3 + 3 + 3 * 4) + 3 + 3 * (1 * 6 + 1 + 1 + 1 * 4) + 1
     model.params[:] = 0.25
     assert np.all(model.layers[1].params["coef"] == 0.25)
     assert model.width == [2, 3, 1] and model.grid == 4 and model.k == 2

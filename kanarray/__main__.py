@@ -1,0 +1,6 @@
+"""python -m kanarray: the kanarray command line (see kanarray.cli)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
