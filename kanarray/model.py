@@ -60,9 +60,16 @@ class KAN:
     """
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
-                 grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5):
+                 grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5,
+                 input_ids=None):
         width, grid, k, grid_range, dtype = _check_config(width, grid, k, grid_range, base_fun,
                                                           grid_eps, dtype)
+        # original index of every input (kept by prune_input, so formulas name x_1.. as in the data)
+        from .prune import check_input_ids
+
+        self.input_ids = check_input_ids(input_ids, width[0])
+        self.node_scores = self.edge_scores = None  # set by attribute()
+        self.cache_data = None  # the last data attribute()/fit() saw; prune() defaults to it
         self.width = width
         self.grid = grid
         self.k = k
@@ -124,7 +131,8 @@ class KAN:
         return {"width": list(self.width), "grid": self.grid, "k": self.k,
                 "grid_range": list(self.grid_range), "base_fun": self.base_fun,
                 "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
-                "device": self.device, "noise_scale": self.noise_scale}
+                "device": self.device, "noise_scale": self.noise_scale,
+                "input_ids": list(self.input_ids)}
 
     # ------------------------------------------------------------------ forward / backward
     def _input(self, x, name="x"):
@@ -144,10 +152,16 @@ class KAN:
             acts.append(layer.forward(acts[-1]))
         return acts
 
-    def backward(self, acts, g):
-        """Back-propagate g = dL/dy through the layers; fills the gradient buffer, returns dL/dx."""
-        for layer, x in zip(reversed(self.layers), reversed(acts[:-1])):
-            g = layer.backward(x, g)
+    def backward(self, acts, g, reg=None):
+        """Back-propagate g = dL/dy through the layers; fills the gradient buffer, returns dL/dx.
+
+        reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
+        added (parameters and dL/dx) right after layer l's own backward.
+        """
+        for l in range(self.depth - 1, -1, -1):
+            g = self.layers[l].backward(acts[l], g)
+            if reg is not None:
+                g = reg.backward_layer(l, g)
         return g
 
     def __call__(self, x):
@@ -172,24 +186,31 @@ class KAN:
                 warnings.warn(f"layer {l}: {share:.0%} of its inputs fall outside its grid, where "
                               "the spline part is zero; consider model.update_grid(x)", stacklevel=3)
 
-    def loss_and_grad(self, x, y, input_grad=False):
+    def loss_and_grad(self, x, y, input_grad=False, reg=None):
         """Mean squared error and its gradient through every layer (the hand-derived backward).
 
         x (B, width[0]), y (B, width[-1]) -> (mse, grad) with grad a new flat array aligned
-        with model.params; with input_grad=True also dL/dx (B, width[0]).
+        with model.params; with input_grad=True also dL/dx (B, width[0]). With reg (a
+        kanarray.regularize.Regularization) the loss is mse + reg.lamb * regulariser.
         """
         xd = self._input(x)
         yd = self._labels(y, xd.shape[0])
-        mse, dx = self.device_loss_and_grad(xd, yd)
+        mse, dx = self.device_loss_and_grad(xd, yd, reg=reg)
         grad = self._grad.copy()
         return (mse, grad, return_like(dx, x, self.backend)) if input_grad else (mse, grad)
 
-    def device_loss_and_grad(self, x, y, loss_fn=None):
+    def device_loss_and_grad(self, x, y, loss_fn=None, reg=None):
         """(loss, dL/dx) for device arrays, gradient left in the model's gradient buffer.
 
         loss_fn(pred, y) -> (loss, dloss/dpred); default the mean squared error.
+        reg: a kanarray.regularize.Regularization; loss becomes loss + reg.lamb * regulariser
+        and self.last_reg holds the regulariser's value (0.0 without one).
         """
+        from .regularize import tape as reg_tape
+
         acts = self.forward_all(x)
+        tape = reg_tape(self, acts, reg)
+        self.last_reg = 0.0 if tape is None else tape.value
         if loss_fn is None:
             residual = acts[-1] - y
             loss = float((residual * residual).mean())
@@ -197,7 +218,9 @@ class KAN:
         else:
             loss, g = loss_fn(acts[-1], y)
             loss = float(loss)
-        return loss, self.backward(acts, self.backend.asarray(g, self.np_dtype))
+        if tape is not None:
+            loss += reg.lamb * tape.value
+        return loss, self.backward(acts, self.backend.asarray(g, self.np_dtype), tape)
 
     # ------------------------------------------------------------------ grids
     def update_grid(self, x):
@@ -247,6 +270,46 @@ class KAN:
                                   to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
         layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
         layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)
+
+    # ------------------------------------------------------------------ attribution and pruning
+    def attribute(self, x=None):
+        """Node and edge importance scores on inputs x (default: the last data seen); see
+        kanarray.prune.attribute. Sets self.edge_scores and self.node_scores; returns self."""
+        from .prune import attribute
+
+        return attribute(self, x)
+
+    @property
+    def feature_score(self):
+        """Importance of every input (node_scores[0]), computed on the last data if needed."""
+        if self.node_scores is None:
+            self.attribute()
+        return self.node_scores[0]
+
+    def prune_node(self, threshold=1e-2, x=None):
+        """A new model without the hidden nodes scoring below threshold (kanarray.prune)."""
+        from .prune import prune_node
+
+        return prune_node(self, threshold, x)
+
+    def prune_edge(self, threshold=3e-2, x=None):
+        """Mask (in place) the edges scoring below threshold; returns self (kanarray.prune)."""
+        from .prune import prune_edge
+
+        return prune_edge(self, threshold, x)
+
+    def prune(self, node_th=1e-2, edge_th=3e-2, x=None):
+        """A new, smaller model: weak hidden nodes removed, weak edges masked (kanarray.prune)."""
+        from .prune import prune
+
+        return prune(self, node_th, edge_th, x)
+
+    def prune_input(self, threshold=1e-2, active_inputs=None, x=None):
+        """A new model without the inputs scoring below threshold, or keeping active_inputs;
+        it takes x[:, new.input_ids] of the original data (kanarray.prune)."""
+        from .prune import prune_input
+
+        return prune_input(self, threshold, active_inputs, x)
 
     # ------------------------------------------------------------------ training and I/O
     def fit(self, dataset, **kwargs):

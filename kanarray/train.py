@@ -15,7 +15,9 @@ import warnings
 import numpy as np
 
 from .checks import check_int
+from . import regularize
 from .optim import adam_init, adam_update, lbfgs_init, lbfgs_step
+from .regularize import Regularization
 
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 
@@ -44,7 +46,8 @@ def _params_finite(model):
 
 def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
         grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
-        seed=0, log=0, callback=None, lbfgs_iters=20):
+        seed=0, log=0, callback=None, lbfgs_iters=20, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0,
+        lamb_coef=0.0, lamb_coefdiff=0.0):
     """Train `model` in place on `dataset`; return the history.
 
     dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -59,10 +62,16 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
     seed        seed of the batch draws
     log         print a progress line every `log` steps (0 = silent)
     callback    callback(step, model, results) after every step
+    lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff
+                sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
+                entropy of the edge magnitudes and the coefficient L1 and smoothness terms
+                weighted by the other four (kanarray.regularize; pykan's names and defaults)
 
     -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
        test set), "n_evals": loss evaluations per step, "seconds": wall time,
-       "stopped": None or the reason training stopped early}
+       "stopped": None or the reason training stopped early,
+       "reg": the regulariser's value (not times lamb) per step on the step's batch}
+    With lamb > 0, train_loss is the RMSE of the data term alone.
     """
     if opt not in ("lbfgs", "adam"):
         raise ValueError(f"opt must be 'lbfgs' or 'adam', got {opt!r}")
@@ -82,7 +91,12 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
     rng = np.random.default_rng(seed)
     xp = model.backend.xp
 
-    results = {"train_loss": [], "test_loss": [], "n_evals": [], "seconds": 0.0, "stopped": None}
+    reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+    if not reg.active:
+        reg = None
+    model.cache_data = x_train  # what model.attribute() / prune() score on by default
+    results = {"train_loss": [], "test_loss": [], "n_evals": [], "seconds": 0.0, "stopped": None,
+               "reg": []}
     last_good = model.params.copy()
     adam_state = adam_init(model.params)
     lbfgs_state = lbfgs_init()
@@ -102,7 +116,7 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
 
         def objective(params):
             model.params[...] = params
-            loss, _ = model.device_loss_and_grad(xb, yb, loss_fn)
+            loss, _ = model.device_loss_and_grad(xb, yb, loss_fn, reg=reg)
             return loss, model._grad.copy()
 
         if opt == "lbfgs":
@@ -130,7 +144,10 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
             break
         last_good[...] = model.params
 
-        results["train_loss"].append(float(np.sqrt(loss)))
+        reg_value = 0.0 if reg is None else regularize.value(model, xb, reg)
+        results["reg"].append(reg_value)
+        results["train_loss"].append(float(np.sqrt(max(loss - (0.0 if reg is None else reg.lamb)
+                                                       * reg_value, 0.0))))
         results["test_loss"].append(_rmse(model, x_test, y_test))
         results["n_evals"].append(n_evals)
         if log and step % log == 0:

@@ -167,3 +167,16 @@ def symbolic_backward(x, g, funcs, params, weight):
                              np.sum(gw * np.asarray(f(z))), np.sum(gw)]
             dx[:, i] += gw * slope * a
     return dx, dparams
+
+
+def edge_activations(x, knots, coef, w_base, w_spline, mask, k, base):
+    """Every edge's activation phi (B, I, O): layer_forward before the sum over i and the bias.
+
+    phi[b, i, o] = mask (w_base base(x[b,i]) + w_spline sum_m coef[i, m, o] B_im(x[b,i])),
+    so that layer_forward = bias + phi.sum(axis=1). Oracle of the regulariser (kanarray.regularize).
+    """
+    basis, _ = dense_basis(knots, x, k)
+    base_val, _ = base_function(x, base)
+    spline = np.einsum("bim,imo->bio", basis, np.asarray(coef, dtype=np.float64))
+    return np.asarray(mask, dtype=np.float64) * (np.asarray(w_base, dtype=np.float64) * base_val[:, :, None]
+                                                 + np.asarray(w_spline, dtype=np.float64) * spline)
