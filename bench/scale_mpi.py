@@ -60,10 +60,12 @@ def worker(args):
 
     model = KAN(width=WIDTH, grid=args.grid, k=3, seed=0)
     model.fit(data, steps=2, **kwargs)  # warm-up: kernels from the cache, MPI connections
-    per_step, share = [], []
+    per_step, share, cpu = [], [], []
     for _ in range(args.repeats):
         comm.Barrier()
+        cpu_start = time.process_time()
         res = model.fit(data, steps=args.steps, **kwargs)
+        cpu.append((time.process_time() - cpu_start) / args.steps)
         per_step.append(res["seconds"] / args.steps)
         share.append(res["comm"]["allreduce_seconds"] / res["seconds"])
 
@@ -81,6 +83,7 @@ def worker(args):
             "mode": args.mode, "ranks": size, "rows_per_rank": n_local, "global_rows": n_local * size,
             "num_params": model.num_params, "step_seconds": min(per_step),
             "step_seconds_median": statistics.median(per_step), "step_seconds_all_repeats": per_step,
+            "cpu_seconds_per_step_rank0": min(cpu),
             "allreduce_share": statistics.median(share),
             "allreduce_alone_seconds": alone,
         }))
@@ -96,6 +99,7 @@ def run_config(mode, ranks, rows, args):
     """One mpiexec launch of the worker; -> its JSON record."""
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
+    load_before = os.getloadavg()[0]
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker",
            "--mode", mode, "--rows", str(rows), "--steps", str(args.steps), "--repeats",
            str(args.repeats), "--grid", str(args.grid)]
@@ -103,7 +107,9 @@ def run_config(mode, ranks, rows, args):
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
     line = [l for l in proc.stdout.splitlines() if l.startswith("{")][-1]
-    return json.loads(line)
+    record = json.loads(line)
+    record["loadavg_1min_before"] = load_before
+    return record
 
 
 def machine():
@@ -155,14 +161,28 @@ def markdown(report):
         "baseline too).",
         "",
         "| scaling | ranks | rows/rank | global rows | time/step (ms) | speed-up | efficiency "
-        "| Allreduce share of step | Allreduce alone (us) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Allreduce share of step | Allreduce alone (us) | CPU time/step, rank 0 (ms) "
+        "| load avg before the run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         lines.append(
             f"| {row['mode']} | {row['ranks']} | {row['rows_per_rank']} | {row['global_rows']} | "
             f"{1e3 * row['step_seconds']:.2f} | {row['speedup']:.2f} | {100 * row['efficiency']:.0f}% | "
-            f"{100 * row['allreduce_share']:.1f}% | {1e6 * row['allreduce_alone_seconds']:.0f} |")
+            f"{100 * row['allreduce_share']:.1f}% | {1e6 * row['allreduce_alone_seconds']:.0f} | "
+            f"{1e3 * row.get('cpu_seconds_per_step_rank0', float('nan')):.1f} | "
+            f"{row.get('loadavg_1min_before', float('nan')):.1f} |")
+    by_key = {(row["mode"], row["ranks"]): row for row in report["rows"]}
+    lines.append("")
+    for mode in ("strong", "weak"):
+        one, two = by_key.get((mode, 1)), by_key.get((mode, 2))
+        if one and two and "step_seconds_rounds" in two:
+            t1 = statistics.median(one["step_seconds_rounds"])
+            t2 = statistics.median(two["step_seconds_rounds"])
+            eff = t1 / t2 / (2 if mode == "strong" else 1)
+            lines.append(f"Median over all rounds instead of the fastest: {mode} efficiency "
+                         f"{100 * eff:.0f}% (rounds under load from other jobs pull it down; every "
+                         "round's time and the 1-minute load average before it are in the JSON).")
     lines += [
         "",
         "Strong scaling: speed-up = t(1 rank) / t(2 ranks) at the same global rows, efficiency = "
@@ -188,7 +208,15 @@ def main():
     parser.add_argument("--grid", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None, help="results folder (default bench/results unless --quick)")
+    parser.add_argument("--markdown-from", default=None, help="rewrite the .md of this JSON and exit")
     args = parser.parse_args()
+    if args.markdown_from:
+        with open(args.markdown_from) as f:
+            report = json.load(f)
+        target = os.path.splitext(args.markdown_from)[0] + ".md"
+        with open(target, "w") as f:
+            f.write(markdown(report))
+        return print(f"wrote {target}")
     if args.worker:
         return worker(args)
     if args.quick:
@@ -216,6 +244,7 @@ def main():
             row = dict(min(rounds, key=lambda r: r["step_seconds"]))
             row["step_seconds_rounds"] = [r["step_seconds"] for r in rounds]
             row["allreduce_share_rounds"] = [r["allreduce_share"] for r in rounds]
+            row["loadavg_1min_rounds"] = [r["loadavg_1min_before"] for r in rounds]
             base = base or row["step_seconds"]
             row["speedup"] = base / row["step_seconds"] if mode == "strong" else (
                 ranks * base / row["step_seconds"])
