@@ -223,15 +223,20 @@ class KAN:
         return loss, self.backward(acts, self.backend.asarray(g, self.np_dtype), tape)
 
     # ------------------------------------------------------------------ grids
-    def update_grid(self, x):
+    def update_grid(self, x, gather=None):
         """Move every layer's knots to fit the samples x (quantile/uniform mix by grid_eps).
 
         Coefficients are refit by least squares so that each edge keeps its shape. Layer l is
         updated on the activations of the layers before it, already updated (as pykan does).
+        gather (distributed training): x is this rank's device rows, possibly none, and
+        gather(samples) returns every rank's host samples of a layer, so all ranks compute the
+        same knots and refit from the union (see kanarray.distributed).
         """
-        xd = self._input(x)
+        xd = self._input(x) if gather is None else x
         for l, layer in enumerate(self.layers):
             samples = self.backend.to_numpy(self.forward_all(xd)[l]).astype(np.float64)
+            if gather is not None:
+                samples = gather(samples)
             knots = gridlib.knots_from_samples(samples, layer.grid, layer.k, self.grid_eps,
                                                layer.interior_range())
             self._set_spline(layer, layer, samples, knots)

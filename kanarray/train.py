@@ -46,8 +46,8 @@ def _params_finite(model):
 
 def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
         grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
-        seed=0, log=0, callback=None, lbfgs_iters=20, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0,
-        lamb_coef=0.0, lamb_coefdiff=0.0):
+        seed=0, log=0, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None, checkpoint=None,
+        lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0):
     """Train `model` in place on `dataset`; return the history.
 
     dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -62,6 +62,13 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
     seed        seed of the batch draws
     log         print a progress line every `log` steps (0 = silent)
     callback    callback(step, model, results) after every step
+    comm        an mpi4py communicator: data-parallel training, `dataset` is this rank's shard
+                (kanarray.distributed.shard); loss, gradient, batches, grid updates and logged
+                RMSEs are global and every rank ends with identical parameters
+    cuda_aware  with comm and device="cuda": hand CuPy buffers to MPI directly (default: the
+                KANARRAY_MPI_CUDA_AWARE env var), else stage them through host memory
+    checkpoint  path rewritten atomically (kanarray.io.save) after every good step; with comm,
+                by rank 0 only
     lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff
                 sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
                 entropy of the edge magnitudes and the coefficient L1 and smoothness terms
@@ -81,8 +88,20 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
         lr = 1.0 if opt == "lbfgs" else 1e-2
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    x_train, y_train, x_test, y_test = _device_dataset(model, dataset)
-    n_train = x_train.shape[0]
+    dist = None
+    if comm is None:
+        x_train, y_train, x_test, y_test = _device_dataset(model, dataset)
+        n_train = x_train.shape[0]
+    else:  # every rank validates its shard; an error on any rank is raised on all of them
+        from .distributed import Trainer
+
+        dist = Trainer(comm, model, cuda_aware)
+        x_train, y_train, x_test, y_test = dist.setup(
+            _device_dataset, dataset, (opt, steps, lr, batch, update_grid, grid_update_num,
+                                       start_grid_update_step, stop_grid_update_step,
+                                       loss_fn is None, seed, lbfgs_iters, checkpoint is None,
+                                       lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff))
+        n_train = dist.n_global  # global rows: batches are drawn over all ranks' rows
     if batch != -1:
         batch = check_int(batch, "batch", 1)
         if batch > n_train:
@@ -106,15 +125,21 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
         if batch == -1:
             xb, yb = x_train, y_train
         else:
-            rows = xp.asarray(np.sort(rng.choice(n_train, batch, replace=False)))
+            rows = np.sort(rng.choice(n_train, batch, replace=False))
+            if dist is not None:
+                rows = dist.local_rows(rows)  # the rows of the global batch this rank owns
+            rows = xp.asarray(rows)
             xb, yb = x_train[rows], y_train[rows]
 
         if (update_grid and step % grid_update_freq == 0
                 and start_grid_update_step <= step < stop_grid_update_step):
-            model.update_grid(xb)
+            model.update_grid(xb, gather=None if dist is None else dist.ctx.gather_rows)
             lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
 
         def objective(params):
+            if dist is not None:
+                return dist.objective(params, xb, yb, loss_fn, n_train if batch == -1 else batch,
+                                      reg)  # with comm the regulariser is on global magnitudes
             model.params[...] = params
             loss, _ = model.device_loss_and_grad(xb, yb, loss_fn, reg=reg)
             return loss, model._grad.copy()
@@ -140,21 +165,41 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
             model.params[...] = last_good
             results["stopped"] = (f"step {step}: the loss or the parameters became NaN/Inf; "
                                   "restored the parameters of the last good step")
-            warnings.warn(results["stopped"], RuntimeWarning, stacklevel=3)
+            if dist is None or dist.is_root:
+                warnings.warn(results["stopped"], RuntimeWarning, stacklevel=3)
             break
         last_good[...] = model.params
 
-        reg_value = 0.0 if reg is None else regularize.value(model, xb, reg)
+        if reg is None:
+            reg_value = 0.0
+        elif dist is None:
+            reg_value = regularize.value(model, xb, reg)
+        else:
+            reg_value = dist.reg_value(model, xb, reg, n_train if batch == -1 else batch)
         results["reg"].append(reg_value)
         results["train_loss"].append(float(np.sqrt(max(loss - (0.0 if reg is None else reg.lamb)
                                                        * reg_value, 0.0))))
-        results["test_loss"].append(_rmse(model, x_test, y_test))
+        results["test_loss"].append(_rmse(model, x_test, y_test) if dist is None
+                                    else dist.rmse(model, x_test, y_test))
         results["n_evals"].append(n_evals)
-        if log and step % log == 0:
+        if log and step % log == 0 and (dist is None or dist.is_root):
             print(f"step {step:5d} | train rmse {results['train_loss'][-1]:.3e} "
                   f"| test rmse {results['test_loss'][-1]:.3e}", flush=True)
-        if callback is not None:
-            callback(step, model, results)
+        if checkpoint is not None:
+            if dist is None:
+                from .io import save
 
+                save(model, checkpoint)
+            else:
+                dist.save_checkpoint(checkpoint)
+        if callback is not None:
+            if dist is None:
+                callback(step, model, results)
+            else:
+                dist.ctx.run(callback, step, model, results)
+
+    if dist is not None:
+        dist.finish()  # pending errors of any rank, and a check that all ranks agree
+        results["comm"] = dict(dist.ctx.stats)
     results["seconds"] = time.perf_counter() - start
     return results
