@@ -7,11 +7,10 @@ edge leaving input i, all O outputs as right-hand sides of one factorisation. A^
 (bandwidth k), so a banded Cholesky solves it in O((G+k) k^2); the ridge keeps it positive
 definite when some bases see no sample (the rank-deficient case).
 
-All of this runs on the host in float64; the model moves results back to its device.
+All of this runs on the host in float64; the model moves results back to its device. scipy and
+the kernels are imported where they are used, so that `import kanarray` stays light.
 """
 import numpy as np
-from scipy.linalg import LinAlgError, solveh_banded
-from scipy.sparse import csr_matrix
 
 RIDGE = 1e-12  # relative to the mean diagonal of A^T A
 
@@ -79,6 +78,8 @@ def design_matrices(x, knots, k):
 
     cpu.span_basis(np.ascontiguousarray(x, np.float64), np.ascontiguousarray(knots, np.float64),
                    k, spans, values, derivs)
+    from scipy.sparse import csr_matrix
+
     rows = np.repeat(np.arange(n), k + 1)
     matrices = []
     for i in range(n_inputs):
@@ -96,6 +97,8 @@ def spline_curves(design, coef):
 
 def solve_banded_lstsq(design, targets, k):
     """min |A c - Y|^2 + ridge |c|^2 by a banded Cholesky of A^T A. A (N, K) sparse, Y (N, O)."""
+    from scipy.linalg import LinAlgError, solveh_banded
+
     normal = (design.T @ design).toarray()
     n_basis = normal.shape[0]
     diag_mean = max(float(np.trace(normal)) / n_basis, 1e-300)

@@ -13,12 +13,13 @@ from .kernels.reference import BASE_CODES
 
 
 class KANLayer:
-    def __init__(self, in_dim, out_dim, grid, k, knots, base_fun, backend, dtype):
+    def __init__(self, in_dim, out_dim, grid, k, knots, base_fun, backend, dtype, path="auto"):
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.grid = grid
         self.k = k
         self.base_fun = base_fun
+        self.path = path  # GPU only: "fused", "dense" or "auto" (kernels.cuda.choose_path)
         self.backend = backend
         self.dtype = dtype
         self.knots = backend.asarray(knots, dtype)
@@ -62,6 +63,15 @@ class KANLayer:
         self.params["bias"][...] = 0
         self.params["symbolic"][...] = self.backend.asarray([1.0, 0.0, 1.0, 0.0], self.dtype)
 
+    def _kernel_pair(self, batch):
+        """(forward, backward) kernels for a batch of this size: the CPU has one path, the GPU two."""
+        kernels = self.backend.kernels
+        if self.backend.device == "cpu":
+            return kernels.layer_forward, kernels.layer_backward
+        path = kernels.choose_path(self.grid, self.k, self.dtype, self.in_dim, self.out_dim, batch,
+                                   path=self.path)
+        return kernels.FORWARD[path], kernels.BACKWARD[path]
+
     def _kernel_args(self):
         p = self.params
         return self.knots, p["coef"], p["w_base"], p["w_spline"]
@@ -86,8 +96,9 @@ class KANLayer:
         if self._splines_off(spline_mask):
             y[...] = self.params["bias"]
         else:
-            self.backend.kernels.layer_forward(x, knots, coef, w_base, w_spline, self.params["bias"],
-                                               spline_mask, self.k, BASE_CODES[self.base_fun], y)
+            forward, _ = self._kernel_pair(x.shape[0])
+            forward(x, knots, coef, w_base, w_spline, self.params["bias"], spline_mask, self.k,
+                    BASE_CODES[self.base_fun], y)
         if self.has_symbolic():
             from .symbolic import branch_forward
 
@@ -106,9 +117,9 @@ class KANLayer:
             d["bias"][...] = g.sum(axis=0)
             dx[...] = 0
         else:
-            self.backend.kernels.layer_backward(x, g, knots, coef, w_base, w_spline, spline_mask,
-                                                self.k, BASE_CODES[self.base_fun], dx, d["coef"],
-                                                d["w_base"], d["w_spline"], d["bias"])
+            _, backward = self._kernel_pair(x.shape[0])
+            backward(x, g, knots, coef, w_base, w_spline, spline_mask, self.k,
+                     BASE_CODES[self.base_fun], dx, d["coef"], d["w_base"], d["w_spline"], d["bias"])
         d["symbolic"][...] = 0
         if self.has_symbolic():
             from .symbolic import branch_backward

@@ -22,6 +22,7 @@ from .kernels.reference import BASE_CODES
 from .layer import KANLayer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+PATHS = ("auto", "fused", "dense")
 OUTSIDE_WARN_SHARE = 0.1  # warn when more than this share of a layer's inputs is off its grid
 
 
@@ -57,10 +58,12 @@ class KAN:
     dtype       "float64" (default: scientific accuracy) or "float32"
     device      "cpu" or "cuda"
     noise_scale amplitude of the initial random splines
+    path        GPU kernels: "fused" (sparse, memory independent of G), "dense" (basis matrix
+                times cuBLAS) or "auto" (kernels.cuda.choose_path); the CPU has one path
     """
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
-                 grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5,
+                 grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
                  input_ids=None):
         width, grid, k, grid_range, dtype = _check_config(width, grid, k, grid_range, base_fun,
                                                           grid_eps, dtype)
@@ -80,10 +83,13 @@ class KAN:
         self.dtype = dtype
         self.device = device
         self.noise_scale = noise_scale
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        self.path = path
         self.backend = get_backend(device)
         self.layers = [
             KANLayer(i, o, grid, k, gridlib.uniform_knots(i, grid, k, grid_range), base_fun,
-                     self.backend, self.np_dtype)
+                     self.backend, self.np_dtype, path)
             for i, o in zip(width[:-1], width[1:])
         ]
         self._allocate()
@@ -131,7 +137,7 @@ class KAN:
         return {"width": list(self.width), "grid": self.grid, "k": self.k,
                 "grid_range": list(self.grid_range), "base_fun": self.base_fun,
                 "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
-                "device": self.device, "noise_scale": self.noise_scale,
+                "device": self.device, "noise_scale": self.noise_scale, "path": self.path,
                 "input_ids": list(self.input_ids)}
 
     # ------------------------------------------------------------------ forward / backward
@@ -244,8 +250,9 @@ class KAN:
     def refine(self, new_grid, x=None):
         """A new model with new_grid intervals whose splines are least-squares fits of these.
 
-        With samples x, each layer's new knots follow the samples as in update_grid; without,
-        they are uniform over each input's current interior grid range.
+        With samples x, each layer's new knots follow the samples as in update_grid. Without,
+        they subdivide the current knots (kanarray.grid.subdivide_knots): when new_grid is a
+        multiple of the current grid every old knot is kept and the fit is exact.
         """
         new_grid = check_int(new_grid, "new_grid", 1)
         new = KAN(**{**self.config(), "grid": new_grid})
@@ -253,9 +260,8 @@ class KAN:
         for l, (old, layer) in enumerate(zip(self.layers, new.layers)):
             if x is None:
                 samples = np.empty((0, old.in_dim))
-                lo, hi = old.interior_range().T
-                interior = lo[:, None] + (hi - lo)[:, None] * np.arange(new_grid + 1) / new_grid
-                knots = gridlib.extend_knots(interior, layer.k)
+                interior = self.backend.to_numpy(old.knots).astype(np.float64)[:, old.k:old.k + old.grid + 1]
+                knots = gridlib.extend_knots(gridlib.subdivide_knots(interior, new_grid), layer.k)
             else:
                 samples = self.backend.to_numpy(acts[l]).astype(np.float64)
                 knots = gridlib.knots_from_samples(samples, new_grid, layer.k, self.grid_eps,

@@ -19,6 +19,9 @@ from . import regularize
 from .optim import adam_init, adam_update, lbfgs_init, lbfgs_step
 from .regularize import Regularization
 
+# Like pykan: never stop an L-BFGS step on tolerances; a float64 MSE near 1e-12 still moves by
+# far less than any fixed absolute threshold while it keeps improving.
+LBFGS_TOLERANCE = 1e-32
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 
 
@@ -149,8 +152,9 @@ def fit(model, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=T
             loss, grad = objective(point)
             n_evals = 1
             for _ in range(lbfgs_iters):
-                point, loss, grad, lbfgs_state, info = lbfgs_step(objective, point, loss, grad,
-                                                                  lbfgs_state, lr=lr)
+                point, loss, grad, lbfgs_state, info = lbfgs_step(
+                    objective, point, loss, grad, lbfgs_state, lr=lr,
+                    tolerance_grad=LBFGS_TOLERANCE, tolerance_change=LBFGS_TOLERANCE)
                 n_evals += info["n_evals"]
                 if info["converged"] or info["failed"]:
                     break
