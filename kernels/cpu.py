@@ -209,11 +209,15 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
                    dx, dcoef, dw_base, dw_spline, dbias):
     """Fused backward of sum(g * y): writes dx (B, I) and every parameter gradient.
 
-        dcoef[i, s-k+r, o] = sum_b g[b,o] mask w_spline B_r(x[b,i])
-        dw_spline[i, o]    = sum_b g[b,o] mask sum_r coef[i,s-k+r,o] B_r(x[b,i])
-        dw_base[i, o]      = sum_b g[b,o] mask base(x[b,i])
-        dbias[o]           = sum_b g[b,o]
-        dx[b, i]           = sum_o g[b,o] mask (w_base base'(x) + w_spline sum_r coef B'_r(x))
+    The parameter gradients are per-edge factors times two reductions over the batch,
+        C[i, m, o] = sum_b g[b,o] B_m(x[b,i])        D[i, o] = sum_b g[b,o] base(x[b,i])
+        dcoef      = mask w_spline C
+        dw_spline  = mask sum_m coef[i,m,o] C[i,m,o]
+        dw_base    = mask D
+        dbias[o]   = sum_b g[b,o]
+    so the sweep over samples only accumulates C (in dcoef) and D (in dw_base); the factors are
+    applied once per input at the end. The input gradient needs the basis derivatives:
+        dx[b, i]   = sum_o g[b,o] mask (w_base base'(x) + w_spline sum_r coef[i,s-k+r,o] B'_r(x))
     The outputs are overwritten, not accumulated into.
     """
     B, I = x.shape
@@ -232,19 +236,16 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
         derivs = np.empty(k + 1, dtype)
         left = np.empty(k + 1, dtype)
         right = np.empty(k + 1, dtype)
-        g_edge = np.empty(O, dtype)
-        spline = np.empty(O, dtype)
+        edge_base = mask[i] * w_base[i]  # (O,)
+        edge_spline = mask[i] * w_spline[i]
         dspline = np.empty(O, dtype)
         dx_terms = np.empty(O, dtype)
-        dcoef[i, :, :] = zero
-        dw_base[i, :] = zero
-        dw_spline[i, :] = zero
+        dcoef[i, :, :] = zero  # accumulates C[i] first
+        dw_base[i, :] = zero  # accumulates D[i] first
         for b in range(B):
             xv = x[b, i]
             base_val, base_slope = _base_at(xv, base, one)
             for o in range(O):
-                g_edge[o] = g[b, o] * mask[i, o]
-                spline[o] = zero
                 dspline[o] = zero
             s = _find_span(knots, i, xv)
             if s >= 0:
@@ -256,12 +257,18 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
                     v = values[r]
                     dv = derivs[r]
                     for o in range(O):
-                        c = coef[i, m, o]
-                        spline[o] += c * v
-                        dspline[o] += c * dv
-                        dcoef[i, m, o] += g_edge[o] * w_spline[i, o] * v
+                        dcoef[i, m, o] += g[b, o] * v
+                        dspline[o] += coef[i, m, o] * dv
             for o in range(O):
-                dw_spline[i, o] += g_edge[o] * spline[o]
-                dw_base[i, o] += g_edge[o] * base_val
-                dx_terms[o] = g_edge[o] * (w_base[i, o] * base_slope + w_spline[i, o] * dspline[o])
+                dw_base[i, o] += g[b, o] * base_val
+                dx_terms[o] = g[b, o] * (edge_base[o] * base_slope + edge_spline[o] * dspline[o])
             dx[b, i] = _sum_fixed_order(dx_terms, O)
+        for o in range(O):
+            dw_spline[i, o] = zero
+            dw_base[i, o] *= mask[i, o]
+        for m in range(n_basis):
+            for o in range(O):
+                dw_spline[i, o] += coef[i, m, o] * dcoef[i, m, o]
+                dcoef[i, m, o] *= edge_spline[o]
+        for o in range(O):
+            dw_spline[i, o] *= mask[i, o]
