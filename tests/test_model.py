@@ -12,6 +12,7 @@ import pytest
 
 import kanarray
 from kanarray import KAN
+from finite_differences import central_differences
 
 
 def toy(x):
@@ -32,16 +33,6 @@ def trained_three_layer(seed=3):
     x = rng.uniform(-0.9, 0.9, (20, 3))
     y = rng.normal(size=(20, 2))
     return model, x, y
-
-
-def central_differences(fun, point, eps=1e-6):
-    grad = np.empty_like(point)
-    for j in range(point.size):
-        up, down = point.copy(), point.copy()
-        up.flat[j] += eps
-        down.flat[j] -= eps
-        grad.flat[j] = (fun(up) - fun(down)) / (2 * eps)
-    return grad
 
 
 def test_every_parameter_gradient_matches_finite_differences():

@@ -6,6 +6,7 @@ import kanarray
 from kanarray import KAN
 from kanarray.kernels import reference
 from kanarray.regularize import Regularization
+from finite_differences import central_differences
 
 TERMS = {
     "l1": Regularization(lamb=1.0, lamb_l1=1.0, lamb_entropy=0.0),
@@ -75,16 +76,6 @@ def oracle(model, x, reg):
     return total
 
 
-def central_differences(fun, point, eps=1e-5):
-    grad = np.empty_like(point)
-    for j in range(point.size):
-        up, down = point.copy(), point.copy()
-        up.flat[j] += eps
-        down.flat[j] -= eps
-        grad.flat[j] = (fun(up) - fun(down)) / (2 * eps)
-    return grad
-
-
 def min_abs_phi(model, x):
     """Smallest |phi| over unmasked edges and samples: finite differences need it away from 0."""
     smallest = np.inf
@@ -116,12 +107,12 @@ def test_each_term_gradient_matches_finite_differences(width, term):
         model.params = params
         return model.device_loss_and_grad(x, y, zero_loss, reg)[0]
 
-    numeric = central_differences(at_params, start)
+    numeric = central_differences(at_params, start, eps=1e-5)
     model.params = start
     scale = np.abs(numeric).max()
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8 * scale)
 
-    numeric_dx = central_differences(lambda xx: model.device_loss_and_grad(xx, y, zero_loss, reg)[0], x)
+    numeric_dx = central_differences(lambda xx: model.device_loss_and_grad(xx, y, zero_loss, reg)[0], x, eps=1e-5)
     if term.startswith("coef"):
         assert np.all(dx == 0) and np.all(numeric_dx == 0)  # coefficient terms ignore the data
     else:
@@ -145,10 +136,10 @@ def test_total_objective_gradient_with_every_term_and_mse():
         model.params = params
         return model.loss_and_grad(x, y, reg=reg)[0]
 
-    numeric = central_differences(at_params, start)
+    numeric = central_differences(at_params, start, eps=1e-5)
     model.params = start
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8 * np.abs(numeric).max())
-    numeric_dx = central_differences(lambda xx: model.loss_and_grad(xx, y, reg=reg)[0], x)
+    numeric_dx = central_differences(lambda xx: model.loss_and_grad(xx, y, reg=reg)[0], x, eps=1e-5)
     np.testing.assert_allclose(dx, numeric_dx, rtol=1e-6, atol=1e-8 * np.abs(numeric_dx).max())
 
 

@@ -9,6 +9,7 @@ from kanarray import grid as gridlib
 from kanarray import symbolic as S
 from kanarray import symbolic_lib as slib
 from kanarray.kernels import reference as ref
+from finite_differences import central_differences
 
 
 def set_splines(layer, functions):
@@ -55,17 +56,6 @@ def all_symbolic_model(seed=3):
     model.layers[0].params["bias"][...] = [0.3, -0.2, 0.1]
     model.layers[1].params["bias"][...] = [0.05]
     return model
-
-
-def central_differences(fun, point, h=1e-6):
-    grad = np.zeros_like(point)
-    for index in np.ndindex(point.shape):
-        shifted = point.copy()
-        shifted[index] += h
-        up = fun(shifted)
-        shifted[index] -= 2 * h
-        grad[index] = (up - fun(shifted)) / (2 * h)
-    return grad
 
 
 # ---------------------------------------------------------------------- branch and gradients
