@@ -459,7 +459,8 @@ def round_formula(expr, digits=4):
     """A copy of a formula with its numbers rounded to `digits` decimals, for display.
 
     Numbers that round to an integer become exact integers (so 1.0000000003*x reads x, and
-    terms that round to 0 vanish). Plain-string formulas have their numbers rounded in place.
+    terms that round to 0 vanish). Plain-string formulas have their numbers rounded in place, and
+    unit factors and zero terms dropped.
     """
     if isinstance(expr, str):
         import re
@@ -468,7 +469,10 @@ def round_formula(expr, digits=4):
             v = round(float(match.group(0)), digits)
             return str(int(v)) if v == int(v) else f"{v:.{digits}f}".rstrip("0")
 
-        return re.sub(r"(?<![\w.])-?\d+\.\d*(?:e[-+]?\d+)?", fmt, expr)
+        text = re.sub(r"(?<![\w.])-?\d+\.\d*(?:e[-+]?\d+)?", fmt, expr)
+        text = re.sub(r"(?<![\w.])1\*", "", text)  # unit factors
+        text = re.sub(r" \+ -?0(?![\w.*])", "", text)  # zero terms
+        return text.replace("+ -", "- ")
     sp = _sympy()
     replace = {}
     for f in expr.atoms(sp.Float):
