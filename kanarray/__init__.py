@@ -1,41 +1,31 @@
 """kanarray: Kolmogorov–Arnold Networks at the array level.
 
 Fused Numba kernels for the forward and hand-derived backward pass (CPU over NumPy, CUDA over
-CuPy), its own Adam and L-BFGS, grid update and grid extension. Importing kanarray compiles
-nothing; kernels compile (and are cached) on first use.
+CuPy), its own Adam and L-BFGS, grid update and grid extension, pruning and symbolic formulas.
+
+`import kanarray` is instant and loads neither numba nor scipy: the public names below are
+resolved on first use (PEP 562), and kernels compile (and are cached) on their first call.
 """
-import importlib.util as _importlib_util
-import os as _os
-import sys as _sys
-
-
-def _load_kernels_from_checkout():
-    """Make `kanarray.kernels` importable when kanarray is imported from a source checkout.
-
-    The kernels live in the top-level folder kernels/ and are installed as kanarray.kernels
-    (pyproject.toml maps the folder). A script run from the repository root imports this source
-    folder instead of the installed package; there the folder is not inside kanarray/, so it is
-    registered here under the same name. Installed copies have kanarray/kernels and skip this.
-    """
-    package = _os.path.dirname(__file__)
-    checkout_kernels = _os.path.join(_os.path.dirname(package), "kernels")
-    if _os.path.isdir(_os.path.join(package, "kernels")) or not _os.path.isfile(
-            _os.path.join(checkout_kernels, "reference.py")):
-        return
-    spec = _importlib_util.spec_from_file_location(
-        "kanarray.kernels", _os.path.join(checkout_kernels, "__init__.py"),
-        submodule_search_locations=[checkout_kernels])
-    module = _importlib_util.module_from_spec(spec)
-    _sys.modules["kanarray.kernels"] = module
-    spec.loader.exec_module(module)
-
-
-if "kanarray.kernels" not in _sys.modules:
-    _load_kernels_from_checkout()
-
-from .data import create_dataset  # noqa: E402
-from .io import load  # noqa: E402
-from .model import KAN  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["KAN", "create_dataset", "load", "__version__"]
+
+# public name -> the module that defines it
+EXPORTS = {
+    "KAN": "kanarray.model",
+    "load": "kanarray.model",
+    "create_dataset": "kanarray.data",
+}
+__all__ = [*EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name in EXPORTS:
+        value = getattr(importlib.import_module(EXPORTS[name]), name)
+        globals()[name] = value  # later lookups find it directly
+        return value
+    raise AttributeError(f"module 'kanarray' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,18 +1,22 @@
 """Where a model's arrays live and which kernels run on them.
 
-A Backend pairs an array module (`xp`: numpy or cupy) with a kernel module (kernels.cpu or
-kernels.cuda); both kernel modules expose the same functions with the same signatures. Kernel
-modules are imported on first use, so `import kanarray` compiles nothing and needs no GPU.
+A Backend pairs an array module (`xp`: numpy or cupy) with a kernel module (kanarray.kernels.cpu
+or kanarray.kernels.cuda); both kernel modules expose the same functions with the same
+signatures. The CPU kernels are imported here; the CUDA kernels only when a "cuda" backend is
+asked for, since they need the `cuda` extra. Importing a kernel module compiles nothing: Numba
+compiles each kernel on its first call and caches it on disk.
 
 Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set before numba is imported), the "cuda"
 backend runs the CUDA kernels on NumPy arrays: that is how CI exercises the GPU code path.
 """
-import importlib
 import os
 from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+
+from .arrays import is_cupy_array
+from .kernels import cpu as cpu_kernels
 
 DEVICES = ("cpu", "cuda")
 
@@ -22,19 +26,11 @@ def cuda_simulated():
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
 
 
-def is_cupy_array(array):
-    return type(array).__module__.split(".")[0] == "cupy"
-
-
 @dataclass(frozen=True)
 class Backend:
     device: str
     xp: ModuleType
-
-    @property
-    def kernels(self):
-        name = "kanarray.kernels.cpu" if self.device == "cpu" else "kanarray.kernels.cuda"
-        return importlib.import_module(name)
+    kernels: ModuleType
 
     def asarray(self, array, dtype):
         """Move `array` to this backend with `dtype` (no copy when already there)."""
@@ -49,23 +45,33 @@ class Backend:
         return array if self.xp is np else self.xp.asnumpy(array)
 
 
+def _cuda_kernels():
+    try:
+        from .kernels import cuda
+    except ImportError as exc:
+        raise ImportError(f"device='cuda' needs the cuda extra: pip install 'kanarray[cuda]' ({exc})") from None
+    return cuda
+
+
 def get_backend(device):
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "cpu" or cuda_simulated():
-        return Backend(device, np)
+    if device == "cpu":
+        return Backend(device, np, cpu_kernels)
+    if cuda_simulated():
+        return Backend(device, np, _cuda_kernels())
     try:
         import cupy
-        importlib.import_module("numba.cuda")
     except ImportError as exc:
         raise ImportError(f"device='cuda' needs the cuda extra: pip install 'kanarray[cuda]' ({exc})") from None
+    kernels = _cuda_kernels()
     try:
         n_gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no driver, no device: the same answer for the user
         n_gpus = 0
     if n_gpus == 0:
         raise RuntimeError("device='cuda' was asked for, but no NVIDIA GPU is visible to CuPy")
-    return Backend(device, cupy)
+    return Backend(device, cupy, kernels)
 
 
 def return_like(result, given, backend):

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .optim import array_module
+from .arrays import array_module
 
 
 def check_int(value, name, minimum):

@@ -44,16 +44,17 @@ node-local rank; call it before building the model. Grid-update samples always t
 host (the refit runs there anyway).
 """
 import os
-import sys
 import time
 import zlib
 
 import numpy as np
 
-from .backend import is_cupy_array
+from . import regularize
+from .arrays import is_cupy_array
+from .objective import DATASET_KEYS, check_dataset, custom_loss, squared_error
+from .regularize import Reduction, RegTape
 
 ENV_CUDA_AWARE = "KANARRAY_MPI_CUDA_AWARE"
-DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 # Exception types re-raised as themselves on every rank; anything else becomes DistributedError.
 _SAME_TYPE = {cls.__name__: cls for cls in (ValueError, TypeError, FloatingPointError,
                                             ZeroDivisionError, OverflowError, MemoryError,
@@ -68,7 +69,7 @@ class _CollectiveError(Exception):
     """Mixin marking an error that every rank raises at the same collective."""
 
 
-def _mpi():
+def mpi():
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -111,7 +112,7 @@ def shard(dataset, comm):
 # ---------------------------------------------------------------------------- devices
 def local_rank(comm):
     """Rank of this process among the ranks on its node (COMM_TYPE_SHARED)."""
-    MPI = _mpi()
+    MPI = mpi()
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         return node.Get_rank()
@@ -156,7 +157,7 @@ class Context:
     """
 
     def __init__(self, comm, xp=np, cuda_aware=None, staged=False):
-        self.MPI = _mpi()
+        self.MPI = mpi()
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
@@ -313,268 +314,114 @@ class Context:
         return len(set(self.comm.allgather(crc))) == 1
 
 
-# ---------------------------------------------------------------------------- the fit loop's hooks
-class Trainer:
-    """What kanarray.train.fit needs to run data-parallel: one per fit call."""
+# ---------------------------------------------------------------------------- the objective
+class MPIObjective:
+    """The loss of `model` over the rows of every rank: kanarray.objective's interface, collective.
 
-    def __init__(self, comm, model, cuda_aware=None):
-        self.ctx = Context(comm, model.backend.xp, cuda_aware)
+    dataset is this rank's shard; loss_fn and reg as in kanarray.objective.LocalObjective.
+    Construction is collective: it checks that the model and `agree_on` (the fit arguments) are
+    the same on every rank, validates every shard (an error on one rank is raised on all),
+    counts rows and broadcasts rank 0's parameters, knots and masks.
+    """
+
+    def __init__(self, model, dataset, comm, loss_fn=None, reg=None, cuda_aware=None, agree_on=None):
+        self.ctx = ctx = Context(comm, model.backend.xp, cuda_aware)
         self.model = model
-        self.is_root = self.ctx.is_root
-        self.n_global = self.offset = self.n_local = None
-        self.n_test_global = None
-
-    def setup(self, load_dataset, dataset, arguments):
-        """Validate the shard on every rank (collectively), check the arguments agree, count rows
-        and broadcast rank 0's model state. Returns the device dataset."""
-        model, ctx = self.model, self.ctx
-        symbolic = [getattr(layer, "symbolic_fun", np.empty(0)).tolist() for layer in model.layers]
+        self.is_root = ctx.is_root
+        self.loss_fn = loss_fn
+        self.reg = reg if reg is not None and reg.active else None
+        symbolic = [layer.symbolic_fun.tolist() for layer in model.layers]
         ctx.same_everywhere("model configurations / parameter counts / symbolic edges / fit "
-                            "arguments", (model.config(), model.num_params, symbolic, arguments))
-        data = ctx.run(load_dataset, model, dataset)
-        x_train, _, x_test, _ = data
-        self.n_local = int(x_train.shape[0])
-        self.n_global, self.offset = ctx.rows(self.n_local)
-        self.n_test_global, _ = ctx.rows(int(x_test.shape[0]))
+                            "arguments", (model.config(), model.num_params, symbolic, agree_on))
+        data = ctx.run(check_dataset, model, dataset)
+        self.x_train, self.y_train, self.x_test, self.y_test = data
+        self.n_local = int(self.x_train.shape[0])
+        self.n_rows, self.offset = ctx.rows(self.n_local)
         ctx.bcast_(model.params)
         for layer in model.layers:
             ctx.bcast_(layer.knots)
             ctx.bcast_(layer.mask)
-            if getattr(layer, "symbolic_mask", None) is not None:
-                ctx.bcast_(layer.symbolic_mask)
-        return data
+            ctx.bcast_(layer.symbolic_mask)
+        self.select(None)
 
-    def local_rows(self, rows):
-        """The rows of a global batch (sorted global indices) that this rank owns, as local indices."""
+    def select(self, rows):
+        """rows: sorted global row ids of the batch (every rank draws the same); this rank uses
+        those it owns (rows are numbered rank by rank, in rank order)."""
+        if rows is None:
+            self.xb, self.yb, self.n_batch = self.x_train, self.y_train, self.n_rows
+            return
         lo, hi = np.searchsorted(rows, [self.offset, self.offset + self.n_local])
-        return rows[lo:hi] - self.offset
+        index = self.model.backend.xp.asarray(rows[lo:hi] - self.offset)
+        self.xb, self.yb, self.n_batch = self.x_train[index], self.y_train[index], len(rows)
 
-    def objective(self, params, xb, yb, loss_fn, n_batch_global, reg=None):
-        """Global loss and gradient at `params` over the rows of all ranks' batches.
+    def _reduction(self, norm):
+        return Reduction(sum=self.ctx.allreduce_sum, n_rows=self.n_batch, grad_scale=norm,
+                         owns_shared=self.is_root)
 
-        xb, yb: this rank's rows of the batch (possibly none); n_batch_global: rows of all ranks;
-        reg: a kanarray.regularize.Regularization, evaluated on global quantities (_GlobalReg).
-        """
-        model, ctx = self.model, self.ctx
+    def value_and_grad(self, params):
+        """Global loss and gradient: each rank sums over its rows, one Allreduce adds them up."""
+        model, ctx, reg = self.model, self.ctx, self.reg
         model.params[...] = params
-        n_out = model.width[-1]
-        rows = int(xb.shape[0])
-        if loss_fn is None:  # the sum of squared errors, normalised by all elements
-            norm = float(n_batch_global * n_out)
-        else:  # loss_fn gives a mean over the local rows: weighted by them, normalised by all rows
-            norm = float(n_batch_global)
+        rows = int(self.xb.shape[0])
+        # the sum of squared errors is normalised by all elements; a custom loss is a mean over
+        # the local rows: weighted by them, normalised by all rows
+        norm = float(self.n_batch * (model.width[-1] if self.loss_fn is None else 1))
         tape = None
         try:
-            acts = model.forward_all(xb)
-            if reg is not None and reg.active:  # collective: every rank gets here, or none does
-                tape = _GlobalReg(model, acts, reg, ctx, n_batch_global, scale=norm)
+            acts = model.forward_all(self.xb)
+            if reg is not None:  # collective: every rank gets here, or meets the others below
+                tape = RegTape(model, acts, reg, reduction=self._reduction(norm))
             pred = acts[-1]
-            if loss_fn is None:
-                residual = pred - yb
-                loss_sum, g = float((residual * residual).sum()), 2.0 * residual
+            if self.loss_fn is None:
+                loss_sum, residual = squared_error(pred, self.yb)
+                g = 2.0 * residual
             elif rows == 0:
                 loss_sum, g = 0.0, pred * 0.0
             else:
-                loss, g = loss_fn(pred, yb)
-                loss_sum, g = float(loss) * rows, g * rows
+                loss, g = custom_loss(self.loss_fn, pred, self.yb)
+                loss_sum, g = loss * rows, g * rows
             model.backward(acts, model.backend.asarray(g, model.np_dtype), tape)
-            grad_sum = model._grad
+            grad_sum = model.grad
         except Exception as exc:  # noqa: BLE001 - raised on every rank by the reduction
             if isinstance(exc, _CollectiveError):
                 raise
             ctx.fail(exc)
-            if tape is None and reg is not None and reg.active and reg.uses_activations:
+            if tape is None and reg is not None and reg.uses_activations:
                 # the other ranks wait in the regulariser's reduction: meet them there (it raises)
                 ctx.allreduce_sum(np.zeros(sum(l.in_dim * l.out_dim for l in model.layers)))
-            loss_sum, grad_sum = 0.0, model.backend.xp.zeros_like(model._grad)
+            loss_sum, grad_sum = 0.0, model.backend.xp.zeros_like(model.grad)
         loss, grad = ctx.loss_and_grad(loss_sum, grad_sum, norm)
         if tape is not None:
             loss += reg.lamb * tape.value  # global and the same on every rank: added once
         return loss, grad
 
-    def reg_value(self, model, xb, reg, n_batch_global):
-        """The regulariser's value (not times lamb) on the global batch; collective."""
-        acts = model.forward_all(xb)
-        return _GlobalReg(model, acts, reg, self.ctx, n_batch_global, scale=1.0,
-                          need_grad=False).value
+    def regularizer_value(self):
+        return regularize.value(self.model, self.xb, self.reg, self._reduction(1.0))
 
-    def rmse(self, model, x, y):
-        """Global RMSE over every rank's rows of (x, y)."""
-        residual = model.forward_all(x)[-1] - y
-        local = float((residual * residual).sum())
-        total, count = self.ctx.allreduce_sum([local, residual.size])
+    def test_rmse(self):
+        sse, residual = squared_error(self.model.forward_all(self.x_test)[-1], self.y_test)
+        total, count = self.ctx.allreduce_sum([sse, residual.size])
         return float(np.sqrt(total / count))
 
-    def save_checkpoint(self, path):
-        """Rank 0 writes `path` atomically; a failure there is raised on every rank."""
+    def update_grid(self):
+        self.model.regrid(self.xb, gather=self.ctx.gather_rows)
+
+    def run(self, fn, *args):
+        return self.ctx.run(fn, *args)
+
+    def run_on_root(self, fn, *args):
+        """fn(*args) on rank 0 alone; a failure there is raised on every rank."""
         if self.is_root:
             try:
-                from .io import save
-
-                save(self.model, path)
+                fn(*args)
             except Exception as exc:  # noqa: BLE001
                 self.ctx.fail(exc)
         self.ctx.check()
 
     def finish(self):
-        """End of fit: surface pending errors, then check the ranks' parameters are identical."""
+        """Surface pending errors, check the ranks' parameters are identical; -> {"comm": stats}."""
         self.ctx.check()
         if not self.ctx.params_digest_agree(self.model.params):
             raise DistributedError("the ranks' parameters differ after training (non-deterministic "
                                    "reduction in the MPI library?)")
-
-
-class _GlobalReg:
-    """kanarray.regularize's regulariser on the global batch, as a tape for model.backward.
-
-    The edge magnitudes m[i, o] = (1/N) sum_b |phi[b, i, o]| are means over the rows of ALL
-    ranks: each rank sums |phi| over its rows, one Allreduce (all layers in one buffer) gives
-    the global sums, and every rank computes the same value and dreg/dm from them. Each rank
-    then back-propagates dm through its own rows with weight 1/N, and the gradient Allreduce
-    adds these pieces up. The coefficient terms depend on the parameters alone: identical on
-    every rank, so rank 0 alone adds their gradient (the reduction would count them size times).
-    `scale` is the normaliser the summed gradient is divided by after the reduction.
-    """
-
-    def __init__(self, model, acts, reg, ctx, n_rows_global, scale, need_grad=True):
-        from . import regularize as R
-
-        xp = model.backend.xp
-        self.reg, self.layers, self.scale, self.is_root = reg, model.layers, scale, ctx.is_root
-        self._acts = [None] * model.depth
-        self._dm = [None] * model.depth
-        self._dcoef = [None] * model.depth
-        self._weight = 0.0
-        total = 0.0
-        if reg.uses_activations:
-            pieces = []
-            for l, layer in enumerate(model.layers):
-                self._acts[l] = R._LayerActivations(layer, acts[l], with_derivs=need_grad)
-                pieces.append(abs(self._acts[l].phi).sum(axis=1).ravel())  # (I*O,) local sums
-            local = xp.concatenate(pieces) if pieces else xp.zeros(0)
-            sums = ctx.allreduce_sum(model.backend.to_numpy(local).astype(np.float64))
-            offset = 0
-            for l, layer in enumerate(model.layers):
-                size = layer.in_dim * layer.out_dim
-                m = xp.asarray(sums[offset:offset + size].reshape(layer.in_dim, layer.out_dim)
-                               / n_rows_global, dtype=layer.dtype)
-                offset += size
-                value, self._dm[l] = R.magnitude_terms(xp, m, reg)
-                total = total + float(value)
-            rows = int(acts[0].shape[0])
-            # add_backward divides by the local rows: rescale to 1 / (global rows)
-            self._weight = rows / n_rows_global if rows else 0.0
-        if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
-            for l, layer in enumerate(model.layers):
-                value, self._dcoef[l] = R.coef_terms(xp, layer.params["coef"], reg)
-                total = total + float(value)
-        self.value = float(total)
-
-    def backward_layer(self, l, dx):
-        lamb = self.reg.lamb * self.scale
-        if self._acts[l] is not None:
-            if self._weight:
-                self._acts[l].add_backward(lamb * self._weight * self._dm[l], dx)
-            self._acts[l] = None
-        if self._dcoef[l] is not None:
-            if self.is_root:
-                self.layers[l].grads["coef"] += lamb * self._dcoef[l]
-            self._dcoef[l] = None
-        return dx
-
-
-# ---------------------------------------------------------------------------- command line
-def _parse_width(text):
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"--width must be comma-separated integers such as 2,5,1, got {text!r}") from None
-
-
-def read_csv(path, n_out, test_frac, seed):
-    """Full dataset from a CSV (header line optional): last n_out columns are labels; a random
-    test_frac of the rows (seeded, the same on every rank) is the test set."""
-    with open(path) as f:
-        first = f.readline()
-    try:
-        [float(v) for v in first.replace(",", " ").split()]
-        skip = 0
-    except ValueError:
-        skip = 1
-    table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
-    if table.shape[1] <= n_out:
-        raise ValueError(f"{path}: {table.shape[1]} columns, need more than --n-out={n_out}")
-    order = np.random.default_rng(seed).permutation(table.shape[0])
-    n_test = max(1, int(round(test_frac * table.shape[0])))
-    test, train = table[order[:n_test]], table[order[n_test:]]
-    return {"train_input": train[:, :-n_out], "train_label": train[:, -n_out:],
-            "test_input": test[:, :-n_out], "test_label": test[:, -n_out:]}
-
-
-def build_parser(parser=None):
-    import argparse
-
-    parser = parser or argparse.ArgumentParser(
-        prog="python -m kanarray.distributed",
-        description="Train a KAN on a CSV across MPI ranks: mpiexec -n 4 python -m kanarray.distributed data.csv ...")
-    parser.add_argument("csv", help="CSV file; the last --n-out columns are labels")
-    parser.add_argument("--width", default=None, help="layer widths, e.g. 2,5,1 (default: inputs,5,n_out)")
-    parser.add_argument("--grid", type=int, default=5)
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--opt", choices=("lbfgs", "adam"), default="lbfgs")
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--batch", type=int, default=-1, help="global rows per step (-1: all)")
-    parser.add_argument("--n-out", type=int, default=1)
-    parser.add_argument("--test-frac", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--log", type=int, default=10)
-    parser.add_argument("--out", default="model.npz", help="checkpoint, rewritten after every step")
-    return parser
-
-
-def main(argv=None, args=None):
-    """Entry point of `python -m kanarray.distributed` (works with 1 rank too); returns the exit code."""
-    MPI = _mpi()
-    comm = MPI.COMM_WORLD
-    if args is None:
-        args = build_parser().parse_args(argv)
-    from .model import KAN
-
-    def prepare():
-        full = read_csv(args.csv, args.n_out, args.test_frac, args.seed)
-        width = (_parse_width(args.width) if args.width
-                 else [full["train_input"].shape[1], 5, args.n_out])
-        if args.device == "cuda":
-            select_gpu(comm)
-        model = KAN(width=width, grid=args.grid, k=args.k, seed=args.seed, dtype=args.dtype,
-                    device=args.device)
-        return full, shard(full, comm), model
-
-    try:
-        # a missing file or bad argument on any rank stops every rank (no rank left waiting)
-        full, data, model = Context(comm).run(prepare)
-        if comm.Get_rank() == 0:
-            print(f"kanarray: {comm.Get_size()} rank(s), {full['train_input'].shape[0]} training "
-                  f"rows, {model!r}", flush=True)
-        results = model.fit(data, opt=args.opt, steps=args.steps, lr=args.lr, batch=args.batch,
-                            seed=args.seed, log=args.log, comm=comm, checkpoint=args.out)
-    except Exception as exc:
-        if getattr(exc, "collective", False):  # every rank has this error: all exit cleanly
-            if comm.Get_rank() == 0:
-                print(f"kanarray: error: {exc}", file=sys.stderr, flush=True)
-            return 1
-        print(f"kanarray: rank {comm.Get_rank()}: error: {exc}", file=sys.stderr, flush=True)
-        comm.Abort(1)  # an error on this rank alone: the others cannot be told, end the job
-    if comm.Get_rank() == 0:
-        final = results["test_loss"][-1] if results["test_loss"] else float("nan")
-        print(f"kanarray: {len(results['train_loss'])} steps in {results['seconds']:.2f} s, "
-              f"test rmse {final:.3e}, saved {args.out}"
-              + (f" (stopped: {results['stopped']})" if results["stopped"] else ""), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return {"comm": dict(self.ctx.stats)}

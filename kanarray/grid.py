@@ -7,10 +7,12 @@ edge leaving input i, all O outputs as right-hand sides of one factorisation. A^
 (bandwidth k), so a banded Cholesky solves it in O((G+k) k^2); the ridge keeps it positive
 definite when some bases see no sample (the rank-deficient case).
 
-All of this runs on the host in float64; the model moves results back to its device. scipy and
-the kernels are imported where they are used, so that `import kanarray` stays light.
+All of this runs on the host in float64; the model moves results back to its device. scipy is
+imported where it is used, so that the command line starts without it (`kanarray --help`).
 """
 import numpy as np
+
+from .kernels import cpu
 
 RIDGE = 1e-12  # relative to the mean diagonal of A^T A
 
@@ -74,8 +76,6 @@ def design_matrices(x, knots, k):
     spans = np.empty((n, n_inputs), np.int64)
     values = np.empty((n, n_inputs, k + 1))
     derivs = np.empty((n, n_inputs, k + 1))
-    from .kernels import cpu  # numba is imported on first use, not with kanarray
-
     cpu.span_basis(np.ascontiguousarray(x, np.float64), np.ascontiguousarray(knots, np.float64),
                    k, spans, values, derivs)
     from scipy.sparse import csr_matrix

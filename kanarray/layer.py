@@ -1,15 +1,30 @@
-"""One KAN layer: I inputs -> O outputs, a learnable B-spline on every edge.
+"""One KAN layer: I inputs -> O outputs, a learnable function on every edge.
 
-    y[b, o] = bias[o] + sum_i mask[i,o] ( w_base[i,o] base(x[b,i])
-                                         + w_spline[i,o] sum_m coef[i,m,o] B_im(x[b,i]) )
+Every edge (i, o) adds to output o
+
+    phi_io(x) = mask[i,o] ( (1 - sym[i,o]) (w_base[i,o] base(x) + w_spline[i,o] sum_m coef[i,m,o] B_im(x))
+                           + sym[i,o] (c f(a x + b) + d) )
+
+and y[b, o] = bias[o] + sum_i phi_io(x[b, i]). The first bracket is the spline branch, run by the
+fused kernels; the second is the symbolic branch of the edges fixed to a library function f
+(kanarray.symbolic_lib), with (a, b, c, d) trained like any parameter. `mask` is whether an edge
+is alive at all (pruning); `sym` (symbolic_mask) switches an edge from its spline to its function,
+and the spline stays untouched underneath, so unfixing brings it back.
 
 A layer owns no parameter memory: `bind` points its parameters (and their gradients) at slices
-of the model's flat buffers, so optimizers see one vector. The layer keeps only what is not
-trained: the knot vectors (I, G+2k+1), the mask (I, O), the order k and the base function.
+of the model's flat buffers, so optimizers see one vector. The layer keeps what is not trained:
+the knot vectors (I, G+2k+1), the masks (I, O), the function names (host (I, O) strings, "" =
+none), the order k and the base function. This module is the only place that computes an edge:
+the forward and backward passes, each edge's activation (regularisation, attribution) and each
+edge's curve (symbolic fitting, the plot).
 """
 import numpy as np
 
-from .kernels.reference import BASE_CODES
+from . import grid as gridlib
+from . import symbolic_lib as slib
+from .kernels.reference import BASE_CODES, base_function
+
+IDENTITY_SYMBOLIC = (1.0, 0.0, 1.0, 0.0)  # (a, b, c, d) of an edge without a function
 
 
 class KANLayer:
@@ -24,10 +39,6 @@ class KANLayer:
         self.dtype = dtype
         self.knots = backend.asarray(knots, dtype)
         self.mask = backend.xp.ones((in_dim, out_dim), dtype=dtype)
-        # symbolic edges (kanarray.symbolic): edge (i, o) outputs
-        #   mask * ((1 - symbolic_mask) * spline branch + symbolic_mask * (c f(a x + b) + d))
-        # symbolic_fun holds f's library name per edge ("" = none; host array); the invariant
-        # symbolic_mask[i, o] != 0 only where symbolic_fun[i, o] != "" is kept by fix/unfix.
         self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
         self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")
         self.params = {}
@@ -61,9 +72,10 @@ class KANLayer:
         self.params["w_base"][...] = self.backend.asarray((rng.random((I, O)) * 2 - 1) * scale, self.dtype)
         self.params["w_spline"][...] = scale
         self.params["bias"][...] = 0
-        self.params["symbolic"][...] = self.backend.asarray([1.0, 0.0, 1.0, 0.0], self.dtype)
+        self.params["symbolic"][...] = self.backend.asarray(IDENTITY_SYMBOLIC, self.dtype)
 
-    def _kernel_pair(self, batch):
+    # ------------------------------------------------------------------ forward and backward
+    def _kernels(self, batch):
         """(forward, backward) kernels for a batch of this size: the CPU has one path, the GPU two."""
         kernels = self.backend.kernels
         if self.backend.device == "cpu":
@@ -72,61 +84,155 @@ class KANLayer:
                                    path=self.path)
         return kernels.FORWARD[path], kernels.BACKWARD[path]
 
-    def _kernel_args(self):
-        p = self.params
-        return self.knots, p["coef"], p["w_base"], p["w_spline"]
-
     def has_symbolic(self):
         """True when some edge carries a symbolic function."""
         return bool((self.symbolic_fun != "").any())
 
     def spline_mask(self):
-        """Mask the spline kernels see: mask * (1 - symbolic_mask) (just mask without symbolic edges)."""
+        """Weight of every edge's spline branch: mask * (1 - symbolic_mask)."""
         return self.mask * (1 - self.symbolic_mask) if self.has_symbolic() else self.mask
 
-    def _splines_off(self, spline_mask):
-        """True when symbolic edges exist and no edge has a spline part left (skip the kernels)."""
-        return self.has_symbolic() and not bool(spline_mask.any())
-
-    def forward(self, x):
-        """x (B, I) on the layer's device and dtype -> y (B, O)."""
-        y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype)
-        knots, coef, w_base, w_spline = self._kernel_args()
+    def forward(self, x, out=None):
+        """x (B, I) on the layer's device and dtype -> y (B, O) (written into `out` if given)."""
+        y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype) if out is None else out
+        p = self.params
         spline_mask = self.spline_mask()
-        if self._splines_off(spline_mask):
-            y[...] = self.params["bias"]
+        symbolic = self.has_symbolic()
+        if symbolic and not bool(spline_mask.any()):  # every live edge is symbolic
+            y[...] = p["bias"]
         else:
-            forward, _ = self._kernel_pair(x.shape[0])
-            forward(x, knots, coef, w_base, w_spline, self.params["bias"], spline_mask, self.k,
-                    BASE_CODES[self.base_fun], y)
-        if self.has_symbolic():
-            from .symbolic import branch_forward
-
-            branch_forward(self, x, y)
+            forward, _ = self._kernels(x.shape[0])
+            forward(x, self.knots, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,
+                    self.k, BASE_CODES[self.base_fun], y)
+        if symbolic:
+            y += self.symbolic_activations(x).sum(axis=1).astype(y.dtype)
         return y
 
-    def backward(self, x, g):
-        """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I)."""
-        dx = self.backend.xp.empty_like(x)
-        knots, coef, w_base, w_spline = self._kernel_args()
-        d = self.grads
+    def backward(self, x, g, dx=None):
+        """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I) (into `dx` if given)."""
+        dx = self.backend.xp.empty_like(x) if dx is None else dx
+        p, d = self.params, self.grads
         spline_mask = self.spline_mask()
-        if self._splines_off(spline_mask):
+        symbolic = self.has_symbolic()
+        if symbolic and not bool(spline_mask.any()):
             for name in ("coef", "w_base", "w_spline"):
                 d[name][...] = 0
             d["bias"][...] = g.sum(axis=0)
             dx[...] = 0
         else:
-            _, backward = self._kernel_pair(x.shape[0])
-            backward(x, g, knots, coef, w_base, w_spline, spline_mask, self.k,
+            _, backward = self._kernels(x.shape[0])
+            backward(x, g, self.knots, p["coef"], p["w_base"], p["w_spline"], spline_mask, self.k,
                      BASE_CODES[self.base_fun], dx, d["coef"], d["w_base"], d["w_spline"], d["bias"])
         d["symbolic"][...] = 0
-        if self.has_symbolic():
-            from .symbolic import branch_backward
-
-            branch_backward(self, x, g, dx)
+        if symbolic:
+            self.symbolic_backward(x, g, dx)
         return dx
 
+    # ------------------------------------------------------------------ the symbolic branch
+    def _symbolic_groups(self):
+        """Symbolic edges grouped by function: [(function, ii, oo)] with host int64 index arrays."""
+        ii, oo = np.nonzero(self.symbolic_fun != "")
+        names = self.symbolic_fun[ii, oo]
+        return [(slib.get_symbolic(name), ii[names == name], oo[names == name])
+                for name in np.unique(names)]
+
+    def _symbolic_terms(self, x, ii, oo):
+        """Float64 pieces of the edges (ii, oo) over the batch: X (B, E), z = a X + b, (E, 4), weight (E,)."""
+        xp = self.backend.xp
+        di, do = xp.asarray(ii), xp.asarray(oo)
+        p = self.params["symbolic"][di, do].astype(np.float64)
+        weight = (self.mask[di, do] * self.symbolic_mask[di, do]).astype(np.float64)
+        X = x[:, di].astype(np.float64)
+        return X, X * p[:, 0] + p[:, 1], p, weight
+
+    def symbolic_activations(self, x):
+        """Symbolic branch of every edge, mask * sym * (c f(a x + b) + d): (B, I, O), 0 elsewhere."""
+        xp = self.backend.xp
+        phi = xp.zeros((x.shape[0], self.in_dim, self.out_dim), dtype=np.float64)
+        for fn, ii, oo in self._symbolic_groups():
+            _, z, p, weight = self._symbolic_terms(x, ii, oo)
+            phi[:, xp.asarray(ii), xp.asarray(oo)] = weight * (p[:, 2] * fn.f(z) + p[:, 3])
+        return phi
+
+    def symbolic_backward(self, x, g, dx):
+        """Gradients of sum(g * symbolic branch): writes grads["symbolic"], adds into dx (B, I).
+
+            u = f(z), z = a x + b, out = w (c u + d), G = g[:, o] w
+            dd = sum_b G,  dc = sum_b G u,  da = sum_b G c f'(z) x,  db = sum_b G c f'(z),
+            dx[:, i] += G c f'(z) a    (summed over the edge's outputs in a fixed order)
+        """
+        xp = self.backend.xp
+        grads = self.grads["symbolic"]
+        g64 = g.astype(np.float64)
+        slope = xp.zeros((x.shape[0], self.in_dim, self.out_dim), dtype=np.float64)
+        for fn, ii, oo in self._symbolic_groups():
+            X, z, p, weight = self._symbolic_terms(x, ii, oo)
+            G = g64[:, xp.asarray(oo)] * weight
+            dz = G * p[:, 2] * fn.df(z)
+            grad = xp.stack([(dz * X).sum(axis=0), dz.sum(axis=0), (G * fn.f(z)).sum(axis=0),
+                             G.sum(axis=0)], axis=1)
+            grads[xp.asarray(ii), xp.asarray(oo)] = grad.astype(grads.dtype)
+            slope[:, xp.asarray(ii), xp.asarray(oo)] = dz * p[:, 0]
+        dx += slope.sum(axis=2).astype(dx.dtype)
+
+    def set_symbolic(self, i, o, name, params):
+        """Make edge (i, o) the symbolic edge c f(a x + b) + d, params = (a, b, c, d)."""
+        fn = slib.get_symbolic(name)
+        if slib.LIBRARY.get(fn.name) is not fn:
+            raise ValueError(f"{fn.name!r} is not a registered library function; register it with "
+                             "kanarray.symbolic_lib.add_symbolic (an edge stores its function by name)")
+        if fn.df is None:
+            raise ValueError(f"{fn.name!r} has no derivative; symbolic edges need one to train")
+        if len(fn.name) > self.symbolic_fun.dtype.itemsize // 4:
+            self.symbolic_fun = self.symbolic_fun.astype(f"<U{len(fn.name)}")
+        self.symbolic_fun[i, o] = fn.name
+        self.params["symbolic"][i, o] = self.backend.asarray(np.asarray(params, np.float64), self.dtype)
+        self.symbolic_mask[i, o] = 1
+
+    def clear_symbolic(self, i, o):
+        """Return edge (i, o) to its spline (kept untouched while the edge was symbolic)."""
+        self.symbolic_fun[i, o] = ""
+        self.symbolic_mask[i, o] = 0
+        self.params["symbolic"][i, o] = self.backend.asarray(IDENTITY_SYMBOLIC, self.dtype)
+
+    # ------------------------------------------------------------------ edges one at a time
+    def spline_activations(self, x, with_derivs=False):
+        """The spline branch of every edge at inputs x, as a SplineActivations (phi (I, B, O))."""
+        return SplineActivations(self, x, with_derivs)
+
+    def edge_activations(self, x):
+        """What every edge adds to its output node at inputs x: phi (B, I, O), both branches and
+        the masks, so that forward(x) = bias + phi.sum(axis=1)."""
+        phi = self.spline_activations(x).phi.transpose(1, 0, 2)
+        if self.has_symbolic():
+            phi = phi + self.symbolic_activations(x).astype(phi.dtype)
+        return phi
+
+    def spline_curves(self, i, xs):
+        """Spline branch of every edge leaving input i at points xs (N,), without the masks:
+        w_base base(x) + w_spline spline(x), (N, O) host float64."""
+        host = self.backend.to_numpy
+        xs = np.asarray(xs, dtype=np.float64)
+        knots = host(self.knots).astype(np.float64)[i:i + 1]
+        design = gridlib.design_matrices(xs[:, None], knots, self.k)[0]
+        coef = host(self.params["coef"]).astype(np.float64)[i]
+        base, _ = base_function(xs, BASE_CODES[self.base_fun])
+        w_base = host(self.params["w_base"]).astype(np.float64)[i]
+        w_spline = host(self.params["w_spline"]).astype(np.float64)[i]
+        return base[:, None] * w_base + (design @ coef) * w_spline
+
+    def edge_curves(self, i, xs):
+        """Learned curve of every edge leaving input i at xs (N,), both branches blended by
+        symbolic_mask, without `mask`: (N, O) host float64."""
+        out = self.spline_curves(i, xs)
+        sym = self.backend.to_numpy(self.symbolic_mask).astype(np.float64)[i]
+        params = self.backend.to_numpy(self.params["symbolic"]).astype(np.float64)[i]
+        for o in np.flatnonzero(self.symbolic_fun[i] != ""):
+            curve = slib.evaluate_affine(self.symbolic_fun[i, o], params[o], np.asarray(xs, np.float64))
+            out[:, o] = (1 - sym[o]) * out[:, o] + sym[o] * curve
+        return out
+
+    # ------------------------------------------------------------------ the grid
     def interior_range(self):
         """(I, 2) float64 host array: first and last interior knot of every input."""
         knots = self.backend.to_numpy(self.knots).astype(np.float64)
@@ -134,6 +240,83 @@ class KANLayer:
 
     def outside_share(self, x):
         """Share of the entries of x (B, I) outside the layer's extended knot range."""
-        xp = self.backend.xp
         outside = (x < self.knots[:, 0]) | (x >= self.knots[:, -1])
-        return float(xp.count_nonzero(outside)) / x.size
+        return float(self.backend.xp.count_nonzero(outside)) / x.size
+
+
+class SplineActivations:
+    """The spline branch of every edge of a layer at inputs x, kept in (I, B, O) layout:
+
+        phi[i, b, o] = spline_mask[i,o] (w_base[i,o] base(x[b,i]) + w_spline[i,o] spline_io(x[b,i]))
+
+    with what the backward of a function of the magnitudes m = mean_b |phi| needs. Plain array
+    code (NumPy or CuPy) over the basis densified to (I, B, G+k) from the backend's span_basis
+    kernel: memory O(B I (O + G + k)), meant for interpretable-size models.
+    """
+
+    def __init__(self, layer, x, with_derivs=False):
+        xp = layer.backend.xp
+        p = layer.params
+        self.layer = layer
+        self.A, self.Ad = _dense_local_basis(layer, x, with_derivs)  # (I, B, nb)
+        self.base_val, self.base_der = _base_branch(xp, x.T, layer.base_fun)  # (I, B)
+        self.spline = xp.matmul(self.A, p["coef"])  # (I, B, O)
+        self.mask = layer.spline_mask()
+        self.phi = self.mask[:, None, :] * (p["w_base"][:, None, :] * self.base_val[:, :, None]
+                                             + p["w_spline"][:, None, :] * self.spline)
+
+    def magnitudes(self):
+        """m[i, o] = mean_b |phi[i, b, o]|, (I, O)."""
+        return abs(self.phi).mean(axis=1)
+
+    def add_magnitude_backward(self, dm, dx, weight=None):
+        """Add d(sum dm * m)/d(params) to the layer's grads and d/dx to dx (B, I), in place.
+
+        m is the mean over this batch's B rows; `weight` (default 1/B) replaces that 1/B when the
+        mean runs over more rows than these (the rows of every rank, kanarray.distributed).
+        """
+        xp = self.layer.backend.xp
+        p, d = self.layer.params, self.layer.grads
+        weight = 1.0 / self.phi.shape[1] if weight is None else weight
+        q = xp.sign(self.phi) * (dm * weight)[:, None, :] * self.mask[:, None, :]  # (I, B, O)
+        d["w_base"] += (q * self.base_val[:, :, None]).sum(axis=1)
+        d["w_spline"] += (q * self.spline).sum(axis=1)
+        qs = q * p["w_spline"][:, None, :]
+        d["coef"] += xp.matmul(self.A.transpose(0, 2, 1), qs)  # (I, nb, O)
+        dspline = xp.matmul(self.Ad, p["coef"])  # (I, B, O)
+        slope = q * p["w_base"][:, None, :] * self.base_der[:, :, None] + qs * dspline
+        dx += slope.sum(axis=2).T
+
+
+def _base_branch(xp, x, base_fun):
+    """(value, derivative) of a layer's base function, elementwise, in x's dtype (NumPy or CuPy)."""
+    if base_fun == "silu":
+        sig = 1 / (1 + xp.exp(-x))
+        return x * sig, sig * (1 + x * (1 - sig))
+    if base_fun == "identity":
+        return x, xp.ones_like(x)
+    return xp.zeros_like(x), xp.zeros_like(x)
+
+
+def _dense_local_basis(layer, x, with_derivs):
+    """Basis values (and derivatives) of every (input, sample) as dense (I, B, G+k) arrays.
+
+    From the backend's span_basis kernel (k+1 non-zero values a sample), scattered to their basis
+    index with comparisons so the same code runs on NumPy and CuPy.
+    """
+    xp = layer.backend.xp
+    B, I = x.shape
+    k = layer.k
+    spans = xp.empty((B, I), dtype=xp.int64)
+    values = xp.empty((B, I, k + 1), dtype=layer.dtype)
+    derivs = xp.empty((B, I, k + 1), dtype=layer.dtype)
+    layer.backend.kernels.span_basis(x, layer.knots, k, spans, values, derivs)
+    index = xp.arange(layer.n_basis)
+    A = xp.zeros((B, I, layer.n_basis), dtype=layer.dtype)
+    Ad = xp.zeros_like(A) if with_derivs else None
+    for r in range(k + 1):  # entries of a bad index or of an off-grid sample hold 0
+        hit = (spans - k + r)[:, :, None] == index
+        A += values[:, :, r, None] * hit
+        if with_derivs:
+            Ad += derivs[:, :, r, None] * hit
+    return A.transpose(1, 0, 2), None if Ad is None else Ad.transpose(1, 0, 2)

@@ -1,4 +1,4 @@
-"""The KAN model: a chain of KAN layers over one flat parameter buffer.
+"""kanarray.KAN: the public face of a Kolmogorov–Arnold Network, and kanarray.load.
 
     model = KAN(width=[2, 5, 1], grid=5, k=3)
     y = model(x)                          # (B, 2) -> (B, 1)
@@ -6,46 +6,41 @@
     model.fit(dataset, opt="lbfgs", steps=50)
     model = model.refine(10)              # grid extension
 
-Conventions follow the reference implementation (pykan) where its users rely on them. Every
-trainable parameter lives in `model.params`, one 1-D array on the model's device; layers hold
-views into it, so an optimizer updating `model.params` in place updates the layers.
+The machinery is kanarray.network.Network; this class validates what users pass and hands the
+work to the modules that do it (objective and train, prune, symbolic, formula, plot, io).
+
+Conventions follow the reference implementation (pykan) where its users rely on them.
+Operations that change a model's shape (refine, prune, prune_node, prune_input) return a new
+model and leave this one as it was; operations that change values within the shape (fit,
+update_grid, prune_edge, fix_symbolic, auto_symbolic) act in place. Learned or derived state
+carries a trailing underscore (scikit-learn's convention): cache_data_ (the training inputs of
+the last fit, the default data of attribute and pruning), edge_scores_, node_scores_,
+feature_score_ (set by attribute).
 """
-import numbers
 import warnings
 
 import numpy as np
 
-from . import grid as gridlib
-from .backend import get_backend, return_like
-from .checks import check_batch, check_int, check_real_array
-from .kernels.reference import BASE_CODES
-from .layer import KANLayer
+from . import formula as formulalib
+from . import io
+from . import plot as plotlib
+from . import prune as prunelib
+from . import symbolic
+from . import train
+from .backend import return_like
+from .checks import check_int
+from .distributed import MPIObjective
+from .network import Network
+from .objective import LocalObjective, loss_and_grad
+from .regularize import Regularization
+from .symbolic_lib import LIBRARY
 
-DTYPES = {"float32": np.float32, "float64": np.float64}
-PATHS = ("auto", "fused", "dense")
 OUTSIDE_WARN_SHARE = 0.1  # warn when more than this share of a layer's inputs is off its grid
+RENAMED = {"cache_data": "cache_data_", "edge_scores": "edge_scores_",
+           "node_scores": "node_scores_", "feature_score": "feature_score_"}
 
 
-def _check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype):
-    if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
-        raise ValueError(f"width must be a list of at least 2 layer widths, got {width!r}")
-    width = [check_int(w, "width entries", 1) for w in width]
-    grid = check_int(grid, "grid", 1)
-    k = check_int(k, "k", 1)
-    if (not hasattr(grid_range, "__len__") or len(grid_range) != 2
-            or not all(isinstance(v, numbers.Real) for v in grid_range)
-            or not np.all(np.isfinite(grid_range)) or not grid_range[0] < grid_range[1]):
-        raise ValueError(f"grid_range must be (lo, hi) with finite lo < hi, got {grid_range!r}")
-    if base_fun not in BASE_CODES:
-        raise ValueError(f"base_fun must be one of {sorted(BASE_CODES)}, got {base_fun!r}")
-    if not isinstance(grid_eps, numbers.Real) or not 0 <= grid_eps <= 1:
-        raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
-    if str(dtype) not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return width, grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
-
-
-class KAN:
+class KAN(Network):
     """A Kolmogorov–Arnold Network.
 
     width       layer widths, e.g. [2, 5, 1]: inputs, hidden nodes, outputs
@@ -60,129 +55,40 @@ class KAN:
     noise_scale amplitude of the initial random splines
     path        GPU kernels: "fused" (sparse, memory independent of G), "dense" (basis matrix
                 times cuBLAS) or "auto" (kernels.cuda.choose_path); the CPU has one path
+    input_ids   original index of every input (kept by prune_input)
     """
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
                  grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
                  input_ids=None):
-        width, grid, k, grid_range, dtype = _check_config(width, grid, k, grid_range, base_fun,
-                                                          grid_eps, dtype)
-        # original index of every input (kept by prune_input, so formulas name x_1.. as in the data)
-        from .prune import check_input_ids
+        super().__init__(width, grid, k, grid_range, base_fun, grid_eps, seed, dtype, device,
+                         noise_scale, path, input_ids)
+        self.cache_data_ = None
+        self.edge_scores_ = self.node_scores_ = self.feature_score_ = None
 
-        self.input_ids = check_input_ids(input_ids, width[0])
-        self.node_scores = self.edge_scores = None  # set by attribute()
-        self.cache_data = None  # the last data attribute()/fit() saw; prune() defaults to it
-        self.width = width
-        self.grid = grid
-        self.k = k
-        self.grid_range = grid_range
-        self.base_fun = base_fun
-        self.grid_eps = float(grid_eps)
-        self.seed = seed
-        self.dtype = dtype
-        self.device = device
-        self.noise_scale = noise_scale
-        if path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-        self.path = path
-        self.backend = get_backend(device)
-        self.layers = [
-            KANLayer(i, o, grid, k, gridlib.uniform_knots(i, grid, k, grid_range), base_fun,
-                     self.backend, self.np_dtype, path)
-            for i, o in zip(width[:-1], width[1:])
-        ]
-        self._allocate()
-        rng = np.random.default_rng(seed)
-        for layer in self.layers:
-            layer.init_params(rng, noise_scale)
+    def __getattr__(self, name):
+        if name in RENAMED:  # only reached for names that are not attributes any more
+            warnings.warn(f"KAN.{name} is now KAN.{RENAMED[name]} (learned state carries a "
+                          "trailing underscore); the old name goes away in the next release",
+                          DeprecationWarning, stacklevel=2)
+            return getattr(self, RENAMED[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    # ------------------------------------------------------------------ parameters
-    @property
-    def np_dtype(self):
-        return DTYPES[self.dtype]
-
-    @property
-    def depth(self):
-        return len(self.layers)
-
-    def _allocate(self):
-        """One flat buffer for all parameters and one for their gradients; layers bind views."""
-        xp = self.backend.xp
-        total = sum(int(np.prod(s)) for layer in self.layers for s in layer.param_shapes().values())
-        self._params = xp.zeros(total, dtype=self.np_dtype)
-        self._grad = xp.zeros(total, dtype=self.np_dtype)
-        offset = 0
-        for layer in self.layers:
-            offset = layer.bind(self._params, self._grad, offset)
-
-    @property
-    def params(self):
-        """All trainable parameters as one flat 1-D array (the layers' storage itself)."""
-        return self._params
-
-    @params.setter
-    def params(self, values):
-        values = self.backend.asarray(values, self.np_dtype)
-        if values.shape != self._params.shape:
-            raise ValueError(f"params must have shape {self._params.shape}, got {values.shape}")
-        self._params[...] = values
-
-    @property
-    def num_params(self):
-        return int(self._params.size)
-
-    def config(self):
-        """Constructor arguments, JSON-serialisable (used by save and by derived models)."""
-        return {"width": list(self.width), "grid": self.grid, "k": self.k,
-                "grid_range": list(self.grid_range), "base_fun": self.base_fun,
-                "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
-                "device": self.device, "noise_scale": self.noise_scale, "path": self.path,
-                "input_ids": list(self.input_ids)}
-
-    # ------------------------------------------------------------------ forward / backward
-    def _input(self, x, name="x"):
-        return self.backend.asarray(check_batch(x, name, self.width[0]), self.np_dtype)
-
-    def _labels(self, y, n_rows, name="y"):
-        y = check_real_array(y, name)
-        y = check_batch(y.reshape(-1, 1) if y.ndim == 1 else y, name, self.width[-1])
-        if y.shape[0] != n_rows:
-            raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {n_rows}")
-        return self.backend.asarray(y, self.np_dtype)
-
-    def forward_all(self, x):
-        """Activations of every layer: [x, h_1, ..., y] for x already on the device."""
-        acts = [x]
-        for layer in self.layers:
-            acts.append(layer.forward(acts[-1]))
-        return acts
-
-    def backward(self, acts, g, reg=None):
-        """Back-propagate g = dL/dy through the layers; fills the gradient buffer, returns dL/dx.
-
-        reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
-        added (parameters and dL/dx) right after layer l's own backward.
-        """
-        for l in range(self.depth - 1, -1, -1):
-            g = self.layers[l].backward(acts[l], g)
-            if reg is not None:
-                g = reg.backward_layer(l, g)
-        return g
-
+    # ------------------------------------------------------------------ predictions
     def __call__(self, x):
         """Outputs (B, width[-1]) for inputs x (B, width[0]), on the kind of array given."""
-        xd = self._input(x)
-        acts = self.forward_all(xd)
+        acts = self.forward_all(self.as_batch(x))
         self._warn_outside(acts)
         return return_like(acts[-1], x, self.backend)
 
     predict = __call__
 
     def score(self, x, y):
-        """Coefficient of determination R^2 of the predictions (over all outputs)."""
-        pred = self.backend.to_numpy(self.forward_all(self._input(x))[-1])
-        y = self.backend.to_numpy(self._labels(y, pred.shape[0]))
+        """Coefficient of determination R^2 of the predictions (over all outputs); needs >= 2 rows."""
+        pred = self.backend.to_numpy(self.forward_all(self.as_batch(x))[-1]).astype(np.float64)
+        y = self.backend.to_numpy(self.as_labels(y, pred.shape[0])).astype(np.float64)
+        if y.shape[0] < 2:
+            raise ValueError("score needs at least 2 rows: R^2 is undefined for one")
         return 1.0 - float(((pred - y) ** 2).sum() / max(((y - y.mean(0)) ** 2).sum(), 1e-300))
 
     def _warn_outside(self, acts):
@@ -199,53 +105,25 @@ class KAN:
         with model.params; with input_grad=True also dL/dx (B, width[0]). With reg (a
         kanarray.regularize.Regularization) the loss is mse + reg.lamb * regulariser.
         """
-        xd = self._input(x)
-        yd = self._labels(y, xd.shape[0])
-        mse, dx = self.device_loss_and_grad(xd, yd, reg=reg)
-        grad = self._grad.copy()
+        if reg is not None and not isinstance(reg, Regularization):
+            raise TypeError(f"reg must be a kanarray.regularize.Regularization or None, got "
+                            f"{type(reg).__name__}")
+        xd = self.as_batch(x)
+        mse, dx, _ = loss_and_grad(self, xd, self.as_labels(y, xd.shape[0]), reg=reg)
+        grad = self.grad.copy()
         return (mse, grad, return_like(dx, x, self.backend)) if input_grad else (mse, grad)
 
-    def device_loss_and_grad(self, x, y, loss_fn=None, reg=None):
-        """(loss, dL/dx) for device arrays, gradient left in the model's gradient buffer.
-
-        loss_fn(pred, y) -> (loss, dloss/dpred); default the mean squared error.
-        reg: a kanarray.regularize.Regularization; loss becomes loss + reg.lamb * regulariser
-        and self.last_reg holds the regulariser's value (0.0 without one).
-        """
-        from .regularize import tape as reg_tape
-
-        acts = self.forward_all(x)
-        tape = reg_tape(self, acts, reg)
-        self.last_reg = 0.0 if tape is None else tape.value
-        if loss_fn is None:
-            residual = acts[-1] - y
-            loss = float((residual * residual).mean())
-            g = residual * (2.0 / residual.size)
-        else:
-            loss, g = loss_fn(acts[-1], y)
-            loss = float(loss)
-        if tape is not None:
-            loss += reg.lamb * tape.value
-        return loss, self.backward(acts, self.backend.asarray(g, self.np_dtype), tape)
-
     # ------------------------------------------------------------------ grids
-    def update_grid(self, x, gather=None):
-        """Move every layer's knots to fit the samples x (quantile/uniform mix by grid_eps).
-
-        Coefficients are refit by least squares so that each edge keeps its shape. Layer l is
-        updated on the activations of the layers before it, already updated (as pykan does).
-        gather (distributed training): x is this rank's device rows, possibly none, and
-        gather(samples) returns every rank's host samples of a layer, so all ranks compute the
-        same knots and refit from the union (see kanarray.distributed).
-        """
-        xd = self._input(x) if gather is None else x
-        for l, layer in enumerate(self.layers):
-            samples = self.backend.to_numpy(self.forward_all(xd)[l]).astype(np.float64)
-            if gather is not None:
-                samples = gather(samples)
-            knots = gridlib.knots_from_samples(samples, layer.grid, layer.k, self.grid_eps,
-                                               layer.interior_range())
-            self._set_spline(layer, layer, samples, knots)
+    def update_grid(self, x):
+        """Move every layer's knots to fit the samples x (quantile/uniform mix by grid_eps);
+        coefficients are refit by least squares so that each edge keeps its shape."""
+        xd = self.as_batch(x)
+        saved = self.snapshot()
+        try:
+            self.regrid(xd)
+        except BaseException:
+            self.restore(saved)
+            raise
 
     def refine(self, new_grid, x=None):
         """A new model with new_grid intervals whose splines are least-squares fits of these.
@@ -255,126 +133,189 @@ class KAN:
         multiple of the current grid every old knot is kept and the fit is exact.
         """
         new_grid = check_int(new_grid, "new_grid", 1)
-        new = KAN(**{**self.config(), "grid": new_grid})
-        acts = [None] * self.depth if x is None else self.forward_all(self._input(x))
-        for l, (old, layer) in enumerate(zip(self.layers, new.layers)):
-            if x is None:
-                samples = np.empty((0, old.in_dim))
-                interior = self.backend.to_numpy(old.knots).astype(np.float64)[:, old.k:old.k + old.grid + 1]
-                knots = gridlib.extend_knots(gridlib.subdivide_knots(interior, new_grid), layer.k)
-            else:
-                samples = self.backend.to_numpy(acts[l]).astype(np.float64)
-                knots = gridlib.knots_from_samples(samples, new_grid, layer.k, self.grid_eps,
-                                                   old.interior_range())
-            for name in ("w_base", "w_spline", "bias", "symbolic"):
-                layer.params[name][...] = old.params[name]
-            layer.mask[...] = old.mask
-            layer.symbolic_mask[...] = old.symbolic_mask
-            layer.symbolic_fun = old.symbolic_fun.copy()
-            self._set_spline(old, layer, samples, knots)
+        new = self.refined(new_grid, None if x is None else self.as_batch(x))
+        new.cache_data_ = self.cache_data_
         return new
 
-    def _set_spline(self, old, layer, samples, knots):
-        """Give `layer` the knots `knots` and coefficients fitting `old`'s splines."""
-        to_host = self.backend.to_numpy
-        coef = gridlib.refit_coef(samples, to_host(old.knots).astype(np.float64),
-                                  to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
-        layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
-        layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)
+    # ------------------------------------------------------------------ training
+    def fit(self, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
+            grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
+            seed=0, log=0, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
+            checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
+            lamb_coefdiff=0.0):
+        """Train in place on `dataset`; return the history.
+
+        dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
+        opt         "lbfgs" or "adam"
+        steps       outer steps; an L-BFGS step runs up to lbfgs_iters iterations
+        lr          L-BFGS step scale (default 1.0) or Adam learning rate (default 1e-2)
+        batch       rows per step drawn at random without replacement; -1 = the whole training set
+        update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
+                    grid updates from the step's batch every stop_grid_update_step // grid_update_num
+                    steps while start_grid_update_step <= step < stop_grid_update_step
+        loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred); default mean squared error
+        seed        seed of the batch draws
+        log         print a progress line every `log` steps (0 = silent)
+        callback    callback(step, model, results) after every step
+        comm        an mpi4py communicator: data-parallel training, `dataset` is this rank's shard
+                    (kanarray.distributed.shard); loss, gradient, batches, grid updates and logged
+                    RMSEs are global and every rank ends with identical parameters
+        cuda_aware  with comm and device="cuda": hand CuPy buffers to MPI directly (default: the
+                    KANARRAY_MPI_CUDA_AWARE env var), else stage them through host memory
+        checkpoint  path rewritten atomically (model.save) after every good step; with comm,
+                    by rank 0 only
+        lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff
+                    sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
+                    entropy of the edge magnitudes and the coefficient L1 and smoothness terms
+                    weighted by the other four (kanarray.regularize; pykan's names and defaults)
+
+        -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
+           test set), "n_evals": loss evaluations per step, "seconds": wall time,
+           "stopped": None or the reason training stopped early,
+           "reg": the regulariser's value (not times lamb) per step on the step's batch}
+        With lamb > 0, train_loss is the RMSE of the data term alone. Sets cache_data_.
+        """
+        loop = dict(opt=opt, steps=steps, lr=lr, batch=batch, update_grid=update_grid,
+                    grid_update_num=grid_update_num, start_grid_update_step=start_grid_update_step,
+                    stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
+                    callback=callback, lbfgs_iters=lbfgs_iters)
+        train.check_loop_arguments(**loop)
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or None, "
+                            f"got {type(loss_fn).__name__}")
+        reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        if comm is None:
+            objective = LocalObjective(self, dataset, loss_fn, reg)
+        else:  # every rank checks that the others train the same model with the same arguments
+            agree_on = {name: (value if not callable(value) else "callable")
+                        for name, value in loop.items()}
+            agree_on.update(loss_fn=loss_fn is None, checkpoint=checkpoint is None, reg=reg)
+            objective = MPIObjective(self, dataset, comm, loss_fn, reg, cuda_aware, agree_on)
+        self.cache_data_ = objective.x_train
+        return train.fit(self, objective, checkpoint=checkpoint, **loop)
 
     # ------------------------------------------------------------------ attribution and pruning
     def attribute(self, x=None):
-        """Node and edge importance scores on inputs x (default: the last data seen); see
-        kanarray.prune.attribute. Sets self.edge_scores and self.node_scores; returns self."""
-        from .prune import attribute
-
-        return attribute(self, x)
-
-    @property
-    def feature_score(self):
-        """Importance of every input (node_scores[0]), computed on the last data if needed."""
-        if self.node_scores is None:
-            self.attribute()
-        return self.node_scores[0]
+        """Node and edge importance scores on inputs x (default: cache_data_); see
+        kanarray.prune.attribute. Sets edge_scores_, node_scores_, feature_score_; returns self."""
+        return prunelib.attribute(self, x)
 
     def prune_node(self, threshold=1e-2, x=None):
         """A new model without the hidden nodes scoring below threshold (kanarray.prune)."""
-        from .prune import prune_node
-
-        return prune_node(self, threshold, x)
+        return prunelib.prune_node(self, threshold, x)
 
     def prune_edge(self, threshold=3e-2, x=None):
         """Mask (in place) the edges scoring below threshold; returns self (kanarray.prune)."""
-        from .prune import prune_edge
-
-        return prune_edge(self, threshold, x)
+        return prunelib.prune_edge(self, threshold, x)
 
     def prune(self, node_th=1e-2, edge_th=3e-2, x=None):
         """A new, smaller model: weak hidden nodes removed, weak edges masked (kanarray.prune)."""
-        from .prune import prune
-
-        return prune(self, node_th, edge_th, x)
+        return prunelib.prune(self, node_th, edge_th, x)
 
     def prune_input(self, threshold=1e-2, active_inputs=None, x=None):
         """A new model without the inputs scoring below threshold, or keeping active_inputs;
         it takes x[:, new.input_ids] of the original data (kanarray.prune)."""
-        from .prune import prune_input
-
-        return prune_input(self, threshold, active_inputs, x)
-
-    # ------------------------------------------------------------------ training and I/O
-    def fit(self, dataset, **kwargs):
-        """Train on dataset (see kanarray.train.fit for the arguments); returns the history dict."""
-        from .train import fit
-
-        return fit(self, dataset, **kwargs)
-
-    def save(self, path):
-        """Write the model to `path` (.npz with JSON metadata); see kanarray.load."""
-        from .io import save
-
-        save(self, path)
+        return prunelib.prune_input(self, threshold, active_inputs, x)
 
     # ------------------------------------------------------------------ symbolic edges and plot
     # c * f(a*x + b) + d on chosen edges; conventions and details in kanarray.symbolic
     def fix_symbolic(self, l, i, j, name, fit_params=True, a_range=(-10, 10), b_range=(-10, 10),
                      x=None, verbose=False):
         """Fix edge (l, i, j) to c f(a x + b) + d, fitted to its curve; returns the fit's R^2."""
-        from .symbolic import fix_symbolic
-
-        return fix_symbolic(self, l, i, j, name, fit_params, a_range, b_range, x, verbose)
+        return symbolic.fix_symbolic(self, l, i, j, name, fit_params, a_range, b_range, x, verbose)
 
     def unfix_symbolic(self, l, i, j):
         """Return edge (l, i, j) to its spline."""
-        from .symbolic import unfix_symbolic
-
-        unfix_symbolic(self, l, i, j)
+        symbolic.unfix_symbolic(self, l, i, j)
 
     def suggest_symbolic(self, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8,
                          r2_threshold=0.0, verbose=True):
         """Library functions ranked for edge (l, i, j): [(name, r2, complexity, score, params)]."""
-        from .symbolic import suggest_symbolic
-
-        return suggest_symbolic(self, l, i, j, topk, lib, x, weight_simple, r2_threshold, verbose)
+        return symbolic.suggest_symbolic(self, l, i, j, topk, lib, x, weight_simple, r2_threshold,
+                                         verbose)
 
     def auto_symbolic(self, lib=None, r2_threshold=0.0, weight_simple=0.8, x=None, verbose=1):
         """Fix every live edge to its best library function; returns {(l, i, j): (name, r2)}."""
-        from .symbolic import auto_symbolic
-
-        return auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose)
+        return symbolic.auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose)
 
     def symbolic_formula(self, var_names=None, simplify=False, normalize=True, allow_splines=False):
-        """One formula per output (sympy expressions, or strings without sympy)."""
-        from .symbolic import symbolic_formula
-
-        return symbolic_formula(self, var_names, simplify, normalize, allow_splines)
+        """One formula per output (sympy expressions, or strings without sympy); kanarray.formula."""
+        return formulalib.symbolic_formula(self, var_names, simplify, normalize, allow_splines)
 
     def plot(self, path, x=None, **kwargs):
         """Draw the network with every edge's learned curve to `path` (needs matplotlib)."""
-        from .plot import plot
+        return plotlib.plot(self, path, x=x, **kwargs)
 
-        return plot(self, path, x=x, **kwargs)
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path):
+        """Write the model to `path` (.npz with JSON metadata, atomically); see kanarray.load."""
+        host = self.backend.to_numpy
+        arrays = {"params": host(self.params)}
+        for l, layer in enumerate(self.layers):
+            arrays[f"knots_{l}"] = host(layer.knots)
+            arrays[f"mask_{l}"] = host(layer.mask)
+            arrays[f"symbolic_mask_{l}"] = host(layer.symbolic_mask)
+            arrays[f"symbolic_fun_{l}"] = np.asarray(layer.symbolic_fun, dtype=str)
+        io.write(path, self.config(), arrays)
 
     def __repr__(self):
         return (f"KAN(width={self.width}, grid={self.grid}, k={self.k}, dtype={self.dtype!r}, "
                 f"device={self.device!r}, num_params={self.num_params})")
+
+
+def _checked(path, l, name, array, shape, dtype_kind):
+    if array.shape != shape or array.dtype.kind not in dtype_kind:
+        raise io.CheckpointError(f"{path!r} does not describe a consistent model: {name} of layer "
+                                 f"{l} has shape {array.shape} and dtype {array.dtype}, expected {shape}")
+    return array
+
+
+def load(path, device=None):
+    """Load a model saved by KAN.save; device overrides the saved device ("cpu" or "cuda").
+
+    Every value is validated (finite parameters, strictly increasing knots, masks in {0, 1},
+    symbolic masks in [0, 1] and known function names); a file that fails raises a ValueError
+    (io.CheckpointError) saying what is wrong.
+    """
+    config, arrays = io.read(path)
+    path = str(path)
+    if device is not None:
+        config["device"] = device
+    try:
+        model = KAN(**config)
+    except (TypeError, ValueError, MemoryError) as exc:
+        raise io.CheckpointError(f"{path!r} is not a readable kanarray checkpoint: its config "
+                                 f"does not describe a model: {exc}") from None
+    if "params" not in arrays or arrays["params"].shape != model.params.shape:
+        raise io.CheckpointError(f"{path!r} does not describe a consistent model: params missing "
+                                 f"or not of shape {model.params.shape}")
+    if arrays["params"].dtype.kind != "f" or not np.all(np.isfinite(arrays["params"])):
+        raise io.CheckpointError(f"{path!r} holds parameters that are not finite floats")
+    model.params = arrays["params"]
+    for l, layer in enumerate(model.layers):
+        edges = (layer.in_dim, layer.out_dim)
+        try:
+            knots = _checked(path, l, "knots", arrays[f"knots_{l}"], tuple(layer.knots.shape), "f")
+            mask = _checked(path, l, "mask", arrays[f"mask_{l}"], edges, "f")
+            sym = _checked(path, l, "symbolic_mask", arrays[f"symbolic_mask_{l}"], edges, "f")
+            names = _checked(path, l, "symbolic_fun", arrays[f"symbolic_fun_{l}"], edges, "U")
+        except KeyError as exc:
+            raise io.CheckpointError(f"{path!r} does not describe a consistent model: array "
+                                     f"{exc} is missing") from None
+        if not (np.all(np.isfinite(knots)) and np.all(np.diff(knots, axis=1) > 0)):
+            raise io.CheckpointError(f"{path!r}: layer {l} knots are not finite and strictly increasing")
+        if not np.all((mask == 0) | (mask == 1)):
+            raise io.CheckpointError(f"{path!r}: layer {l} mask holds values other than 0 and 1")
+        if not np.all((sym >= 0) & (sym <= 1)) or np.any((sym != 0) & (names == "")):
+            raise io.CheckpointError(f"{path!r}: layer {l} symbolic_mask must lie in [0, 1] and be "
+                                     "0 on edges without a function")
+        unknown = sorted({str(n) for n in names.ravel() if n and n not in LIBRARY})
+        if unknown:
+            raise io.CheckpointError(f"{path!r}: layer {l} uses symbolic functions {unknown} that "
+                                     "are not in the library; register them with "
+                                     "kanarray.symbolic_lib.add_symbolic before loading")
+        layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
+        layer.mask[...] = layer.backend.asarray(mask, layer.dtype)
+        layer.symbolic_mask[...] = layer.backend.asarray(sym, layer.dtype)
+        layer.symbolic_fun = names.copy()
+    return model

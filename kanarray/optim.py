@@ -13,20 +13,7 @@ NamedTuple, and every update returns a new state instead of editing one.
 import math
 from typing import NamedTuple
 
-import numpy as np
-
-
-def array_module(x):
-    """Return ``cupy`` for a CuPy array, ``numpy`` otherwise.
-
-    CuPy is imported only when ``x`` is a CuPy array, so CPU-only
-    installations never need it.
-    """
-    if type(x).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
+from .arrays import array_module
 
 
 def _dot(a, b):

@@ -7,8 +7,8 @@ of insets, one per edge (i, j) ordered by (i, j); a line joins input node i to t
 inset to output node j. Each inset shows phi_ij over its input's range: the range of the layer's
 inputs on x when x is given, else the grid range. Symbolic edges are drawn in red with their
 function's name; spline edges in black. Line and curve opacity follow the edge's importance:
-the attribution scores of model.attribute(x) when that exists and data are known, otherwise
-the mean |phi_ij| over the same points, both scaled by the largest of the layer. Pruned edges
+the attribution scores on x (kanarray.prune.attribute) when x is given, otherwise the mean
+|phi_ij| over the same points, both scaled by the largest of the layer. Pruned edges
 (mask 0) are left out.
 
 Needs matplotlib (the `plot` extra); it draws on an Agg canvas and never touches pyplot's global
@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from .symbolic import edge_curves, layer_inputs
+from . import prune
+from .symbolic import layer_inputs
 
 CURVE_POINTS = 101
 MAX_INSETS_PER_LAYER = 256  # beyond this a layer is drawn as lines only (insets would be unreadable)
@@ -52,13 +53,9 @@ def _ranges(model, acts):
 
 def _importance(model, x, acts, curves):
     """Edge importance per layer (I, O), scaled to [0, 1] by the layer's largest value."""
-    scores = None
-    if x is not None and hasattr(model, "attribute"):
-        try:
-            scores = [np.asarray(s, dtype=np.float64) for s in model.attribute(x).edge_scores]
-        except Exception:  # noqa: BLE001 - attribution is a nicety here; fall back to |phi|
-            scores = None
-    if scores is None:
+    if x is not None:
+        scores, _ = prune.attribution_scores(model, x)
+    else:
         host = model.backend.to_numpy
         scores = []
         for l, layer in enumerate(model.layers):
@@ -81,8 +78,7 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
     depth = model.depth
     widths = model.width
     if var_names is None:
-        ids = getattr(model, "input_ids", None) or list(range(widths[0]))
-        var_names = [f"x_{i + 1}" for i in ids]
+        var_names = [f"x_{i + 1}" for i in model.input_ids]
     if out_names is None:
         out_names = [f"y_{j + 1}" for j in range(widths[-1])]
 
@@ -91,7 +87,7 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
     for l, layer in enumerate(model.layers):
         g = [np.linspace(lo, hi, CURVE_POINTS) for lo, hi in ranges[l]]
         grids.append(g)
-        curves.append([edge_curves(layer, i, g[i]) for i in range(layer.in_dim)])
+        curves.append([layer.edge_curves(i, g[i]) for i in range(layer.in_dim)])
     importance = _importance(model, x, acts, curves)
 
     slots = max(layer.in_dim * layer.out_dim for layer in model.layers)

@@ -1,7 +1,7 @@
 """Attribution scores and pruning of nodes, edges and inputs.
 
-    model.attribute(x)                 # model.edge_scores[l] (I, O), model.node_scores[l] (width[l],)
-    model.feature_score                # node_scores[0]: importance of every input
+    model.attribute(x)                 # model.edge_scores_[l] (I, O), model.node_scores_[l] (width[l],)
+    model.feature_score_               # node_scores_[0]: importance of every input
     small = model.prune(node_th=1e-2, edge_th=3e-2)     # a new model
     fewer = model.prune_input(1e-2)    # a new model on x[:, fewer.input_ids] of the original data
 
@@ -35,14 +35,22 @@ prune_input  a new model without the inputs scoring at most the threshold, or ke
 Outputs on the data are unchanged by the removed parts where those were exactly zero, and change
 by at most their (small) magnitude otherwise.
 
-Slicing a layer happens in one place, `subset_layer`, driven by two registries of axis roles
-(PARAM_AXES for trainable groups, STATE_AXES for other per-layer arrays). A new per-edge array is
-sliced by registering it: register_param(name, axes) / register_state(name, axes), axes a tuple
-of "in", "out" or None per dimension. A layer parameter group with no registered axes is an error.
+Data: every function takes the data to score on as x; without it, the data the model was last
+fitted on (model.cache_data_, set by fit). Removing nodes or inputs returns a new model and
+leaves the original as it was; prune_edge changes only values of the model's shape (its masks)
+and acts in place, like fit and fix_symbolic.
+
+Slicing a layer happens in one place, `subset_layer`, driven by two tables of axis roles
+(PARAM_AXES for trainable groups, STATE_AXES for the other per-layer arrays). A new trainable
+group is sliced by registering it: register_param(name, axes), axes a tuple of "in", "out" or
+None per dimension. A layer parameter group with no registered axes is an error.
 """
 import numbers
 
 import numpy as np
+
+from .arrays import array_module
+from .network import check_input_ids
 
 SCORE_EPS = 1e-4
 ATTRIBUTE_CHUNK = 4096  # rows per chunk when summing |phi| (bounds the (B, I, O) temporaries)
@@ -74,33 +82,9 @@ def register_param(name, axes):
     PARAM_AXES[name] = tuple(axes)
 
 
-def register_state(name, axes):
-    """Declare the axis roles of a non-trainable per-layer array attribute `layer.<name>`."""
-    _check_axes(name, axes)
-    STATE_AXES[name] = tuple(axes)
-
-
-def check_input_ids(input_ids, n_inputs):
-    """None -> [0 .. n_inputs-1]; else n_inputs distinct non-negative integers, as a list."""
-    if input_ids is None:
-        return list(range(n_inputs))
-    if isinstance(input_ids, (str, bytes)) or not hasattr(input_ids, "__len__"):
-        raise TypeError(f"input_ids must be a list of {n_inputs} integers, got {input_ids!r}")
-    ids = list(input_ids)
-    if (len(ids) != n_inputs or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                    or v < 0 for v in ids) or len(set(ids)) != len(ids)):
-        raise ValueError(f"input_ids must be {n_inputs} distinct non-negative integers, got {ids!r}")
-    return [int(v) for v in ids]
-
-
 # ---------------------------------------------------------------------- slicing
 def _take(array, axes, ids):
-    if isinstance(array, np.ndarray):
-        xp = np
-    else:
-        from .optim import array_module
-
-        xp = array_module(array)
+    xp = array_module(array)
     if len(axes) != array.ndim:
         raise ValueError(f"registered axes {axes} do not match an array of shape {array.shape}")
     for axis, role in enumerate(axes):
@@ -134,31 +118,13 @@ def subset_layer(src, dst, in_ids, out_ids):
 
 def _derived(model, width, input_ids, keep):
     """A new model of widths `width` holding the slices keep[l] (node ids per level) of model."""
-    from .model import KAN
-
-    new = KAN(**{**model.config(), "width": list(width), "input_ids": list(input_ids)})
+    new = model.derived(width=list(width), input_ids=list(input_ids))
     for l, (src, dst) in enumerate(zip(model.layers, new.layers)):
         subset_layer(src, dst, keep[l], keep[l + 1])
     return new
 
 
 # ---------------------------------------------------------------------- attribution
-def edge_activations(layer, x):
-    """phi (B, I, O): every edge's contribution to the layer output at inputs x (device array)."""
-    from .regularize import edge_activations as numerical
-
-    phi = numerical(layer, x)
-    if getattr(layer, "has_symbolic", lambda: False)():
-        from . import symbolic
-
-        symbolic_part = getattr(symbolic, "edge_activations", None)
-        if symbolic_part is None:
-            raise NotImplementedError("attribution of symbolic edges needs "
-                                      "kanarray.symbolic.edge_activations(layer, x) -> (B, I, O)")
-        phi = phi + symbolic_part(layer, x)
-    return phi
-
-
 def edge_magnitudes(model, x):
     """[m_l (I, O) host float64] with m_l[i, o] = mean over the rows of x of |phi_io|."""
     to_host = model.backend.to_numpy
@@ -167,23 +133,24 @@ def edge_magnitudes(model, x):
     for start in range(0, n, ATTRIBUTE_CHUNK):
         acts = model.forward_all(x[start:start + ATTRIBUTE_CHUNK])
         for l, layer in enumerate(model.layers):
-            phi = edge_activations(layer, acts[l])
+            phi = layer.edge_activations(acts[l])
             totals[l] += to_host(abs(phi).sum(axis=0)).astype(np.float64)
     return [t / n for t in totals]
 
 
 def _data(model, x):
+    """The device rows to score on: x, validated, or the data of the last fit."""
     if x is not None:
-        model.cache_data = model._input(x)
-    elif model.cache_data is None:
-        raise ValueError("no data to score on: pass x (the model has not seen data through "
-                         "attribute(x) or fit yet)")
-    return model.cache_data
+        return model.as_batch(x)
+    if model.cache_data_ is None:
+        raise ValueError("no data to score on: pass x (the model has not been fitted, so it "
+                         "holds no cache_data_)")
+    return model.cache_data_
 
 
-def attribute(model, x=None):
-    """Set model.edge_scores (list of (I, O)) and model.node_scores (list of (width[l],)), host
-    float64 arrays, from the data x (default: the last data seen). Returns the model."""
+def attribution_scores(model, x=None):
+    """(edge_scores, node_scores) on the data x (default: model.cache_data_): lists of host
+    float64 arrays, (I, O) per layer and (width[l],) per level. Changes nothing."""
     mags = edge_magnitudes(model, _data(model, x))
     score = np.full(model.width[-1], 1.0 / model.width[-1])
     node_scores = [score]
@@ -193,8 +160,14 @@ def attribute(model, x=None):
         score = edge.sum(axis=1)
         edge_scores.append(edge)
         node_scores.append(score)
-    model.edge_scores = edge_scores[::-1]
-    model.node_scores = node_scores[::-1]
+    return edge_scores[::-1], node_scores[::-1]
+
+
+def attribute(model, x=None):
+    """Set model.edge_scores_, model.node_scores_ and model.feature_score_ (node_scores_[0])
+    from attribution_scores(model, x). Returns the model."""
+    model.edge_scores_, model.node_scores_ = attribution_scores(model, x)
+    model.feature_score_ = model.node_scores_[0]
     return model
 
 
@@ -212,15 +185,15 @@ def prune_node(model, threshold=1e-2, x=None):
     attribute(model, x)
     keep = [np.arange(model.width[0])]
     for l in range(1, model.depth):
-        outgoing = model.node_scores[l]
-        incoming = model.edge_scores[l - 1].sum(axis=0)
+        outgoing = model.node_scores_[l]
+        incoming = model.edge_scores_[l - 1].sum(axis=0)
         alive = (outgoing >= threshold) | (incoming >= threshold)
         if not alive.any():
             alive[np.argmax(outgoing)] = True
         keep.append(np.flatnonzero(alive))
     keep.append(np.arange(model.width[-1]))
     new = _derived(model, [len(ids) for ids in keep], model.input_ids, keep)
-    new.cache_data = model.cache_data
+    new.cache_data_ = model.cache_data_
     return new
 
 
@@ -228,7 +201,7 @@ def prune_edge(model, threshold=3e-2, x=None):
     """Mask, in place, every edge whose score is at most threshold; returns the model."""
     threshold = _threshold(threshold, "threshold")
     attribute(model, x)
-    for layer, scores in zip(model.layers, model.edge_scores):
+    for layer, scores in zip(model.layers, model.edge_scores_):
         keep = layer.backend.asarray(scores > threshold, layer.dtype)
         layer.mask[...] = layer.mask * keep
     return model
@@ -237,7 +210,7 @@ def prune_edge(model, threshold=3e-2, x=None):
 def prune(model, node_th=1e-2, edge_th=3e-2, x=None):
     """prune_node(node_th) into a new model, then prune_edge(edge_th) on it (same data)."""
     new = prune_node(model, _threshold(node_th, "node_th"), x)
-    prune_edge(new, _threshold(edge_th, "edge_th"))
+    prune_edge(new, _threshold(edge_th, "edge_th"), x)
     return new
 
 
@@ -248,7 +221,7 @@ def prune_input(model, threshold=1e-2, active_inputs=None, x=None):
     if active_inputs is None:
         threshold = _threshold(threshold, "threshold")
         attribute(model, x)
-        scores = model.node_scores[0]
+        scores = model.node_scores_[0]
         keep = np.flatnonzero(scores > threshold)
         if keep.size == 0:
             keep = np.array([int(np.argmax(scores))])
@@ -263,6 +236,6 @@ def prune_input(model, threshold=1e-2, active_inputs=None, x=None):
     levels = [keep] + [np.arange(w) for w in model.width[1:]]
     new = _derived(model, [len(keep)] + list(model.width[1:]),
                    [model.input_ids[j] for j in keep], levels)
-    if model.cache_data is not None:
-        new.cache_data = model.cache_data[:, model.backend.xp.asarray(keep)]
+    if model.cache_data_ is not None:
+        new.cache_data_ = model.cache_data_[:, model.backend.xp.asarray(keep)]
     return new

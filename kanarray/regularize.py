@@ -36,13 +36,14 @@ gradient reaches the layer's parameters and dL/dx, which the model then back-pro
 the earlier layers (model.backward adds each layer's contribution right after that layer's own
 backward).
 
-Cost: this runs as plain array code (NumPy or CuPy, `xp = model.backend.xp`) on the local basis
-from the backend's `span_basis` kernel, materialising per layer the edge activations (B, I, O) and
-the basis densified to (B, I, G+k) (values and derivatives). Memory O(B I (O + G + k)) per layer is
-fine for the interpretable-size models regularisation is meant for, not for large models.
+Cost: the spline activations come from the layer (KANLayer.spline_activations), plain array code
+that materialises per layer the edge activations (B, I, O) and the basis densified to
+(B, I, G+k). Memory O(B I (O + G + k)) per layer is fine for the interpretable-size models
+regularisation is meant for, not for large models.
 """
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -81,91 +82,6 @@ class Regularization:
 
 
 # ---------------------------------------------------------------------- building blocks
-def base_function(xp, x, base_fun):
-    """(value, derivative) of a layer's base branch, elementwise, in x's dtype."""
-    if base_fun == "silu":
-        sig = 1 / (1 + xp.exp(-x))
-        return x * sig, sig * (1 + x * (1 - sig))
-    if base_fun == "identity":
-        return x, xp.ones_like(x)
-    if base_fun == "zero":
-        return xp.zeros_like(x), xp.zeros_like(x)
-    raise ValueError(f"unknown base function {base_fun!r}")
-
-
-def dense_local_basis(layer, x, with_derivs=True):
-    """Basis values (and derivatives) of every (sample, input) as dense (B, I, G+k) arrays.
-
-    Built from the backend's span_basis kernel (k+1 non-zero values a sample) by scattering the
-    local values to their basis index with comparisons, so the same code runs on NumPy and CuPy.
-    """
-    xp = layer.backend.xp
-    B, I = x.shape
-    k = layer.k
-    spans = xp.empty((B, I), dtype=xp.int64)
-    values = xp.empty((B, I, k + 1), dtype=layer.dtype)
-    derivs = xp.empty((B, I, k + 1), dtype=layer.dtype)
-    layer.backend.kernels.span_basis(x, layer.knots, k, spans, values, derivs)
-    index = xp.arange(layer.n_basis)
-    A = xp.zeros((B, I, layer.n_basis), dtype=layer.dtype)
-    Ad = xp.zeros_like(A) if with_derivs else None
-    for r in range(k + 1):  # entries of a bad index or of an off-grid sample hold 0
-        hit = (spans - k + r)[:, :, None] == index
-        A += values[:, :, r, None] * hit
-        if with_derivs:
-            Ad += derivs[:, :, r, None] * hit
-    return A, Ad
-
-
-def _spline_mask(layer):
-    """The mask of the spline (numerical) edges: layer.spline_mask() where symbolic edges exist."""
-    spline_mask = getattr(layer, "spline_mask", None)
-    return layer.mask if spline_mask is None else spline_mask()
-
-
-class _LayerActivations:
-    """Edge activations of one layer, kept in (I, B, O) layout, with what the backward needs."""
-
-    def __init__(self, layer, x, with_derivs=True):
-        xp = layer.backend.xp
-        p = layer.params
-        self.layer = layer
-        self.x = x
-        A, Ad = dense_local_basis(layer, x, with_derivs)
-        self.A = A.transpose(1, 0, 2)  # (I, B, nb)
-        self.Ad = None if Ad is None else Ad.transpose(1, 0, 2)
-        base_val, self.base_der = base_function(xp, x.T, layer.base_fun)  # (I, B)
-        self.base_val = base_val
-        self.spline = xp.matmul(self.A, p["coef"])  # (I, B, O)
-        self.mask = _spline_mask(layer)
-        self.phi = self.mask[:, None, :] * (p["w_base"][:, None, :] * base_val[:, :, None]
-                                             + p["w_spline"][:, None, :] * self.spline)
-
-    def magnitudes(self):
-        """m[i, o] = mean_b |phi[b, i, o]|, (I, O)."""
-        return abs(self.phi).mean(axis=1)
-
-    def add_backward(self, dm, dx):
-        """Add d(sum dm * m)/d(params) to the layer's grads and d/dx to dx (B, I), in place."""
-        xp = self.layer.backend.xp
-        layer = self.layer
-        p, d = layer.params, layer.grads
-        B = self.phi.shape[1]
-        q = xp.sign(self.phi) * (dm / B)[:, None, :] * self.mask[:, None, :]  # (I, B, O)
-        d["w_base"] += (q * self.base_val[:, :, None]).sum(axis=1)
-        d["w_spline"] += (q * self.spline).sum(axis=1)
-        qs = q * p["w_spline"][:, None, :]
-        d["coef"] += xp.matmul(self.A.transpose(0, 2, 1), qs)  # (I, nb, O)
-        dspline = xp.matmul(self.Ad, p["coef"])  # (I, B, O)
-        slope = q * p["w_base"][:, None, :] * self.base_der[:, :, None] + qs * dspline
-        dx += slope.sum(axis=2).T
-
-
-def edge_activations(layer, x):
-    """phi (B, I, O) of the numerical edges of `layer` at inputs x (device arrays)."""
-    return _LayerActivations(layer, x, with_derivs=False).phi.transpose(1, 0, 2)
-
-
 def node_entropy(xp, m, axis):
     """pykan's node-level entropy of magnitudes m (I, O) and its gradient dH/dm.
 
@@ -214,39 +130,74 @@ def coef_terms(xp, coef, reg):
 
 
 # ---------------------------------------------------------------------- model level
+@dataclass(frozen=True)
+class Reduction:
+    """How the regulariser's terms combine over processes (kanarray.distributed sets one up).
+
+    sum          host float64 vector -> the same vector summed over every process
+    n_rows       rows of all processes that the magnitudes average over
+    grad_scale   the caller divides the summed gradient by this after its own reduction
+    owns_shared  whether this process adds the gradient of the terms that depend on the
+                 parameters alone (identical everywhere: one process adds them, once)
+    """
+
+    sum: Callable
+    n_rows: int
+    grad_scale: float = 1.0
+    owns_shared: bool = True
+
+
 class RegTape:
     """The regulariser at one point: its value, and per-layer gradient pieces for the backward.
 
     tape = RegTape(model, acts, reg)   # acts = model.forward_all(x)
     tape.value                        # reg (not multiplied by lamb)
     dx = tape.backward_layer(l, dx)   # after layer l's own backward: adds lamb * d reg
+
+    With a Reduction the magnitudes are means over the rows of every process: each process sums
+    |phi| over its rows, reduction.sum adds the sums up, and every process computes the same
+    value and dreg/dm; each then back-propagates through its own rows with weight 1/n_rows.
     """
 
-    def __init__(self, model, acts, reg, need_grad=True):
+    def __init__(self, model, acts, reg, need_grad=True, reduction=None):
         xp = model.backend.xp
         self.reg = reg
         self._layers = model.layers
         self._acts = [None] * model.depth
         self._dm = [None] * model.depth
         self._dcoef = [None] * model.depth
+        self._scale = 1.0 if reduction is None else reduction.grad_scale
+        owns_shared = reduction is None or reduction.owns_shared
+        self._weight = 0.0
         total = 0.0
-        for l, layer in enumerate(model.layers):
-            if reg.uses_activations:
-                acts_l = _LayerActivations(layer, acts[l], with_derivs=need_grad)
-                value, dm = magnitude_terms(xp, acts_l.magnitudes(), reg)
-                total = total + value
-                self._acts[l], self._dm[l] = acts_l, dm
-            if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
+        if reg.uses_activations:
+            acts_l = [layer.spline_activations(acts[l], with_derivs=need_grad)
+                      for l, layer in enumerate(model.layers)]
+            sums = [abs(a.phi).sum(axis=1) for a in acts_l]  # (I, O) per layer
+            n_rows = int(acts[0].shape[0])
+            if reduction is not None:
+                flat = np.concatenate([model.backend.to_numpy(s).astype(np.float64).ravel() for s in sums])
+                flat = reduction.sum(flat)
+                pieces = np.split(flat, np.cumsum([s.size for s in sums])[:-1])
+                sums = [xp.asarray(p.reshape(s.shape), dtype=s.dtype) for p, s in zip(pieces, sums)]
+                n_rows = reduction.n_rows
+            self._weight = 1.0 / n_rows
+            for l, (a, s) in enumerate(zip(acts_l, sums)):
+                value, self._dm[l] = magnitude_terms(xp, s / n_rows, reg)
+                total = total + float(value)
+                self._acts[l] = a if a.phi.shape[1] else None
+        if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
+            for l, layer in enumerate(model.layers):
                 value, dcoef = coef_terms(xp, layer.params["coef"], reg)
-                total = total + value
-                self._dcoef[l] = dcoef
+                total = total + float(value)
+                self._dcoef[l] = dcoef if owns_shared else None
         self.value = float(total)
 
     def backward_layer(self, l, dx):
         """Add lamb * d reg / d(layer l params) to its grads and lamb * d reg / dx to dx."""
-        lamb = self.reg.lamb
+        lamb = self.reg.lamb * self._scale
         if self._acts[l] is not None:
-            self._acts[l].add_backward(lamb * self._dm[l], dx)
+            self._acts[l].add_magnitude_backward(lamb * self._dm[l], dx, weight=self._weight)
             self._acts[l] = None  # free the (I, B, O) arrays as soon as they are used
         if self._dcoef[l] is not None:
             self._layers[l].grads["coef"] += lamb * self._dcoef[l]
@@ -254,15 +205,15 @@ class RegTape:
         return dx
 
 
-def tape(model, acts, reg):
+def tape(model, acts, reg, reduction=None):
     """RegTape for model at activations acts, or None when reg is None or inactive."""
     if reg is None or not reg.active:
         return None
-    return RegTape(model, acts, reg)
+    return RegTape(model, acts, reg, reduction=reduction)
 
 
-def value(model, x, reg):
+def value(model, x, reg, reduction=None):
     """The regulariser's value (not multiplied by lamb) at inputs x (device array)."""
-    if reg is None:
+    if reg is None or not reg.active:
         return 0.0
-    return RegTape(model, model.forward_all(x), reg, need_grad=False).value
+    return RegTape(model, model.forward_all(x), reg, need_grad=False, reduction=reduction).value

@@ -400,6 +400,15 @@ def _sympy():
     return sympy
 
 
+def optional_sympy():
+    """The sympy module, or None when it is not installed (the `symbolic` extra)."""
+    try:
+        import sympy
+    except ImportError:
+        return None
+    return sympy
+
+
 def _sp_func(fname):
     return lambda z: getattr(_sympy(), fname)(z)
 

@@ -169,8 +169,9 @@ def symbolic_backward(x, g, funcs, params, weight):
     return dx, dparams
 
 
-def edge_activations(x, knots, coef, w_base, w_spline, mask, k, base):
-    """Every edge's activation phi (B, I, O): layer_forward before the sum over i and the bias.
+def spline_activations(x, knots, coef, w_base, w_spline, mask, k, base):
+    """Every edge's spline-branch activation phi (B, I, O): layer_forward before the sum over i
+    and the bias.
 
     phi[b, i, o] = mask (w_base base(x[b,i]) + w_spline sum_m coef[i, m, o] B_im(x[b,i])),
     so that layer_forward = bias + phi.sum(axis=1). Oracle of the regulariser (kanarray.regularize).

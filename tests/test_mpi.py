@@ -178,18 +178,18 @@ def test_exception_on_one_rank_is_raised_on_every_rank(ranks):
 
 
 def test_command_line(reference, tmp_path):
-    """python -m kanarray.distributed data.csv ... across 2 ranks; a missing file fails cleanly."""
+    """python -m kanarray fit data.csv ... across 2 ranks; a missing file fails cleanly."""
     from kanarray import load
 
     data = make_dataset()
     table = np.hstack([data["train_input"], data["train_label"]])
     np.savetxt(tmp_path / "data.csv", table, delimiter=",", header="x0,x1,y", comments="")
-    proc = _launch(["-m", "kanarray.distributed", "data.csv", "--width", "2,3,1", "--steps", "3",
+    proc = _launch(["-m", "kanarray", "fit", "data.csv", "--width", "2,3,1", "--steps", "3",
                     "--log", "1", "--out", "model.npz"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("step ") == 3, proc.stdout  # rank 0 alone prints
     assert load(tmp_path / "model.npz").width == [2, 3, 1]
 
-    proc = _launch(["-m", "kanarray.distributed", "missing.csv"], cwd=tmp_path)
+    proc = _launch(["-m", "kanarray", "fit", "missing.csv"], cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.count("kanarray: error:") == 1, proc.stderr

@@ -16,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_plot_writes_a_png_with_and_without_data(tmp_path):
     model = KAN([2, 3, 1], seed=0)
-    S.set_symbolic(model.layers[0], 0, 1, "sin", [3.0, 0.0, 1.0, 0.0])
+    model.layers[0].set_symbolic(0, 1, "sin", [3.0, 0.0, 1.0, 0.0])
     model.layers[0].mask[1, 2] = 0
     x = np.random.default_rng(0).uniform(-1, 1, (200, 2))
     for path, data in ((tmp_path / "a.png", x), (tmp_path / "b.png", None)):

@@ -55,7 +55,7 @@ def edge_phis(model, x):
     h = x
     for layer in model.layers:
         p = layer.params
-        phis.append(reference.edge_activations(h, layer.knots, p["coef"], p["w_base"], p["w_spline"],
+        phis.append(reference.spline_activations(h, layer.knots, p["coef"], p["w_base"], p["w_spline"],
                                                layer.mask, layer.k, BASE[layer.base_fun]))
         h = layer.forward(h)
     return phis
@@ -73,17 +73,17 @@ def test_attribution_scores_follow_their_definition():
         edge = m * score / (m.sum(axis=0) + 1e-4)
         expected_edges.insert(0, edge)
         score = edge.sum(axis=1)
-    for got, want in zip(model.edge_scores, expected_edges):
+    for got, want in zip(model.edge_scores_, expected_edges):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(model.node_scores[0], score, rtol=1e-12)
-    np.testing.assert_array_equal(model.node_scores[-1], [0.5, 0.5])
-    for l, edges in enumerate(model.edge_scores):
+    np.testing.assert_allclose(model.node_scores_[0], score, rtol=1e-12)
+    np.testing.assert_array_equal(model.node_scores_[-1], [0.5, 0.5])
+    for l, edges in enumerate(model.edge_scores_):
         assert edges.shape == (model.width[l], model.width[l + 1])
         assert np.all(edges >= 0)
         assert edges.sum() <= 1.0 + 1e-12
-        np.testing.assert_allclose(model.node_scores[l], edges.sum(axis=1), rtol=1e-12)
-    assert model.edge_scores[0][1, 2] == 0.0 and model.edge_scores[1][3, 0] == 0.0
-    np.testing.assert_array_equal(model.feature_score, model.node_scores[0])
+        np.testing.assert_allclose(model.node_scores_[l], edges.sum(axis=1), rtol=1e-12)
+    assert model.edge_scores_[0][1, 2] == 0.0 and model.edge_scores_[1][3, 0] == 0.0
+    np.testing.assert_array_equal(model.feature_score_, model.node_scores_[0])
 
 
 def test_attribute_needs_data():
@@ -95,7 +95,7 @@ def test_attribute_needs_data():
 
 
 def test_feature_score_finds_the_used_inputs(trained):
-    scores = trained.feature_score
+    scores = trained.attribute().feature_score_
     assert scores.shape == (4,) and np.all(scores >= 0)
     assert scores[0] > 0.1 and scores[2] > 0.1
     assert scores[1] < 1e-2 and scores[3] < 1e-2
@@ -133,7 +133,7 @@ def test_pruning_parts_that_are_already_zero_changes_no_output():
     small = model.prune(node_th=1e-2, edge_th=0.0, x=x)
     assert small.width == [3, 3, 2]
     np.testing.assert_allclose(small(x), before, rtol=1e-14, atol=1e-14)
-    fewer = small.prune_input(threshold=1e-2)
+    fewer = small.prune_input(threshold=1e-2, x=x)
     assert fewer.width == [2, 3, 2] and fewer.input_ids == [0, 2]
     np.testing.assert_allclose(fewer(x[:, fewer.input_ids]), before, rtol=1e-14, atol=1e-14)
 
@@ -141,13 +141,13 @@ def test_pruning_parts_that_are_already_zero_changes_no_output():
 def test_prune_edge_masks_low_scores_in_place():
     model, x = random_model([3, 4, 2], seed=4)
     model.attribute(x)
-    threshold = float(np.median(model.edge_scores[0]))
-    expected = [(scores > threshold).astype(float) for scores in model.edge_scores]
-    assert model.prune_edge(threshold) is model
+    threshold = float(np.median(model.edge_scores_[0]))
+    expected = [(scores > threshold).astype(float) for scores in model.edge_scores_]
+    assert model.prune_edge(threshold, x=x) is model
     for layer, mask in zip(model.layers, expected):
         np.testing.assert_array_equal(layer.mask, mask)
-    model.attribute()
-    for layer, scores in zip(model.layers, model.edge_scores):
+    model.attribute(x)
+    for layer, scores in zip(model.layers, model.edge_scores_):
         assert np.all(scores[layer.mask == 0] == 0)
 
 
@@ -238,20 +238,16 @@ def test_input_ids_survive_chaining_and_checkpoints(tmp_path):
 
 
 def test_symbolic_edges_are_scored_and_kept_by_pruning():
-    symbolic = pytest.importorskip("kanarray.symbolic")
     model, x = random_model([3, 4, 2], seed=8)
-    if (not hasattr(symbolic, "set_symbolic") or not hasattr(symbolic, "edge_activations")
-            or not hasattr(model.layers[0], "symbolic_fun")):
-        pytest.skip("this build has no symbolic edges")
-    symbolic.set_symbolic(model.layers[0], 2, 3, "sin", [1.5, 0.2, 0.8, 0.1])
+    model.layers[0].set_symbolic(2, 3, "sin", [1.5, 0.2, 0.8, 0.1])
     layer = model.layers[0]
-    phi = kanarray.prune.edge_activations(layer, x)
+    phi = layer.edge_activations(x)
     np.testing.assert_allclose(phi.sum(axis=1) + layer.params["bias"], layer.forward(x),
                                rtol=1e-12, atol=1e-12)
     expected = np.abs(0.8 * np.sin(1.5 * x[:, 2] + 0.2) + 0.1).mean()
     assert np.abs(phi[:, 2, 3]).mean() == pytest.approx(expected, rel=1e-12)
     # the regulariser sees only spline edges: nothing of the symbolic edge
-    assert np.all(kanarray.regularize.edge_activations(layer, x)[:, 2, 3] == 0)
+    assert np.all(layer.spline_activations(x).phi[2, :, 3] == 0)
     fewer = model.prune_input(active_inputs=[2, 0])
     assert fewer.layers[0].symbolic_fun[0, 3] == "sin" and fewer.layers[0].symbolic_mask[0, 3] == 1
     np.testing.assert_array_equal(fewer.layers[0].params["symbolic"][0, 3], [1.5, 0.2, 0.8, 0.1])

@@ -6,6 +6,7 @@ import sympy as sp
 import kanarray
 from kanarray import KAN, create_dataset
 from kanarray import grid as gridlib
+from kanarray import formula as F
 from kanarray import symbolic as S
 from kanarray import symbolic_lib as slib
 from kanarray.kernels import reference as ref
@@ -31,11 +32,11 @@ def symbolic_model(seed=0, blend=True):
     rng = np.random.default_rng(seed)
     model = KAN([2, 3, 2], grid=5, seed=seed)
     model.params = model.params + 0.1 * rng.normal(size=model.num_params)
-    S.set_symbolic(model.layers[0], 0, 1, "sin", [2.0, 0.3, 1.5, -0.2])
-    S.set_symbolic(model.layers[0], 1, 1, "sin", [1.0, 0.1, 0.5, 0.1])
-    S.set_symbolic(model.layers[0], 1, 2, "x^2", [0.7, 0.1, 0.5, 0.3])
-    S.set_symbolic(model.layers[1], 2, 0, "exp", [0.6, 0.1, 0.5, 0.3])
-    S.set_symbolic(model.layers[1], 0, 1, "tanh", [1.6, 0.1, 0.5, 0.3])
+    model.layers[0].set_symbolic(0, 1, "sin", [2.0, 0.3, 1.5, -0.2])
+    model.layers[0].set_symbolic(1, 1, "sin", [1.0, 0.1, 0.5, 0.1])
+    model.layers[0].set_symbolic(1, 2, "x^2", [0.7, 0.1, 0.5, 0.3])
+    model.layers[1].set_symbolic(2, 0, "exp", [0.6, 0.1, 0.5, 0.3])
+    model.layers[1].set_symbolic(0, 1, "tanh", [1.6, 0.1, 0.5, 0.3])
     if blend:
         model.layers[1].symbolic_mask[0, 1] = 0.4  # half spline, half tanh
     return model
@@ -49,9 +50,9 @@ def all_symbolic_model(seed=3):
     for i in range(2):
         for o in range(3):
             p = [rng.uniform(0.5, 1.5), rng.uniform(-0.5, 0.5), rng.uniform(-2, 2), rng.uniform(-1, 1)]
-            S.set_symbolic(model.layers[0], i, o, names[i][o], p)
+            model.layers[0].set_symbolic(i, o, names[i][o], p)
     for i, name in enumerate(["x^2", "sin", "gaussian"]):
-        S.set_symbolic(model.layers[1], i, 0, name, [rng.uniform(-1.5, 1.5), rng.uniform(-0.5, 0.5),
+        model.layers[1].set_symbolic(i, 0, name, [rng.uniform(-1.5, 1.5), rng.uniform(-0.5, 0.5),
                                                      rng.uniform(-2, 2), rng.uniform(-1, 1)])
     model.layers[0].params["bias"][...] = [0.3, -0.2, 0.1]
     model.layers[1].params["bias"][...] = [0.05]
@@ -68,11 +69,11 @@ def test_symbolic_branch_matches_float64_reference():
              for row in layer.symbolic_fun]
     weight = layer.mask * layer.symbolic_mask
     y = np.zeros((37, 3))
-    S.branch_forward(layer, x, y)
+    y += layer.symbolic_activations(x).sum(axis=1)
     np.testing.assert_allclose(y, ref.symbolic_forward(x, funcs, layer.params["symbolic"], weight),
                                rtol=1e-13, atol=1e-13)
     dx = np.zeros_like(x)
-    S.branch_backward(layer, x, g, dx)
+    layer.symbolic_backward(x, g, dx)
     want_dx, want_dp = ref.symbolic_backward(x, g, funcs, layer.params["symbolic"], weight)
     np.testing.assert_allclose(dx, want_dx, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(layer.grads["symbolic"], want_dp, rtol=1e-13, atol=1e-13)
@@ -117,7 +118,7 @@ def test_fixed_edge_drops_its_spline_and_unfix_restores_it():
     plain = KAN([2, 3, 1], seed=1)
     h_plain = S.layer_inputs(plain, x)[1]
     delta = h - h_plain
-    curve = S.spline_curves(layer, 1, x[:, 1])[:, 2]
+    curve = layer.spline_curves(1, x[:, 1])[:, 2]
     np.testing.assert_allclose(delta[:, 2], np.sin(x[:, 1]) - curve, atol=1e-13)
     np.testing.assert_allclose(np.delete(delta, 2, axis=1), 0, atol=1e-15)
     model.unfix_symbolic(0, 1, 2)
@@ -163,7 +164,7 @@ def test_auto_symbolic_recovers_product_through_two_layers():
     np.testing.assert_allclose(model(x)[:, 0], x[:, 0] * x[:, 1], atol=1e-10)
     formula = model.symbolic_formula()[0]
     x1, x2 = sp.symbols("x_1 x_2")
-    assert S.round_formula(sp.expand(formula), 6) == x1 * x2
+    assert F.round_formula(sp.expand(formula), 6) == x1 * x2
 
 
 def test_auto_symbolic_recovers_sin_plus_square_after_training():
@@ -177,7 +178,7 @@ def test_auto_symbolic_recovers_sin_plus_square_after_training():
     results = model.fit(data, steps=20, update_grid=False)
     assert results["test_loss"][-1] < 1e-8
     x1, x2 = sp.symbols("x_1 x_2")
-    got = S.round_formula(sp.expand(model.symbolic_formula()[0]), 4)
+    got = F.round_formula(sp.expand(model.symbolic_formula()[0]), 4)
     assert got == sp.sin(sp.Float("3.1416") * x1) + x2 ** 2
 
 
@@ -201,7 +202,7 @@ def test_formula_reproduces_the_model_output():
     want = model(x)[:, 0]
     for normalize in (True, False):
         formula = model.symbolic_formula(normalize=normalize)[0]
-        got = S.formula_function(formula, ["x_1", "x_2"])(x)
+        got = F.formula_function(formula, ["x_1", "x_2"])(x)
         assert np.abs(got - want).max() < 1e-8 * max(1.0, np.abs(want).max())
     named = model.symbolic_formula(var_names=["a", "b"])[0]
     assert {str(s) for s in named.free_symbols} == {"a", "b"}
@@ -209,7 +210,7 @@ def test_formula_reproduces_the_model_output():
 
 def test_formula_without_sympy_is_a_plain_string(monkeypatch):
     model = all_symbolic_model()
-    monkeypatch.setattr(S, "_sympy", lambda: None)
+    monkeypatch.setattr(slib, "optional_sympy", lambda: None)
     formula = model.symbolic_formula()[0]
     assert isinstance(formula, str) and "sin(" in formula
     x = np.random.default_rng(5).uniform(-1, 1, (100, 2))
@@ -217,13 +218,13 @@ def test_formula_without_sympy_is_a_plain_string(monkeypatch):
                  "x_1": x[:, 0], "x_2": x[:, 1]}
     got = eval(formula.replace("^", "**"), namespace)  # noqa: S307 - our own formula
     assert np.abs(got - model(x)[:, 0]).max() < 1e-8
-    assert "3.1416" in S.round_formula("3.14159265*x + 1.00000001", 4)
+    assert "3.1416" in F.round_formula("3.14159265*x + 1.00000001", 4)
 
 
 def test_round_formula_snaps_integers_and_drops_zeros():
     x = sp.Symbol("x")
     expr = sp.Float(1.0000000003) * sp.exp(sp.Float(3.14159265) * x) + sp.Float(2e-12)
-    assert S.round_formula(expr, 4) == sp.exp(sp.Float("3.1416") * x)
+    assert F.round_formula(expr, 4) == sp.exp(sp.Float("3.1416") * x)
 
 
 # ---------------------------------------------------------------------- state
@@ -271,9 +272,7 @@ def test_edge_activations_sum_to_the_layer_output():
     model = symbolic_model()
     layer = model.layers[1]
     h = np.random.default_rng(0).uniform(-1, 1, (20, 3))
-    from kanarray import regularize
-
-    phi = regularize.edge_activations(layer, h) + S.edge_activations(layer, h)
+    phi = layer.edge_activations(h)
     np.testing.assert_allclose(phi.sum(axis=1) + layer.params["bias"], layer.forward(h), atol=1e-13)
 
 

@@ -1,0 +1,241 @@
+"""The network: a chain of KAN layers over one flat parameter buffer, and its grids.
+
+This is the machinery under kanarray.KAN (kanarray/model.py), which adds the public, validated
+face. Everything here works on arrays already on the model's device and dtype.
+
+    net.forward_all(x)          [x, h_1, ..., y]: every layer's input, and the output
+    net.backward(acts, g)       fills net.grad (aligned with net.params), returns dL/dx
+    net.regrid(x)               knots follow the samples, splines keep their shape
+    net.refined(G)              a new network on a finer grid, splines fitted to these
+    net.derived(width=..., ...) a new network of the same kind with other settings
+
+Every trainable parameter lives in `params`, one 1-D array; layers hold views into it, so an
+optimizer updating `params` in place updates the layers. Gradients land in `grad` the same way.
+"""
+import numbers
+
+import numpy as np
+
+from . import grid as gridlib
+from .backend import get_backend
+from .checks import check_batch, check_int, check_real_array
+from .kernels.reference import BASE_CODES
+from .layer import KANLayer
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+PATHS = ("auto", "fused", "dense")
+
+
+def check_input_ids(input_ids, n_inputs):
+    """None -> [0 .. n_inputs-1]; else n_inputs distinct non-negative integers, as a list."""
+    if input_ids is None:
+        return list(range(n_inputs))
+    if isinstance(input_ids, (str, bytes)) or not hasattr(input_ids, "__len__"):
+        raise TypeError(f"input_ids must be a list of {n_inputs} integers, got {input_ids!r}")
+    ids = list(input_ids)
+    if (len(ids) != n_inputs or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                    or v < 0 for v in ids) or len(set(ids)) != len(ids)):
+        raise ValueError(f"input_ids must be {n_inputs} distinct non-negative integers, got {ids!r}")
+    return [int(v) for v in ids]
+
+
+def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
+    """The constructor's structural arguments, validated and normalised."""
+    if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
+        raise ValueError(f"width must be a list of at least 2 layer widths, got {width!r}")
+    width = [check_int(w, "width entries", 1) for w in width]
+    grid = check_int(grid, "grid", 1)
+    k = check_int(k, "k", 1)
+    if (not hasattr(grid_range, "__len__") or len(grid_range) != 2
+            or not all(isinstance(v, numbers.Real) for v in grid_range)
+            or not np.all(np.isfinite(grid_range)) or not grid_range[0] < grid_range[1]):
+        raise ValueError(f"grid_range must be (lo, hi) with finite lo < hi, got {grid_range!r}")
+    if base_fun not in BASE_CODES:
+        raise ValueError(f"base_fun must be one of {sorted(BASE_CODES)}, got {base_fun!r}")
+    if not isinstance(grid_eps, numbers.Real) or not 0 <= grid_eps <= 1:
+        raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
+    if str(dtype) not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    return width, grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
+
+
+class Network:
+    """A chain of KAN layers; see kanarray.KAN for the meaning of the arguments."""
+
+    def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
+                 grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
+                 input_ids=None):
+        width, grid, k, grid_range, dtype = check_config(width, grid, k, grid_range, base_fun,
+                                                         grid_eps, dtype, path)
+        # original index of every input (kept by prune_input, so formulas name x_1.. as in the data)
+        self.input_ids = check_input_ids(input_ids, width[0])
+        self.width = width
+        self.grid = grid
+        self.k = k
+        self.grid_range = grid_range
+        self.base_fun = base_fun
+        self.grid_eps = float(grid_eps)
+        self.seed = seed
+        self.dtype = dtype
+        self.device = device
+        self.noise_scale = noise_scale
+        self.path = path
+        self.backend = get_backend(device)
+        self.layers = [
+            KANLayer(i, o, grid, k, gridlib.uniform_knots(i, grid, k, grid_range), base_fun,
+                     self.backend, self.np_dtype, path)
+            for i, o in zip(width[:-1], width[1:])
+        ]
+        self._allocate()
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.init_params(rng, noise_scale)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def np_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def depth(self):
+        return len(self.layers)
+
+    def _allocate(self):
+        """One flat buffer for all parameters and one for their gradients; layers bind views."""
+        xp = self.backend.xp
+        total = sum(int(np.prod(s)) for layer in self.layers for s in layer.param_shapes().values())
+        self._params = xp.zeros(total, dtype=self.np_dtype)
+        self.grad = xp.zeros(total, dtype=self.np_dtype)
+        offset = 0
+        for layer in self.layers:
+            offset = layer.bind(self._params, self.grad, offset)
+
+    @property
+    def params(self):
+        """All trainable parameters as one flat 1-D array (the layers' storage itself)."""
+        return self._params
+
+    @params.setter
+    def params(self, values):
+        values = self.backend.asarray(values, self.np_dtype)
+        if values.shape != self._params.shape:
+            raise ValueError(f"params must have shape {self._params.shape}, got {values.shape}")
+        self._params[...] = values
+
+    @property
+    def num_params(self):
+        return int(self._params.size)
+
+    def config(self):
+        """Constructor arguments, JSON-serialisable (used by save and by derived models)."""
+        return {"width": list(self.width), "grid": self.grid, "k": self.k,
+                "grid_range": list(self.grid_range), "base_fun": self.base_fun,
+                "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
+                "device": self.device, "noise_scale": self.noise_scale, "path": self.path,
+                "input_ids": list(self.input_ids)}
+
+    def derived(self, **changes):
+        """A new, freshly initialised model of the same class with config() updated by changes."""
+        return type(self)(**{**self.config(), **changes})
+
+    def snapshot(self):
+        """Copies of everything training changes: the parameters and every layer's knots."""
+        return self._params.copy(), [layer.knots.copy() for layer in self.layers]
+
+    def restore(self, snapshot):
+        """Put back the state of snapshot()."""
+        params, knots = snapshot
+        self._params[...] = params
+        for layer, saved in zip(self.layers, knots):
+            layer.knots[...] = saved
+
+    # ------------------------------------------------------------------ validation of user arrays
+    def as_batch(self, x, name="x"):
+        """x (B, width[0]) validated (real, finite, non-empty) and moved to the device and dtype."""
+        return self.backend.asarray(check_batch(x, name, self.width[0]), self.np_dtype)
+
+    def as_labels(self, y, n_rows, name="y"):
+        """y (B, width[-1]) or (B,) for one output, validated, on the device and dtype."""
+        y = check_real_array(y, name)
+        y = check_batch(y.reshape(-1, 1) if y.ndim == 1 else y, name, self.width[-1])
+        if y.shape[0] != n_rows:
+            raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {n_rows}")
+        return self.backend.asarray(y, self.np_dtype)
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward_all(self, x, out=None):
+        """Activations of every layer: [x, h_1, ..., y] for x on the device.
+
+        out: optional list of preallocated (B, width[l]) arrays for h_1 .. y (a training
+        workspace), reused across evaluations instead of allocating new ones.
+        """
+        acts = [x]
+        for l, layer in enumerate(self.layers):
+            acts.append(layer.forward(acts[-1], None if out is None else out[l]))
+        return acts
+
+    def backward(self, acts, g, reg=None, dx_out=None):
+        """Back-propagate g = dL/dy through the layers; fills self.grad, returns dL/dx.
+
+        reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
+        added (parameters and dL/dx) right after layer l's own backward.
+        dx_out: optional list of preallocated (B, width[l]) arrays for the layers' dL/dx.
+        """
+        for l in range(self.depth - 1, -1, -1):
+            g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l])
+            if reg is not None:
+                g = reg.backward_layer(l, g)
+        return g
+
+    # ------------------------------------------------------------------ grids
+    def regrid(self, x, gather=None):
+        """Move every layer's knots to fit the samples x (device rows; quantile/uniform mix by
+        grid_eps) and refit the coefficients by least squares so each edge keeps its shape.
+
+        Layer l is updated on the activations of the layers before it, already updated (as
+        pykan does). gather (distributed training): gather(samples) returns every process's host
+        samples of a layer, so all compute the same knots and refit from the union.
+        """
+        for l, layer in enumerate(self.layers):
+            samples = self.backend.to_numpy(self.forward_all(x)[l]).astype(np.float64)
+            if gather is not None:
+                samples = gather(samples)
+            knots = gridlib.knots_from_samples(samples, layer.grid, layer.k, self.grid_eps,
+                                               layer.interior_range())
+            self._set_spline(layer, layer, samples, knots)
+
+    def refined(self, new_grid, x=None):
+        """A new network with new_grid intervals whose splines are least-squares fits of these.
+
+        With samples x (device rows), each layer's new knots follow the samples as in regrid.
+        Without, they subdivide the current knots (kanarray.grid.subdivide_knots): when
+        new_grid is a multiple of the current grid every old knot is kept and the fit is exact.
+        """
+        new = self.derived(grid=new_grid)
+        acts = [None] * self.depth if x is None else self.forward_all(x)
+        for l, (old, layer) in enumerate(zip(self.layers, new.layers)):
+            if x is None:
+                samples = np.empty((0, old.in_dim))
+                interior = self.backend.to_numpy(old.knots).astype(np.float64)[:, old.k:old.k + old.grid + 1]
+                knots = gridlib.extend_knots(gridlib.subdivide_knots(interior, new_grid), layer.k)
+            else:
+                samples = self.backend.to_numpy(acts[l]).astype(np.float64)
+                knots = gridlib.knots_from_samples(samples, new_grid, layer.k, self.grid_eps,
+                                                   old.interior_range())
+            for name in ("w_base", "w_spline", "bias", "symbolic"):
+                layer.params[name][...] = old.params[name]
+            layer.mask[...] = old.mask
+            layer.symbolic_mask[...] = old.symbolic_mask
+            layer.symbolic_fun = old.symbolic_fun.copy()
+            self._set_spline(old, layer, samples, knots)
+        return new
+
+    def _set_spline(self, old, layer, samples, knots):
+        """Give `layer` the knots `knots` and coefficients fitting `old`'s splines."""
+        to_host = self.backend.to_numpy
+        coef = gridlib.refit_coef(samples, to_host(old.knots).astype(np.float64),
+                                  to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
+        layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
+        layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)

@@ -1,0 +1,151 @@
+"""What the training loop minimises: a model's loss and gradient on its training data.
+
+An objective is a small object with one job, evaluating the loss at a parameter vector, plus
+what the loop needs around that (kanarray.train.fit never asks how the numbers are made):
+
+    n_rows                    training rows the loop draws its batches from
+    is_root                   whether this process prints, warns and writes files
+    select(rows)              the batch of the next evaluations: sorted row ids, or None = all
+    value_and_grad(params)    -> (loss, grad): loss at params on the batch, grad a new flat array
+    regularizer_value()       the regulariser's value (not times lamb) on the batch
+    test_rmse()               RMSE on the test set
+    update_grid()             move the grids to the batch's activations
+    run(fn, *args)            call user code (callback, checkpoint); its errors reach the loop
+    run_on_root(fn, *args)    the same, on the root process only
+    finish()                  -> dict of statistics, after the last step
+
+LocalObjective is the one for data in this process; kanarray.distributed.MPIObjective is the
+same interface over the rows of every MPI rank.
+"""
+import numpy as np
+
+from . import regularize
+
+DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
+
+
+def check_dataset(model, dataset):
+    """(x_train, y_train, x_test, y_test) of a dataset dict, validated, on the model's device."""
+    if not isinstance(dataset, dict):
+        raise TypeError(f"dataset must be a dict with keys {DATASET_KEYS}, got {type(dataset).__name__}")
+    missing = [key for key in DATASET_KEYS if key not in dataset]
+    if missing:
+        raise ValueError(f"dataset is missing {missing}; expected keys {DATASET_KEYS}")
+    x_train = model.as_batch(dataset["train_input"], "dataset['train_input']")
+    y_train = model.as_labels(dataset["train_label"], x_train.shape[0], "dataset['train_label']")
+    x_test = model.as_batch(dataset["test_input"], "dataset['test_input']")
+    y_test = model.as_labels(dataset["test_label"], x_test.shape[0], "dataset['test_label']")
+    return x_train, y_train, x_test, y_test
+
+
+def squared_error(pred, y):
+    """(sum of squared errors, residual pred - y) of predictions against labels, both (B, O)."""
+    residual = pred - y
+    return float((residual * residual).sum()), residual
+
+
+def rmse(pred, y):
+    """Root mean squared error over every entry of (B, O) predictions and labels."""
+    sse, _ = squared_error(pred, y)
+    return float(np.sqrt(sse / max(pred.size, 1)))
+
+
+def custom_loss(loss_fn, pred, y):
+    """loss_fn(pred, y) -> (loss, dloss/dpred), its answer checked: a real scalar and an array
+    of pred's shape (a wrong shape would make a kernel read past the end of the array)."""
+    answer = loss_fn(pred, y)
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise TypeError(f"loss_fn must return a tuple (loss, dloss/dpred), got {type(answer).__name__}"
+                        + (f" of length {len(answer)}" if isinstance(answer, tuple) else ""))
+    loss, g = answer
+    try:
+        loss = float(loss)
+    except (TypeError, ValueError):
+        raise TypeError(f"loss_fn's loss must be a real scalar, got {type(loss).__name__}") from None
+    if getattr(g, "shape", None) != pred.shape:
+        raise ValueError(f"loss_fn's gradient must have the predictions' shape {tuple(pred.shape)}, "
+                         f"got {getattr(g, 'shape', type(g).__name__)}")
+    return loss, g
+
+
+def loss_and_grad(model, x, y, loss_fn=None, reg=None, workspace=None):
+    """(loss, dL/dx, regulariser value) at device inputs x, labels y; the parameter gradient is
+    left in model.grad. loss_fn(pred, y) -> (loss, dloss/dpred), default the mean squared error;
+    reg: a kanarray.regularize.Regularization (loss += reg.lamb * its value when active).
+    workspace: a Workspace of preallocated activation buffers for this batch size."""
+    acts = model.forward_all(x, None if workspace is None else workspace.acts)
+    tape = regularize.tape(model, acts, reg)
+    if loss_fn is None:
+        sse, residual = squared_error(acts[-1], y)
+        loss, g = sse / residual.size, residual * (2.0 / residual.size)
+    else:
+        loss, g = custom_loss(loss_fn, acts[-1], y)
+    reg_value = 0.0 if tape is None else tape.value
+    if tape is not None:
+        loss += reg.lamb * reg_value
+    dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), tape,
+                        None if workspace is None else workspace.dx)
+    return loss, dx, reg_value
+
+
+class Workspace:
+    """Preallocated (B, width[l]) activation and input-gradient buffers for one batch size."""
+
+    def __init__(self, model, n_rows):
+        xp, dtype = model.backend.xp, model.np_dtype
+        self.n_rows = n_rows
+        self.acts = [xp.empty((n_rows, w), dtype=dtype) for w in model.width[1:]]
+        self.dx = [xp.empty((n_rows, w), dtype=dtype) for w in model.width[:-1]]
+
+
+class LocalObjective:
+    """The loss of `model` on `dataset` in this process (see the module docstring).
+
+    loss_fn: None (mean squared error) or loss_fn(pred, y) -> (loss, dloss/dpred);
+    reg: a kanarray.regularize.Regularization or None.
+    """
+
+    is_root = True
+
+    def __init__(self, model, dataset, loss_fn=None, reg=None):
+        self.model = model
+        self.x_train, self.y_train, self.x_test, self.y_test = check_dataset(model, dataset)
+        self.n_rows = int(self.x_train.shape[0])
+        self.loss_fn = loss_fn
+        self.reg = reg if reg is not None and reg.active else None
+        self._workspaces = {}
+        self.select(None)
+
+    def select(self, rows):
+        if rows is None:
+            self.xb, self.yb = self.x_train, self.y_train
+        else:
+            index = self.model.backend.xp.asarray(rows)
+            self.xb, self.yb = self.x_train[index], self.y_train[index]
+        n = int(self.xb.shape[0])
+        if n not in self._workspaces:
+            self._workspaces[n] = Workspace(self.model, n)
+        self._workspace = self._workspaces[n]
+
+    def value_and_grad(self, params):
+        self.model.params[...] = params
+        loss, _, _ = loss_and_grad(self.model, self.xb, self.yb, self.loss_fn, self.reg,
+                                   self._workspace)
+        return loss, self.model.grad.copy()
+
+    def regularizer_value(self):
+        return regularize.value(self.model, self.xb, self.reg)
+
+    def test_rmse(self):
+        return rmse(self.model.forward_all(self.x_test)[-1], self.y_test)
+
+    def update_grid(self):
+        self.model.regrid(self.xb)
+
+    def run(self, fn, *args):
+        return fn(*args)
+
+    run_on_root = run
+
+    def finish(self):
+        return {}

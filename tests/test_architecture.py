@@ -1,0 +1,135 @@
+"""The package's shape: imports run one way, nothing is attached at run time, modules stay small.
+
+The import graph is read with `ast` from the source files (kanarray/ and kernels/, the latter as
+kanarray.kernels), so these tests need no third-party tool and import nothing they check.
+"""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAX_MODULE_LINES = 420  # "about 400": a module past this has more than one job
+# kanarray modules that need an optional extra: imported where they are used, so that the base
+# install never touches them (kernels.cuda needs numba-cuda, the `cuda` extra)
+OPTIONAL_MODULES = {"kanarray.kernels.cuda"}
+
+
+def module_files():
+    """{module name: path} of every kanarray module, the kernels under kanarray.kernels."""
+    files = {}
+    for folder, package in ((ROOT / "kanarray", "kanarray"), (ROOT / "kernels", "kanarray.kernels")):
+        for path in sorted(folder.glob("*.py")):
+            files[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    return files
+
+
+def _resolve(module, path, node, names):
+    """Kanarray modules named by one import statement of `module` (at `path`)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names if alias.name.startswith("kanarray")]
+    package = module if path.stem == "__init__" else module.rsplit(".", 1)[0]
+    if node.level:
+        for _ in range(node.level - 1):
+            package = package.rsplit(".", 1)[0]
+        base = f"{package}.{node.module}" if node.module else package
+    else:
+        base = node.module or ""
+    if not base.startswith("kanarray"):
+        return []
+    # `from .x import y`: y is a module when kanarray.x.y is one, else a name in kanarray.x
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names]
+
+
+def import_graph():
+    """({module: set of kanarray modules it imports at module level},
+        [(module, line, imported) for every kanarray import inside a function])."""
+    files = module_files()
+    graph, nested = {}, []
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        graph[module] = set()
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        inside = {id(n) for f in functions for n in ast.walk(f) if n is not f}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets = _resolve(module, path, node, files)
+                if id(node) in inside:
+                    nested += [(module, node.lineno, t) for t in targets
+                               if t in files and t not in OPTIONAL_MODULES]
+                else:
+                    graph[module].update(t for t in targets if t in files and t != module)
+    return graph, nested
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, stack)
+                if found:
+                    return found
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [])
+            if found:
+                return found
+    return None
+
+
+def test_kanarray_modules_import_each_other_without_a_cycle():
+    graph, _ = import_graph()
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_no_kanarray_module_is_imported_inside_a_function():
+    _, nested = import_graph()
+    assert nested == [], f"function-level imports of kanarray modules: {nested}"
+
+
+def test_the_checker_finds_cycles_and_nested_imports():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    graph, _ = import_graph()
+    assert "kanarray.layer" in graph["kanarray.network"]  # relative imports are resolved
+    assert "kanarray.kernels.cpu" in graph["kanarray.backend"]  # and the kernels mapping
+
+
+def test_nothing_is_attached_at_run_time():
+    for path in (ROOT / "kanarray").glob("*.py"):
+        assert "sys.modules" not in path.read_text(), path
+
+
+def test_modules_stay_small():
+    big = {str(p.relative_to(ROOT)): n for p in (ROOT / "kanarray").glob("*.py")
+           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert big == {}
+
+
+@pytest.mark.slow
+def test_kernels_import_from_a_wheel(tmp_path):
+    """A wheel maps the top-level kernels/ folder to kanarray.kernels (pyproject package-dir)."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp_path / "dist"),
+                          str(ROOT)], check=True, cwd=tmp_path)
+    wheel = next((tmp_path / "dist").glob("kanarray-*.whl"))
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", "import kanarray.kernels.cpu as k; print(k.__file__)"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert str(tmp_path / "site") in out.stdout
