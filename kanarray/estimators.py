@@ -329,7 +329,7 @@ class _BaseKAN:
             raise ValueError(f"var_names must have {self.n_features_in_} names, got {len(names)}")
         model = _model_from_bytes(_model_to_bytes(self.model_))
         model.auto_symbolic(lib=lib, r2_threshold=r2_threshold, weight_simple=weight_simple,
-                            x=self.model_.cache_data, verbose=0)
+                            x=self.model_.cache_data_, verbose=0)
         return self._scaling.formulas(model, names)
 
     def __getstate__(self):

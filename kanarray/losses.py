@@ -9,7 +9,7 @@ That is the `loss_fn` contract of kanarray.train.fit. The array module is taken 
     cross_entropy(logits, labels)  mean over rows of -log softmax(logits)[label]
     accuracy(logits, labels)       share of rows whose largest logit is the label's
 """
-from .optim import array_module
+from .arrays import array_module
 
 
 def _check_outputs(pred, name):

@@ -97,11 +97,15 @@ def unfix_symbolic(model, l, i, j):
     _check_edge(model, l, i, j).clear_symbolic(i, j)
 
 
+R2_THRESHOLD = 0.99  # auto_symbolic leaves an edge a spline when no candidate reaches this R^2
+
+
 def suggest_symbolic(model, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8,
                      r2_threshold=0.0, verbose=True, acts=None):
     """Rank library functions for edge (l, i, j): fit quality (R^2) against complexity.
 
-    -> list of (name, r2, complexity, score, params), best first (see symbolic_lib.suggest).
+    -> list of (name, r2, complexity, score, params), best first (topk=None: all); the score
+    is symbolic_lib.score (simplest function within the fit tolerance, amplified fits penalised).
     """
     layer = _check_edge(model, l, i, j)
     xs = edge_samples(model, l, i, x, acts)
@@ -116,13 +120,16 @@ def suggest_symbolic(model, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8
     return rows
 
 
-def auto_symbolic(model, lib=None, r2_threshold=0.0, weight_simple=0.8, x=None, verbose=1):
+def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8, x=None, verbose=1):
     """Fix every live edge (mask != 0) that is not symbolic yet to its best library candidate.
 
-    Layers are processed in order; with samples x each layer's inputs are recomputed after the
-    layers before it were fixed, so edges are fitted where they will be evaluated. A candidate
-    with R^2 below r2_threshold leaves the edge as a spline (reported).
-    -> {(l, i, j): (name, r2)} for the edges fixed.
+    The candidate is the best-scoring one (symbolic_lib.score) among those with R^2 >=
+    r2_threshold; when no candidate reaches r2_threshold the edge stays a spline (printed when
+    verbose). Layers are processed in order; with samples x each layer's inputs are recomputed
+    after the layers before it were fixed, so edges are fitted where they will be evaluated.
+    -> {(l, i, j): (name, r2)} for every edge considered: the function fixed and its R^2, or
+    name "" (an edge left a spline, as in layer.symbolic_fun) with the best R^2 any candidate
+    reached. Edges already symbolic are skipped and not listed.
     """
     fixed = {}
     host = model.backend.to_numpy
@@ -137,14 +144,17 @@ def auto_symbolic(model, lib=None, r2_threshold=0.0, weight_simple=0.8, x=None, 
                     if verbose:
                         print(f"skipping ({l},{i},{j}): already symbolic ({layer.symbolic_fun[i, j]})")
                     continue
-                rows = suggest_symbolic(model, l, i, j, topk=1, lib=lib, x=x,
+                rows = suggest_symbolic(model, l, i, j, topk=None, lib=lib, x=x,
                                         weight_simple=weight_simple, verbose=False, acts=acts)
-                name, r2, _, _, params = rows[0]
-                if r2 < r2_threshold:
+                passing = [row for row in rows if row[1] >= r2_threshold]
+                if not passing:
+                    best = max(rows, key=lambda row: row[1], default=("", 0.0))
+                    fixed[(l, i, j)] = ("", best[1])
                     if verbose:
-                        print(f"not fixing ({l},{i},{j}): best {name} has r2={r2:.6f} "
-                              f"< r2_threshold={r2_threshold}")
+                        print(f"leaving ({l},{i},{j}) a spline: best R^2 = {best[1]:.6f} "
+                              f"({best[0] or 'no fit'}) < r2_threshold = {r2_threshold}")
                     continue
+                name, r2, _, _, params = passing[0]
                 layer.set_symbolic(i, j, name, params)
                 fixed[(l, i, j)] = (name, r2)
                 if verbose:

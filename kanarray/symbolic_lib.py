@@ -91,7 +91,10 @@ __all__ = [
     "X_EPS",
     "X_BIG",
     "EXP_MAX",
-    "R2_FLOOR",
+    "FIT_TOL",
+    "AMP_FREE",
+    "amplification",
+    "score",
 ]
 
 #: distance kept from singularities (1/x^n, 1/sqrt, log, arctanh; tan is cut at 1/X_EPS)
@@ -100,8 +103,11 @@ X_EPS = 1e-4
 X_BIG = 1e30
 #: exp argument is clipped above at EXP_MAX (exp(80) ~ 5.5e34)
 EXP_MAX = 80.0
-#: 1 - R^2 is clipped below at R2_FLOOR in the ranking score of :func:`suggest`
-R2_FLOOR = 1e-10
+#: fit tolerance of the ranking score of :func:`suggest`: unexplained variance fractions
+#: (1 - R^2) well below FIT_TOL count as equally good fits
+FIT_TOL = 1e-5
+#: amplification (see :func:`amplification`) up to AMP_FREE costs nothing in the score
+AMP_FREE = 10.0
 
 _GAUSS_CLIP = 1e3
 _ATAN_CLIP = 1e150
@@ -187,32 +193,32 @@ def _power(n):
     return f, df
 
 
-def _clamped_den(x):
-    """copysign(max(|x|, X_EPS), x), and the mask where it equals x itself.
-
-    The sign of zero follows its IEEE sign bit, so f(-z) = -f(z) holds exactly for the
-    odd reciprocals, zero included.
-    """
+def _clamped_abs(x):
+    """(x, max(|x|, X_EPS), mask where |x| > X_EPS, i.e. where the clamp is inactive)."""
     x = _asf(x)
     ax = np.abs(x)
-    return np.copysign(np.maximum(ax, X_EPS), x), ax > X_EPS
+    return x, np.maximum(ax, X_EPS), ax > X_EPS
 
 
 def _inverse_power(n):
+    """1/z^n as sign(z)^n / max(|z|, X_EPS)^n: exact outside |z| <= X_EPS, odd n give 0 at 0."""
+
     def f(x):
-        d, _ = _clamped_den(x)
-        r = 1.0 / d
+        x, m, _ = _clamped_abs(x)
+        r = 1.0 / m
         out = r
         for _ in range(n - 1):
             out = out * r
-        return out
+        return np.sign(x) * out if n % 2 else out
 
     def df(x):
-        d, active = _clamped_den(x)
-        r = 1.0 / d
+        # d/dz z^-n = -n z^-(n+1) = -n sign(z)^(n+1) / |z|^(n+1)
+        x, m, active = _clamped_abs(x)
+        r = 1.0 / m
         out = r * r
         for _ in range(n - 1):
             out = out * r
+        out = out if n % 2 else np.sign(x) * out
         return np.where(active, -n * out, 0.0)
 
     return f, df
@@ -263,8 +269,8 @@ def _log_f(x):
 
 
 def _log_df(x):
-    d, active = _clamped_den(x)
-    return np.where(active, 1.0 / d, 0.0)
+    x, m, active = _clamped_abs(x)
+    return np.where(active, np.sign(x) / m, 0.0)
 
 
 def _abs_f(x):
@@ -419,6 +425,29 @@ _EVEN = (1.0, 0.0)
 _ODD = (-1.0, 0.0)
 
 
+def _sp_max(*args):
+    return _sympy().Max(*args)
+
+
+def _sp_clip(z, lo, hi):
+    sp = _sympy()
+    return sp.Max(sp.Min(z, sp.Float(hi)), sp.Float(lo))
+
+
+def _sp_abs_floor(z):
+    """max(|z|, X_EPS): the clamped magnitude of the reciprocals and log."""
+    sp = _sympy()
+    return sp.Max(sp.Abs(z), sp.Float(X_EPS))
+
+
+def _txt_abs_floor(z):
+    return f"max(abs({z}), {X_EPS!r})"
+
+
+def _txt_clip(z, lo, hi):
+    return f"max(min({z}, {hi!r}), {lo!r})"
+
+
 def _register_builtins():
     def reg(name, f, df, complexity, sympy, text, domain, canonical):
         LIBRARY[name] = SymbolicFunction(name, f, df, complexity, sympy, text, domain, canonical)
@@ -433,18 +462,26 @@ def _register_builtins():
     for n, comp in ((1, 2), (2, 2), (3, 3), (4, 4), (5, 5)):
         f, df = _inverse_power(n)
         name = "1/x" if n == 1 else f"1/x^{n}"
-        reg(name, f, df, comp, (lambda n: lambda z: 1 / z ** n)(n),
-            (lambda n: lambda z: f"1/({z})" if n == 1 else f"1/({z})^{n}")(n), (0.2, 5.0),
+        if n % 2:  # odd: sign(z) / max(|z|, eps)^n
+            sym = (lambda n: lambda z: _sympy().sign(z) / _sp_abs_floor(z) ** n)(n)
+            txt = (lambda n: lambda z: f"sign({z})/{_txt_abs_floor(z)}"
+                   + ("" if n == 1 else f"^{n}"))(n)
+        else:      # even: 1 / max(|z|, eps)^n
+            sym = (lambda n: lambda z: 1 / _sp_abs_floor(z) ** n)(n)
+            txt = (lambda n: lambda z: f"1/{_txt_abs_floor(z)}^{n}")(n)
+        reg(name, f, df, comp, sym, txt, (0.2, 5.0),
             _canon(homogeneous=-n, symmetry=_EVEN if n % 2 == 0 else _ODD))
-    reg("sqrt", _sqrt_f, _sqrt_df, 2, _sp_func("sqrt"), lambda z: f"sqrt({z})", (0.01, 5.0),
-        _canon(homogeneous=0.5))
-    reg("x^1.5", _pow15_f, _pow15_df, 4, lambda z: _sympy().sqrt(z) ** 3,
-        lambda z: f"({z})^1.5", (0.01, 5.0), _canon(homogeneous=1.5))
-    reg("1/sqrt(x)", _invsqrt_f, _invsqrt_df, 2, lambda z: 1 / _sympy().sqrt(z),
-        lambda z: f"1/sqrt({z})", (0.01, 5.0), _canon(homogeneous=-0.5))
+    reg("sqrt", _sqrt_f, _sqrt_df, 2, lambda z: _sympy().sqrt(_sp_max(z, 0)),
+        lambda z: f"sqrt(max({z}, 0))", (0.01, 5.0), _canon(homogeneous=0.5))
+    reg("x^1.5", _pow15_f, _pow15_df, 4, lambda z: _sympy().sqrt(_sp_max(z, 0)) ** 3,
+        lambda z: f"max({z}, 0)^1.5", (0.01, 5.0), _canon(homogeneous=1.5))
+    reg("1/sqrt(x)", _invsqrt_f, _invsqrt_df, 2,
+        lambda z: 1 / _sympy().sqrt(_sp_max(z, _sympy().Float(X_EPS))),
+        lambda z: f"1/sqrt(max({z}, {X_EPS!r}))", (0.01, 5.0), _canon(homogeneous=-0.5))
     reg("exp", _exp_f, _exp_df, 2, _sp_func("exp"), lambda z: f"exp({z})", (-5.0, 5.0),
         _canon(exp_shift=True))
-    reg("log", _log_f, _log_df, 2, _sp_func("log"), lambda z: f"log({z})", (0.01, 5.0),
+    reg("log", _log_f, _log_df, 2, lambda z: _sympy().log(_sp_abs_floor(z)),
+        lambda z: f"log({_txt_abs_floor(z)})", (0.01, 5.0),
         _canon(log_homogeneous=True, symmetry=_EVEN))
     reg("abs", _abs_f, _sign_f, 3, _sp_func("Abs"), lambda z: f"abs({z})", (0.1, 5.0),
         _canon(homogeneous=1, symmetry=_EVEN))
@@ -452,20 +489,24 @@ def _register_builtins():
         _canon(symmetry=_ODD, period=(math.pi, -1.0)))
     reg("cos", np.cos, lambda x: -np.sin(x), 2, _sp_func("cos"), lambda z: f"cos({z})",
         (-6.0, 6.0), _canon(symmetry=_EVEN, period=(math.pi, -1.0)))
-    reg("tan", _tan_f, _tan_df, 3, _sp_func("tan"), lambda z: f"tan({z})", (-1.4, 1.4),
+    reg("tan", _tan_f, _tan_df, 3, lambda z: _sp_clip(_sympy().tan(z), -1 / X_EPS, 1 / X_EPS),
+        lambda z: _txt_clip(f"tan({z})", -1 / X_EPS, 1 / X_EPS), (-1.4, 1.4),
         _canon(symmetry=_ODD, period=(math.pi, 1.0)))
     reg("tanh", np.tanh, _tanh_df, 3, _sp_func("tanh"), lambda z: f"tanh({z})", (-5.0, 5.0),
         _canon(symmetry=_ODD))
     reg("sgn", _sign_f, _zero_f, 3, _sp_func("sign"), lambda z: f"sign({z})", (0.1, 5.0),
         _canon(homogeneous=0, symmetry=_ODD))
-    reg("arcsin", _arcsin_f, _arcsin_df, 4, _sp_func("asin"), lambda z: f"arcsin({z})",
-        (-0.95, 0.95), _canon(symmetry=_ODD))
-    reg("arccos", _arccos_f, _arccos_df, 4, _sp_func("acos"), lambda z: f"arccos({z})",
-        (-0.95, 0.95), _canon(symmetry=(-1.0, math.pi)))
+    reg("arcsin", _arcsin_f, _arcsin_df, 4, lambda z: _sympy().asin(_sp_clip(z, -1.0, 1.0)),
+        lambda z: f"arcsin({_txt_clip(z, -1.0, 1.0)})", (-0.95, 0.95), _canon(symmetry=_ODD))
+    reg("arccos", _arccos_f, _arccos_df, 4, lambda z: _sympy().acos(_sp_clip(z, -1.0, 1.0)),
+        lambda z: f"arccos({_txt_clip(z, -1.0, 1.0)})", (-0.95, 0.95),
+        _canon(symmetry=(-1.0, math.pi)))
     reg("arctan", np.arctan, _arctan_df, 4, _sp_func("atan"), lambda z: f"arctan({z})",
         (-10.0, 10.0), _canon(symmetry=_ODD))
-    reg("arctanh", _arctanh_f, _arctanh_df, 4, _sp_func("atanh"), lambda z: f"arctanh({z})",
-        (-0.95, 0.95), _canon(symmetry=_ODD))
+    reg("arctanh", _arctanh_f, _arctanh_df, 4,
+        lambda z: _sympy().atanh(_sp_clip(z, -1.0 + X_EPS, 1.0 - X_EPS)),
+        lambda z: f"arctanh({_txt_clip(z, -1.0 + X_EPS, 1.0 - X_EPS)})", (-0.95, 0.95),
+        _canon(symmetry=_ODD))
     reg("0", _zero_f, _zero_f, 0, lambda z: _sympy().Integer(0), lambda z: "0", (-5.0, 5.0),
         _canon(zero=True))
     reg("gaussian", _gauss_f, _gauss_df, 3, lambda z: _sympy().exp(-(z ** 2)),
@@ -888,28 +929,70 @@ def _resolve_lib(lib) -> Sequence[SymbolicFunction]:
     return out
 
 
+def amplification(name_or_fn, params, x, y):
+    """How much the fitted edge ``c f(a x + b) + d`` cancels against its constant ``d``.
+
+    ``A = |c| rms(f(a x + b)) / std(y)`` over the samples: the size of the ``c f`` term
+    against the variation it has to explain.  A good fit has ``|c| std(f) ~ std(y)``, so
+    ``A ~ rms(f) / std(f)`` is large exactly when ``f`` barely varies around a large value on
+    the data: it is used in a small window where it is nearly a line or a parabola (cos or
+    a gaussian of a tiny argument standing for x^2, exp of a tiny argument or log/sqrt far
+    from 0 standing for x), and ``c`` and ``d`` blow up and cancel.  1 for constant ``y``.
+    """
+    fn = get_symbolic(name_or_fn)
+    x, y = _check_xy(x, y)
+    a, b, c, d = np.asarray(params, dtype=np.float64)
+    sy = float(np.std(y))
+    with np.errstate(all="ignore"):
+        u = np.asarray(fn.f(a * x + b), dtype=np.float64)
+        amp = abs(c) * float(np.sqrt(np.mean(u * u))) / sy if sy > 0.0 else 1.0
+    return amp if np.isfinite(amp) else math.inf
+
+
+def score(r2, complexity, amp=1.0, weight_simple=0.8):
+    """Ranking score of :func:`suggest` (lower is better)::
+
+        score = w * complexity + (1 - w) * ( log2(1 - r2 + FIT_TOL) + log2(max(1, amp / AMP_FREE)) )
+
+    ``w = weight_simple``; ``1 - r2`` is clipped to [0, 1]; ``amp`` is :func:`amplification`.
+    """
+    fvu = min(max(1.0 - float(r2), 0.0), 1.0)
+    fit_term = math.log2(fvu + FIT_TOL)
+    amp_term = math.log2(max(1.0, float(amp) / AMP_FREE)) if math.isfinite(amp) else math.inf
+    return weight_simple * complexity + (1.0 - weight_simple) * (fit_term + amp_term)
+
+
 def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_kwargs):
-    """Fit every function of ``lib`` and rank them; returns the ``topk`` best.
+    """Fit every function of ``lib`` and rank them; returns the ``topk`` best (None: all).
 
     ``lib`` is None (the whole :data:`LIBRARY`), a list of names/SymbolicFunctions, or a
     dict of them.  ``fit_kwargs`` go to :func:`fit_affine`.
 
-    Score (lower is better)::
+    Score (lower is better; :func:`score`)::
 
-        fit_term = log2(clip(1 - r2, R2_FLOOR, 1))          # in [log2(1e-10) ~ -33.2, 0]
-        score    = weight_simple * complexity + (1 - weight_simple) * fit_term
+        score = w * complexity + (1 - w) * ( log2(1 - R^2 + FIT_TOL) + log2(max(1, A / AMP_FREE)) )
 
-    With the default weight 0.8 one unit of complexity is worth a 16x smaller 1 - R^2.
-    Exact fits all reach the floor, so among them the simplest wins; an exact fit of
-    complexity k beats a fit of complexity j < k with 1 - R^2 > 1e-10 * 16**(k-j)
-    (e.g. an exact sin beats x with R^2 = 0.99).  Ties in score are broken by the smaller
-    unexplained variance SSE/SST, then the lower complexity, then library order.
-    Functions with ``r2 < r2_threshold`` are dropped.
+    with ``w = weight_simple`` (default 0.8), FIT_TOL = 1e-5, AMP_FREE = 10 and ``A`` the
+    :func:`amplification` of the fit.  What it means:
+
+    * Fits whose unexplained variance ``1 - R^2`` differ by well under FIT_TOL are equally
+      good: the score cannot tell R^2 = 1 - 1e-7 from R^2 = 1, so the simpler function wins.
+    * One unit of complexity is worth a factor ``2**(w / (1 - w))`` (16 at w = 0.8) in
+      ``1 - R^2 + FIT_TOL``: a function one unit more complex must fit 16 times better to win.
+    * A fit whose ``c`` blows up (``A`` > AMP_FREE: ``f`` is used in its near-linear or
+      near-quadratic regime, e.g. ``-92 cos(0.15 x) + 92`` for ``x^2``) pays ``log2(A / 10)``
+      as if its ``1 - R^2`` were that many times worse, so it loses to the simple function
+      it imitates (same complexity, no amplification).
+
+    Ties in score are broken by the smaller ``1 - R^2``, then the lower complexity, then
+    library order.  Functions with ``r2 < r2_threshold`` are dropped, as are fits with a
+    non-finite parameter.
 
     Returns a list of ``(name, r2, complexity, score, params)`` tuples, best first.
     """
-    if isinstance(topk, bool) or not isinstance(topk, numbers.Integral) or topk < 1:
-        raise ValueError(f"topk must be an int >= 1, got {topk!r}")
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, numbers.Integral)
+                             or topk < 1):
+        raise ValueError(f"topk must be None or an int >= 1, got {topk!r}")
     weight_simple = float(weight_simple)
     if not 0.0 <= weight_simple <= 1.0:
         raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
@@ -928,11 +1011,10 @@ def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_k
     rows = []
     for order, fn in enumerate(fns):
         params, r2, fvu = _fit(fn, x, y, a_range, b_range, grid_number, iteration, max_samples)
-        if r2 < r2_threshold:
+        if r2 < r2_threshold or not np.all(np.isfinite(params)):
             continue
-        fit_term = math.log2(min(max(1.0 - r2, R2_FLOOR), 1.0))
-        score = weight_simple * fn.complexity + (1.0 - weight_simple) * fit_term
-        rows.append(((score, fvu, fn.complexity, order),
-                     (fn.name, float(r2), int(fn.complexity), float(score), params)))
+        s = score(r2, fn.complexity, amplification(fn, params, x, y), weight_simple)
+        rows.append(((s, fvu, fn.complexity, order),
+                     (fn.name, float(r2), int(fn.complexity), float(s), params)))
     rows.sort(key=lambda t: t[0])
     return [row for _, row in rows[:topk]]

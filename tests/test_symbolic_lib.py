@@ -11,7 +11,8 @@ import pytest
 from kanarray import symbolic_lib as S
 from kanarray.symbolic_lib import (
     LIBRARY,
-    R2_FLOOR,
+    AMP_FREE,
+    FIT_TOL,
     SymbolicFunction,
     add_symbolic,
     affine_text,
@@ -111,7 +112,8 @@ def test_f_and_df_are_finite_everywhere_without_fp_warnings(name):
 
 def test_safe_forms_at_the_singularities():
     L = LIBRARY
-    assert L["1/x"].f(np.array([0.0]))[0] == pytest.approx(1.0 / S.X_EPS)
+    assert L["1/x"].f(np.array([0.0]))[0] == 0.0  # odd reciprocals: sign(0) = 0
+    assert L["1/x"].f(np.array([1e-9]))[0] == pytest.approx(1.0 / S.X_EPS)
     assert L["1/x"].f(np.array([-1e-9]))[0] == pytest.approx(-1.0 / S.X_EPS)
     assert L["1/x^2"].f(np.array([0.0]))[0] == pytest.approx(S.X_EPS ** -2)
     assert L["log"].f(np.array([0.0]))[0] == pytest.approx(math.log(S.X_EPS))
@@ -304,10 +306,11 @@ def test_suggest_score_formula_and_trade_off():
     res = suggest(X, y, lib=["x", sin_c5, "sin"], topk=3)
     names = [r[0] for r in res]
     assert names[0] == "sin"                   # exact and simple beats exact and complex
-    assert names.index("sin_c5") < names.index("x") or res[names.index("x")][1] < 0.99
-    for name, r2, comp, score, _ in res:
-        fit_term = math.log2(min(max(1 - r2, R2_FLOOR), 1.0))
-        assert score == pytest.approx(0.8 * comp + 0.2 * fit_term)
+    for name, r2, comp, score, params in res:
+        amp = S.amplification(name if name != "sin_c5" else sin_c5, params, X, y)
+        expected = 0.8 * comp + 0.2 * (math.log2(min(max(1 - r2, 0), 1) + FIT_TOL)
+                                       + math.log2(max(1.0, amp / AMP_FREE)))
+        assert score == pytest.approx(expected)
     # an exact fit beats a poor simpler one
     res = suggest(X, y, lib=["x", "sin"])
     assert res[0][0] == "sin" and res[1][0] == "x" and res[1][1] < 0.9
@@ -315,6 +318,56 @@ def test_suggest_score_formula_and_trade_off():
     assert suggest(X, y, lib=["sin", "0", "x"], weight_simple=1.0)[0][0] == "0"
     res = suggest(X, y, lib=["sin", "0", "x"], r2_threshold=0.9)
     assert [r[0] for r in res] == ["sin"]
+    assert len(suggest(X, y, topk=None)) == len(LIBRARY)
+
+
+def test_score_trades_one_complexity_unit_for_a_16_times_better_fit():
+    base = S.score(1 - 1e-3, 1)
+    assert S.score(1 - (1e-3 + FIT_TOL) / 16 + FIT_TOL, 2) == pytest.approx(base)
+    # differences far below FIT_TOL do not count: exact and 1e-8 away score alike
+    assert S.score(1.0, 2) - S.score(1 - 1e-8, 2) == pytest.approx(0.0, abs=5e-4)
+    # amplification up to AMP_FREE is free; beyond, log2(A / AMP_FREE) is added to the fit term
+    assert S.score(1.0, 2, amp=AMP_FREE) == S.score(1.0, 2)
+    assert S.score(1.0, 2, amp=8 * AMP_FREE) == pytest.approx(S.score(1.0, 2) + 0.2 * 3)
+
+
+def spline_like(y, rel=3e-4, seed=0):
+    """y plus a small smooth wiggle, as a trained spline carries (rel * std(y) in size)."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, y.size)
+    wiggle = sum(rng.normal() * np.sin((k + 1) * np.pi * t + rng.uniform(0, 6)) for k in range(6))
+    return y + rel * np.std(y) * wiggle / np.std(wiggle)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_suggest_prefers_x2_over_a_small_frequency_cosine(seed):
+    """A cosine of tiny frequency fits a wiggly parabola a little better; x^2 must still win."""
+    xs = np.sort(np.random.default_rng(seed).uniform(-1, 1, 400))
+    y = spline_like(xs ** 2, seed=seed)
+    res = {r[0]: r for r in suggest(xs, y, topk=None)}
+    assert res["cos"][1] >= res["x^2"][1] - 1e-9  # the cosine is at least as good a fit ...
+    cos_a, _, cos_c, _ = res["cos"][4]
+    assert abs(cos_a) < 1 and abs(cos_c) > 10     # ... because it is used near its vertex
+    assert S.amplification("cos", res["cos"][4], xs, y) > 10 * AMP_FREE
+    assert suggest(xs, y, topk=1)[0][0] == "x^2"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_suggest_prefers_x_over_sin_of_a_small_argument(seed):
+    xs = np.sort(np.random.default_rng(seed).uniform(-1, 1, 400))
+    y = spline_like(0.7 * xs - 0.2, seed=seed)
+    res = {r[0]: r for r in suggest(xs, y, topk=None)}
+    assert res["sin"][1] > res["x"][1]            # sin(small a x) fits the wiggle better
+    assert suggest(xs, y, topk=1)[0][0] == "x"
+
+
+def test_suggest_penalises_a_blown_up_coefficient_against_the_simple_function():
+    """-c cos(a x) + c with tiny a and huge c equals x^2 to 1e-9; it must rank below x^2."""
+    xs = np.linspace(-1, 1, 300)
+    a = 1e-3
+    y = (1 - np.cos(a * xs)) * 2 / a ** 2        # = x^2 - a^2 x^4 / 12 + ...
+    res = suggest(xs, y, lib=["cos", "x^2"], topk=None)
+    assert [r[0] for r in res] == ["x^2", "cos"]
 
 
 def test_suggest_rejects_bad_arguments():
@@ -344,10 +397,10 @@ def softplus():
 
 def test_add_symbolic_registers_a_function_fit_affine_uses(softplus):
     assert LIBRARY["softplus"] is softplus and softplus.complexity == 3
-    y = 2 * np.logaddexp(0, 1.5 * X - 0.3) + 0.1
+    y = 2 * np.logaddexp(0, 4 * X - 0.3) + 0.1
     params, r2 = fit_affine(X, y, "softplus")
     assert r2 > 1 - 1e-12
-    np.testing.assert_allclose(params, (1.5, -0.3, 2, 0.1), atol=1e-6)
+    np.testing.assert_allclose(params, (4, -0.3, 2, 0.1), atol=1e-6)
     assert suggest(X, y, lib=["x", "x^2", "softplus"])[0][0] == "softplus"
     assert "softplus(" in affine_text("softplus", params)
     # its derivative passes the same finite-difference check as the built-ins
