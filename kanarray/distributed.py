@@ -43,9 +43,9 @@ host (the refit runs there anyway).
 """
 import numpy as np
 
-from . import regularize
+from . import losses, regularize
 from .collectives import CollectiveError, Context, DistributedError, mpi
-from .objective import DATASET_KEYS, check_dataset, custom_loss, squared_error
+from .objective import DATASET_KEYS, check_dataset, check_loss, data_loss, squared_error
 from .regularize import Reduction, RegTape
 
 __all__ = ["Context", "DistributedError", "MPIObjective", "local_rank", "mpi", "select_gpu", "shard",
@@ -116,22 +116,22 @@ def select_gpu(comm):
 class MPIObjective:
     """The loss of `model` over the rows of every rank: kanarray.objective's interface, collective.
 
-    dataset is this rank's shard; loss_fn and reg as in kanarray.objective.LocalObjective.
+    dataset is this rank's shard; loss and reg as in kanarray.objective.LocalObjective.
     Construction is collective: it checks that the model and `agree_on` (the fit arguments) are
     the same on every rank, validates every shard (an error on one rank is raised on all),
     counts rows and broadcasts rank 0's parameters, knots and masks.
     """
 
-    def __init__(self, model, dataset, comm, loss_fn=None, reg=None, cuda_aware=None, agree_on=None):
+    def __init__(self, model, dataset, comm, loss="mse", reg=None, cuda_aware=None, agree_on=None):
         self.ctx = ctx = Context(comm, model.backend.xp, cuda_aware)
         self.model = model
         self.is_root = ctx.is_root
-        self.loss_fn = loss_fn
+        self.loss = check_loss(loss)
         self.reg = reg if reg is not None and reg.active else None
         symbolic = [layer.symbolic_fun.tolist() for layer in model.layers]
         ctx.same_everywhere("model configurations / parameter counts / symbolic edges / fit "
                             "arguments", (model.config(), model.num_params, symbolic, agree_on))
-        data = ctx.run(check_dataset, model, dataset)
+        data = ctx.run(check_dataset, model, dataset, self.loss)
         self.x_train, self.y_train, self.x_test, self.y_test = data
         self.n_local = int(self.x_train.shape[0])
         self.n_rows, self.offset = ctx.rows(self.n_local)
@@ -161,22 +161,22 @@ class MPIObjective:
         model, ctx, reg = self.model, self.ctx, self.reg
         model.params[...] = params
         rows = int(self.xb.shape[0])
-        # the sum of squared errors is normalised by all elements; a custom loss is a mean over
+        # the sum of squared errors is normalised by all elements; the other losses are means over
         # the local rows: weighted by them, normalised by all rows
-        norm = float(self.n_batch * (model.width[-1] if self.loss_fn is None else 1))
+        norm = float(self.n_batch * (model.width[-1] if self.loss == "mse" else 1))
         tape = None
         try:
             acts = model.forward_all(self.xb)
             if reg is not None:  # collective: every rank gets here, or meets the others below
                 tape = RegTape(model, acts, reg, reduction=self._reduction(norm))
             pred = acts[-1]
-            if self.loss_fn is None:
+            if self.loss == "mse":
                 loss_sum, residual = squared_error(pred, self.yb)
                 g = 2.0 * residual
             elif rows == 0:
                 loss_sum, g = 0.0, pred * 0.0
             else:
-                loss, g = custom_loss(self.loss_fn, pred, self.yb)
+                loss, g = data_loss(self.loss, pred, self.yb)
                 loss_sum, g = loss * rows, g * rows
             model.backward(acts, model.backend.asarray(g, model.np_dtype), tape)
             grad_sum = model.grad
@@ -196,10 +196,24 @@ class MPIObjective:
     def regularizer_value(self):
         return regularize.value(self.model, self.xb, self.reg, self._reduction(1.0))
 
-    def test_rmse(self):
-        sse, residual = squared_error(self.model.forward_all(self.x_test)[-1], self.y_test)
-        total, count = self.ctx.allreduce_sum([sse, residual.size])
-        return float(np.sqrt(total / count))
+    def step_metrics(self, data_loss_value):
+        """kanarray.objective.step_metrics over the rows of every rank (test rows and, for "ce",
+        the accuracy of the batch's rows); collective."""
+        test_pred = self.model.forward_all(self.x_test)[-1]
+        if self.loss != "ce":
+            sse, residual = squared_error(test_pred, self.y_test)
+            total, count = self.ctx.allreduce_sum([sse, residual.size])
+            return {"train_loss": float(np.sqrt(max(data_loss_value, 0.0))),
+                    "test_loss": float(np.sqrt(total / count))}
+        sums = [0.0, 0.0, 0.0, float(self.xb.shape[0]), float(self.y_test.shape[0])]
+        if self.y_test.shape[0]:
+            sums[0] = losses.cross_entropy(test_pred, self.y_test)[0] * self.y_test.shape[0]
+            sums[2] = losses.accuracy(test_pred, self.y_test) * self.y_test.shape[0]
+        if self.xb.shape[0]:
+            sums[1] = losses.accuracy(self.model.forward_all(self.xb)[-1], self.yb) * self.xb.shape[0]
+        ce, train_hits, test_hits, n_train, n_test = self.ctx.allreduce_sum(sums)
+        return {"train_loss": data_loss_value, "test_loss": ce / n_test,
+                "train_accuracy": train_hits / n_train, "test_accuracy": test_hits / n_test}
 
     def update_grid(self):
         self.model.regrid(self.xb, gather=self.ctx.gather_rows)

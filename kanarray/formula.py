@@ -22,7 +22,8 @@ import numpy as np
 from . import symbolic_lib as slib
 
 def _host_state(model):
-    """Float64 host copies of what a formula needs, per layer."""
+    """Float64 host copies of what a formula needs, per layer, with the model's input scaling
+    folded into the first layer: f(a (x - s) / c + b) = f((a / c) x + (b - a s / c))."""
     host = model.backend.to_numpy
     state = []
     for layer in model.layers:
@@ -33,6 +34,12 @@ def _host_state(model):
             "sm": host(layer.symbolic_mask).astype(np.float64),
             "fun": layer.symbolic_fun.copy(),
         })
+    if model.input_scaling is not None:
+        shift, scale = model.input_scaling
+        p = state[0]["p"]
+        a = p[:, :, 0].copy()
+        p[:, :, 0] = a / scale[:, None]
+        p[:, :, 1] -= a * (shift / scale)[:, None]
     return state
 
 
@@ -90,12 +97,7 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
     doc; the model is not changed). Live edges that are not symbolic raise a ValueError unless
     allow_splines, which writes them as unknown functions phi_l_i_o(...).
     """
-    n_in = model.width[0]
-    if var_names is None:  # named after the original inputs (a pruned model keeps input_ids)
-        var_names = [f"x_{i + 1}" for i in model.input_ids]
-    var_names = [str(v) for v in var_names]
-    if len(var_names) != n_in:
-        raise ValueError(f"var_names must have {n_in} names, got {len(var_names)}")
+    var_names = check_var_names(var_names, model)
     state = _host_state(model)
     missing = _nonsymbolic_edges(state)
     if missing and not allow_splines:
@@ -133,9 +135,35 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
                 expr = " + ".join(parts)
             out.append(expr)
         nodes = out
+    if model.output_scaling is not None:  # raw outputs: y * scale + shift
+        shift, scale = model.output_scaling
+        nodes = [_affine(sp, node, float(c), float(s)) for node, s, c in zip(nodes, shift, scale)]
     if sp is not None and simplify:
         nodes = [sp.simplify(e) for e in nodes]
     return nodes
+
+
+def check_var_names(var_names, model):
+    """The input names of a formula: default x_1, x_2, ... by original input index (a pruned
+    model keeps input_ids); else width[0] distinct non-empty strings."""
+    n_in = model.width[0]
+    if var_names is None:
+        return [f"x_{i + 1}" for i in model.input_ids]
+    if isinstance(var_names, (str, bytes)) or not hasattr(var_names, "__len__"):
+        raise TypeError(f"var_names must be a list of {n_in} names, got {var_names!r}")
+    names = list(var_names)
+    if len(names) != n_in or not all(isinstance(v, str) and v.strip() for v in names):
+        raise ValueError(f"var_names must be {n_in} non-empty strings, got {names!r}")
+    if len(set(names)) != n_in:
+        raise ValueError(f"var_names must be distinct (two inputs with one name would merge), "
+                         f"got {names!r}")
+    return names
+
+
+def _affine(sp, node, scale, shift):
+    if sp is not None:
+        return sp.Float(scale) * node + (sp.Float(shift) if shift != 0 else 0)
+    return f"{scale!r}*({node})" + (f" + {shift!r}" if shift != 0 else "")
 
 
 def _edge_term(sp, name, p, arg, weight):

@@ -31,7 +31,7 @@ from .backend import return_like
 from .checks import check_int
 from .distributed import MPIObjective
 from .network import Network
-from .objective import LocalObjective, loss_and_grad
+from .objective import LocalObjective, check_loss, loss_and_grad
 from .regularize import Regularization
 from .symbolic_lib import LIBRARY
 
@@ -56,13 +56,17 @@ class KAN(Network):
     path        GPU kernels: "fused" (sparse, memory independent of G), "dense" (basis matrix
                 times cuBLAS) or "auto" (kernels.cuda.choose_path); the CPU has one path
     input_ids   original index of every input (kept by prune_input)
+    input_scaling, output_scaling
+                None, or affine maps (shift, scale) between the user's units and the network's:
+                raw inputs enter as (x - shift) / scale, outputs leave as y * scale + shift
+                (set_scaling fits them to data)
     """
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
                  grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
-                 input_ids=None):
+                 input_ids=None, input_scaling=None, output_scaling=None):
         super().__init__(width, grid, k, grid_range, base_fun, grid_eps, seed, dtype, device,
-                         noise_scale, path, input_ids)
+                         noise_scale, path, input_ids, input_scaling, output_scaling)
         self.cache_data_ = None
         self.edge_scores_ = self.node_scores_ = self.feature_score_ = None
 
@@ -113,6 +117,32 @@ class KAN(Network):
         grad = self.grad.copy()
         return (mse, grad, return_like(dx, x, self.backend)) if input_grad else (mse, grad)
 
+    def set_scaling(self, x, y=None):
+        """Fit the affine maps to raw data, so data in any units train like data in the grid range.
+
+        Every input column's [min, max] maps onto grid_range (a constant column onto its middle);
+        with regression labels y, the outputs are standardised (labels of mean 0, std 1 for the
+        network). model(x) keeps taking raw inputs and giving raw outputs, and formulas read in the
+        raw variables. Changes no parameter: call it before fit. Returns self.
+        """
+        xh = np.asarray(self.backend.to_numpy(self.as_batch(x)), dtype=np.float64)
+        lo, hi = self.grid_range
+        low, span = xh.min(axis=0), xh.max(axis=0) - xh.min(axis=0)
+        if not np.all(np.isfinite(span)):
+            raise ValueError("x spans more than the largest float: rescale it before fitting")
+        scale = np.where(span > 0, span / (hi - lo), 1.0)
+        shift = np.where(span > 0, low - lo * scale, low - 0.5 * (lo + hi))
+        output = None
+        if y is not None:
+            yh = np.asarray(self.backend.to_numpy(self.as_labels(y, xh.shape[0])), dtype=np.float64)
+            std = yh.std(axis=0)
+            if not np.all(np.isfinite(std)):
+                raise ValueError("y spans more than the largest float: rescale it before fitting")
+            output = (yh.mean(axis=0), np.where(std > 0, std, 1.0))
+        self.input_scaling = (shift, scale)
+        self.output_scaling = output
+        return self
+
     # ------------------------------------------------------------------ grids
     def update_grid(self, x):
         """Move every layer's knots to fit the samples x (quantile/uniform mix by grid_eps);
@@ -140,9 +170,9 @@ class KAN(Network):
     # ------------------------------------------------------------------ training
     def fit(self, dataset, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
             grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
-            seed=0, log=0, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
+            seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-            lamb_coefdiff=0.0):
+            lamb_coefdiff=0.0, loss="mse"):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -153,9 +183,12 @@ class KAN(Network):
         update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
                     grid updates from the step's batch every stop_grid_update_step // grid_update_num
                     steps while start_grid_update_step <= step < stop_grid_update_step
-        loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred); default mean squared error
+        loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred), replacing `loss`
+        loss        "mse" (mean squared error, default) or "ce" (softmax cross-entropy: labels are
+                    integer class ids (N,) in [0, width[-1]), the outputs are logits)
         seed        seed of the batch draws
-        log         print a progress line every `log` steps (0 = silent)
+        log         None: one progress line updated in place when stdout is a terminal (quiet
+                    otherwise); 0: silent; n: print a line every n steps
         callback    callback(step, model, results) after every step
         comm        an mpi4py communicator: data-parallel training, `dataset` is this rank's shard
                     (kanarray.distributed.shard); loss, gradient, batches, grid updates and logged
@@ -170,8 +203,9 @@ class KAN(Network):
                     weighted by the other four (kanarray.regularize; pykan's names and defaults)
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
-           test set), "n_evals": loss evaluations per step, "seconds": wall time,
-           "stopped": None or the reason training stopped early,
+           test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
+           "test_accuracy"), "n_evals": loss evaluations per step, "evals_per_second",
+           "seconds": wall time, "stopped": None or the reason training stopped early,
            "reg": the regulariser's value (not times lamb) per step on the step's batch}
         With lamb > 0, train_loss is the RMSE of the data term alone. Sets cache_data_.
         """
@@ -180,17 +214,23 @@ class KAN(Network):
                     stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
                     callback=callback, lbfgs_iters=lbfgs_iters)
         train.check_loop_arguments(**loop)
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or None, "
-                            f"got {type(loss_fn).__name__}")
+        if loss_fn is not None:
+            if not callable(loss_fn):
+                raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or "
+                                f"None, got {type(loss_fn).__name__}")
+            if loss != "mse":
+                raise ValueError(f"give loss_fn or loss, not both (got loss={loss!r})")
+            loss = loss_fn
+        loss = check_loss(loss)
         reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
         if comm is None:
-            objective = LocalObjective(self, dataset, loss_fn, reg)
+            objective = LocalObjective(self, dataset, loss, reg)
         else:  # every rank checks that the others train the same model with the same arguments
             agree_on = {name: (value if not callable(value) else "callable")
                         for name, value in loop.items()}
-            agree_on.update(loss_fn=loss_fn is None, checkpoint=checkpoint is None, reg=reg)
-            objective = MPIObjective(self, dataset, comm, loss_fn, reg, cuda_aware, agree_on)
+            agree_on.update(loss=loss if isinstance(loss, str) else "callable",
+                            checkpoint=checkpoint is None, reg=reg)
+            objective = MPIObjective(self, dataset, comm, loss, reg, cuda_aware, agree_on)
         self.cache_data_ = objective.x_train
         return train.fit(self, objective, checkpoint=checkpoint, **loop)
 

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import grid as gridlib
+from .arrays import is_cupy_array
 from .backend import get_backend
 from .checks import check_batch, check_int, check_real_array
 from .kernels.reference import BASE_CODES
@@ -37,6 +38,24 @@ def check_input_ids(input_ids, n_inputs):
                                     or v < 0 for v in ids) or len(set(ids)) != len(ids)):
         raise ValueError(f"input_ids must be {n_inputs} distinct non-negative integers, got {ids!r}")
     return [int(v) for v in ids]
+
+
+def check_scaling(scaling, n, name):
+    """None, or an affine map (shift, scale) of n finite shifts and n positive finite scales,
+    as a pair of host float64 arrays."""
+    if scaling is None:
+        return None
+    try:
+        shift, scale = (np.asarray(v, dtype=np.float64) for v in scaling)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be None or a pair (shift, scale) of {n} numbers each, got "
+                        f"{scaling!r}") from None
+    if shift.shape != (n,) or scale.shape != (n,):
+        raise ValueError(f"{name} must be a pair (shift, scale) of {n} numbers each, got shapes "
+                         f"{shift.shape} and {scale.shape}")
+    if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError(f"{name} needs finite shifts and finite positive scales, got {scaling!r}")
+    return shift, scale
 
 
 def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
@@ -66,9 +85,13 @@ class Network:
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
                  grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
-                 input_ids=None):
+                 input_ids=None, input_scaling=None, output_scaling=None):
         width, grid, k, grid_range, dtype = check_config(width, grid, k, grid_range, base_fun,
                                                          grid_eps, dtype, path)
+        # raw inputs x enter the first layer as (x - shift) / scale; the last layer's outputs
+        # leave as y * scale + shift (None: no map). kanarray.KAN.set_scaling fits both to data.
+        self.input_scaling = check_scaling(input_scaling, width[0], "input_scaling")
+        self.output_scaling = check_scaling(output_scaling, width[-1], "output_scaling")
         # original index of every input (kept by prune_input, so formulas name x_1.. as in the data)
         self.input_ids = check_input_ids(input_ids, width[0])
         self.width = width
@@ -134,7 +157,9 @@ class Network:
                 "grid_range": list(self.grid_range), "base_fun": self.base_fun,
                 "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
                 "device": self.device, "noise_scale": self.noise_scale, "path": self.path,
-                "input_ids": list(self.input_ids)}
+                "input_ids": list(self.input_ids),
+                "input_scaling": _scaling_lists(self.input_scaling),
+                "output_scaling": _scaling_lists(self.output_scaling)}
 
     def derived(self, **changes):
         """A new, freshly initialised model of the same class with config() updated by changes."""
@@ -164,29 +189,61 @@ class Network:
             raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {n_rows}")
         return self.backend.asarray(y, self.np_dtype)
 
-    # ------------------------------------------------------------------ forward / backward
-    def forward_all(self, x, out=None):
-        """Activations of every layer: [x, h_1, ..., y] for x on the device.
+    def as_classes(self, y, n_rows, name="y"):
+        """Integer class labels (B,) (or (B, 1)) in [0, width[-1]) on the device, as int64;
+        integral floats are accepted (class ids read from a CSV)."""
+        y = check_real_array(y, name)
+        y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+        n_classes = self.width[-1]
+        if y.ndim != 1 or y.shape[0] != n_rows:
+            raise ValueError(f"{name} must hold one class id per row ({n_rows},), got shape "
+                             f"{tuple(y.shape)}")
+        host = y.get() if is_cupy_array(y) else np.asarray(y)
+        if not np.all(np.isfinite(host)) or np.any(host != np.round(host)):
+            raise ValueError(f"{name} must hold integer class ids")
+        if host.min() < 0 or host.max() >= n_classes:
+            raise ValueError(f"{name} must hold class ids in [0, {n_classes}) for a model with "
+                             f"{n_classes} outputs, got {host.min():g} .. {host.max():g}")
+        return self.backend.xp.asarray(host.astype(np.int64))
 
-        out: optional list of preallocated (B, width[l]) arrays for h_1 .. y (a training
+    # ------------------------------------------------------------------ forward / backward
+    def _on_device(self, values):
+        return self.backend.asarray(values, self.np_dtype)
+
+    def forward_all(self, x, out=None):
+        """[h_0, h_1, ..., y] for raw inputs x on the device: h_l is the input of layer l (h_0
+        the scaled inputs) and y the raw outputs (the last layer's, through output_scaling).
+
+        out: optional list of preallocated (B, width[l]) arrays for h_1 .. (a training
         workspace), reused across evaluations instead of allocating new ones.
         """
+        if self.input_scaling is not None:
+            shift, scale = self.input_scaling
+            x = (x - self._on_device(shift)) / self._on_device(scale)
         acts = [x]
         for l, layer in enumerate(self.layers):
             acts.append(layer.forward(acts[-1], None if out is None else out[l]))
+        if self.output_scaling is not None:
+            shift, scale = self.output_scaling
+            acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
         return acts
 
     def backward(self, acts, g, reg=None, dx_out=None):
-        """Back-propagate g = dL/dy through the layers; fills self.grad, returns dL/dx.
+        """Back-propagate g = dL/dy (raw outputs) through the layers; fills self.grad, returns
+        dL/dx (raw inputs).
 
         reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
         added (parameters and dL/dx) right after layer l's own backward.
         dx_out: optional list of preallocated (B, width[l]) arrays for the layers' dL/dx.
         """
+        if self.output_scaling is not None:
+            g = g * self._on_device(self.output_scaling[1])
         for l in range(self.depth - 1, -1, -1):
             g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l])
             if reg is not None:
                 g = reg.backward_layer(l, g)
+        if self.input_scaling is not None:
+            g = g / self._on_device(self.input_scaling[1])
         return g
 
     # ------------------------------------------------------------------ grids
@@ -239,3 +296,7 @@ class Network:
                                   to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
         layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
         layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)
+
+
+def _scaling_lists(scaling):
+    return None if scaling is None else [scaling[0].tolist(), scaling[1].tolist()]

@@ -8,7 +8,7 @@ what the loop needs around that (kanarray.train.fit never asks how the numbers a
     select(rows)              the batch of the next evaluations: sorted row ids, or None = all
     value_and_grad(params)    -> (loss, grad): loss at params on the batch, grad a new flat array
     regularizer_value()       the regulariser's value (not times lamb) on the batch
-    test_rmse()               RMSE on the test set
+    step_metrics(data_loss)   {"train_loss", "test_loss", ...}: what the history records
     update_grid()             move the grids to the batch's activations
     run(fn, *args)            call user code (callback, checkpoint); its errors reach the loop
     run_on_root(fn, *args)    the same, on the root process only
@@ -19,22 +19,34 @@ same interface over the rows of every MPI rank.
 """
 import numpy as np
 
-from . import regularize
+from . import losses, regularize
 
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
+BUILT_IN_LOSSES = ("mse", "ce")
 
 
-def check_dataset(model, dataset):
-    """(x_train, y_train, x_test, y_test) of a dataset dict, validated, on the model's device."""
+def check_loss(loss):
+    """"mse" (mean squared error), "ce" (softmax cross-entropy over integer class labels) or a
+    callable loss_fn(pred, y) -> (loss, dloss/dpred)."""
+    if loss in BUILT_IN_LOSSES or callable(loss):
+        return loss
+    raise ValueError(f"loss must be one of {BUILT_IN_LOSSES} or a callable (pred, y) -> "
+                     f"(loss, dloss/dpred), got {loss!r}")
+
+
+def check_dataset(model, dataset, loss="mse"):
+    """(x_train, y_train, x_test, y_test) of a dataset dict, validated, on the model's device.
+    With loss "ce" the labels are integer class ids (N,) in [0, width[-1])."""
     if not isinstance(dataset, dict):
         raise TypeError(f"dataset must be a dict with keys {DATASET_KEYS}, got {type(dataset).__name__}")
     missing = [key for key in DATASET_KEYS if key not in dataset]
     if missing:
         raise ValueError(f"dataset is missing {missing}; expected keys {DATASET_KEYS}")
+    labels = model.as_classes if loss == "ce" else model.as_labels
     x_train = model.as_batch(dataset["train_input"], "dataset['train_input']")
-    y_train = model.as_labels(dataset["train_label"], x_train.shape[0], "dataset['train_label']")
+    y_train = labels(dataset["train_label"], x_train.shape[0], "dataset['train_label']")
     x_test = model.as_batch(dataset["test_input"], "dataset['test_input']")
-    y_test = model.as_labels(dataset["test_label"], x_test.shape[0], "dataset['test_label']")
+    y_test = labels(dataset["test_label"], x_test.shape[0], "dataset['test_label']")
     return x_train, y_train, x_test, y_test
 
 
@@ -68,18 +80,24 @@ def custom_loss(loss_fn, pred, y):
     return loss, g
 
 
-def loss_and_grad(model, x, y, loss_fn=None, reg=None, workspace=None):
+def data_loss(loss, pred, y):
+    """(loss, dloss/dpred) of predictions (B, O): loss "mse", "ce" or a callable (check_loss)."""
+    if loss == "mse":
+        sse, residual = squared_error(pred, y)
+        return sse / residual.size, residual * (2.0 / residual.size)
+    if loss == "ce":
+        return losses.cross_entropy(pred, y)
+    return custom_loss(loss, pred, y)
+
+
+def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
     """(loss, dL/dx, regulariser value) at device inputs x, labels y; the parameter gradient is
-    left in model.grad. loss_fn(pred, y) -> (loss, dloss/dpred), default the mean squared error;
+    left in model.grad. loss: "mse" (default), "ce" or loss_fn(pred, y) -> (loss, dloss/dpred);
     reg: a kanarray.regularize.Regularization (loss += reg.lamb * its value when active).
     workspace: a Workspace of preallocated activation buffers for this batch size."""
     acts = model.forward_all(x, None if workspace is None else workspace.acts)
     tape = regularize.tape(model, acts, reg)
-    if loss_fn is None:
-        sse, residual = squared_error(acts[-1], y)
-        loss, g = sse / residual.size, residual * (2.0 / residual.size)
-    else:
-        loss, g = custom_loss(loss_fn, acts[-1], y)
+    loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
     reg_value = 0.0 if tape is None else tape.value
     if tape is not None:
         loss += reg.lamb * reg_value
@@ -98,20 +116,35 @@ class Workspace:
         self.dx = [xp.empty((n_rows, w), dtype=dtype) for w in model.width[:-1]]
 
 
+def step_metrics(loss, data_loss_value, test_pred, y_test, train_pred=None, y_train=None):
+    """What the history records for one step, from this process's rows (LocalObjective).
+
+    mse and custom losses: train_loss = sqrt(data loss) (the RMSE for mse), test_loss = test
+    RMSE. "ce": train_loss = the cross-entropy, test_loss = the test cross-entropy, and the
+    accuracies train_accuracy and test_accuracy.
+    """
+    if loss != "ce":
+        return {"train_loss": float(np.sqrt(max(data_loss_value, 0.0))),
+                "test_loss": rmse(test_pred, y_test)}
+    return {"train_loss": data_loss_value, "test_loss": losses.cross_entropy(test_pred, y_test)[0],
+            "train_accuracy": losses.accuracy(train_pred, y_train),
+            "test_accuracy": losses.accuracy(test_pred, y_test)}
+
+
 class LocalObjective:
     """The loss of `model` on `dataset` in this process (see the module docstring).
 
-    loss_fn: None (mean squared error) or loss_fn(pred, y) -> (loss, dloss/dpred);
+    loss: "mse", "ce" or loss_fn(pred, y) -> (loss, dloss/dpred) (check_loss);
     reg: a kanarray.regularize.Regularization or None.
     """
 
     is_root = True
 
-    def __init__(self, model, dataset, loss_fn=None, reg=None):
+    def __init__(self, model, dataset, loss="mse", reg=None):
         self.model = model
-        self.x_train, self.y_train, self.x_test, self.y_test = check_dataset(model, dataset)
+        self.loss = check_loss(loss)
+        self.x_train, self.y_train, self.x_test, self.y_test = check_dataset(model, dataset, loss)
         self.n_rows = int(self.x_train.shape[0])
-        self.loss_fn = loss_fn
         self.reg = reg if reg is not None and reg.active else None
         self._workspaces = {}
         self.select(None)
@@ -129,15 +162,17 @@ class LocalObjective:
 
     def value_and_grad(self, params):
         self.model.params[...] = params
-        loss, _, _ = loss_and_grad(self.model, self.xb, self.yb, self.loss_fn, self.reg,
+        loss, _, _ = loss_and_grad(self.model, self.xb, self.yb, self.loss, self.reg,
                                    self._workspace)
         return loss, self.model.grad.copy()
 
     def regularizer_value(self):
         return regularize.value(self.model, self.xb, self.reg)
 
-    def test_rmse(self):
-        return rmse(self.model.forward_all(self.x_test)[-1], self.y_test)
+    def step_metrics(self, data_loss_value):
+        train_pred = self.model.forward_all(self.xb)[-1] if self.loss == "ce" else None
+        return step_metrics(self.loss, data_loss_value, self.model.forward_all(self.x_test)[-1],
+                            self.y_test, train_pred, self.yb)
 
     def update_grid(self):
         self.model.regrid(self.xb)

@@ -118,7 +118,8 @@ def subset_layer(src, dst, in_ids, out_ids):
 
 def _derived(model, width, input_ids, keep):
     """A new model of widths `width` holding the slices keep[l] (node ids per level) of model."""
-    new = model.derived(width=list(width), input_ids=list(input_ids))
+    scaling = None if model.input_scaling is None else [v[keep[0]] for v in model.input_scaling]
+    new = model.derived(width=list(width), input_ids=list(input_ids), input_scaling=scaling)
     for l, (src, dst) in enumerate(zip(model.layers, new.layers)):
         subset_layer(src, dst, keep[l], keep[l + 1])
     return new

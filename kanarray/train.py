@@ -12,6 +12,7 @@ the step changed (parameters and knots, a grid update included) is restored, a w
 and results["stopped"] says why. Nothing is lost.
 """
 import numbers
+import sys
 import time
 import warnings
 
@@ -46,7 +47,8 @@ def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
     check_int(start_grid_update_step, "start_grid_update_step", -1)
     check_int(stop_grid_update_step, "stop_grid_update_step", 0)
     check_int(seed, "seed", 0)
-    check_int(log, "log", 0)
+    if log is not None:
+        check_int(log, "log", 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable(step, model, results) or None, got "
                         f"{type(callback).__name__}")
@@ -68,8 +70,32 @@ def _lbfgs_step(objective, params, state, lr, lbfgs_iters):
     return point, loss, grad, state, n_evals
 
 
+class Progress:
+    """What fit prints. log=None: one line updated in place on a terminal, nothing otherwise;
+    log=0: nothing; log=n: a line every n steps (for files and batch jobs)."""
+
+    def __init__(self, log, is_root, grid):
+        self.every = log
+        self.live = log is None and is_root and sys.stdout.isatty()
+        self.quiet = not is_root or (log is None and not self.live) or log == 0
+        self.grid = grid
+
+    def step(self, step, steps, results):
+        if self.quiet or (not self.live and step % self.every):
+            return
+        line = (f"step {step:5d}/{steps} | grid {self.grid} | train {results['train_loss'][-1]:.3e} "
+                f"| test {results['test_loss'][-1]:.3e}"
+                + (f" | test acc {results['test_accuracy'][-1]:.4f}" if "test_accuracy" in results else "")
+                + f" | {results['evals_per_second'][-1]:.0f} evals/s")
+        print(f"\r{line}" if self.live else line, end="" if self.live else "\n", flush=True)
+
+    def close(self):
+        if self.live:
+            print(flush=True)
+
+
 def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
-        grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, seed=0, log=0,
+        grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, seed=0, log=None,
         callback=None, lbfgs_iters=20, checkpoint=None):
     """Train `model` in place on `objective`; return the history (see kanarray.KAN.fit)."""
     steps, lr, lbfgs_iters = check_loop_arguments(
@@ -81,14 +107,16 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
     grid_update_freq = max(1, stop_grid_update_step // grid_update_num)
     rng = np.random.default_rng(seed)
     lamb = 0.0 if objective.reg is None else objective.reg.lamb
-    results = {"train_loss": [], "test_loss": [], "n_evals": [], "seconds": 0.0, "stopped": None,
-               "reg": []}
+    results = {"train_loss": [], "test_loss": [], "n_evals": [], "evals_per_second": [],
+               "seconds": 0.0, "stopped": None, "reg": []}
+    progress = Progress(log, objective.is_root, model.grid)
     adam_state = adam_init(model.params)
     lbfgs_state = lbfgs_init()
     start = time.perf_counter()
     last_good = model.snapshot()  # what a failing step goes back to (it may move the knots too)
 
     for step in range(steps):
+        step_start = time.perf_counter()
         objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
         if (update_grid and step % grid_update_freq == 0
                 and start_grid_update_step <= step < stop_grid_update_step):
@@ -119,17 +147,17 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
 
         reg_value = 0.0 if objective.reg is None else objective.regularizer_value()
         results["reg"].append(reg_value)
-        results["train_loss"].append(float(np.sqrt(max(loss - lamb * reg_value, 0.0))))
-        results["test_loss"].append(objective.test_rmse())
+        for key, value in objective.step_metrics(loss - lamb * reg_value).items():
+            results.setdefault(key, []).append(value)
         results["n_evals"].append(n_evals)
-        if log and step % log == 0 and objective.is_root:
-            print(f"step {step:5d} | train rmse {results['train_loss'][-1]:.3e} "
-                  f"| test rmse {results['test_loss'][-1]:.3e}", flush=True)
+        results["evals_per_second"].append(n_evals / max(time.perf_counter() - step_start, 1e-9))
+        progress.step(step, steps, results)
         if checkpoint is not None:
             objective.run_on_root(model.save, checkpoint)
         if callback is not None:
             objective.run(callback, step, model, results)
 
+    progress.close()
     results.update(objective.finish())
     results["seconds"] = time.perf_counter() - start
     return results
