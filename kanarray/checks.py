@@ -6,6 +6,11 @@ import numpy as np
 from .arrays import array_module
 
 
+class UserError(ValueError):
+    """A mistake the user can fix (a file, a column, an option): the command line prints it as
+    one line and exits with status 2."""
+
+
 def check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")

@@ -22,7 +22,8 @@ ENV_CUDA_AWARE = "KANARRAY_MPI_CUDA_AWARE"
 # Exception types re-raised as themselves on every rank; anything else becomes DistributedError.
 _SAME_TYPE = {cls.__name__: cls for cls in (ValueError, TypeError, FloatingPointError,
                                             ZeroDivisionError, OverflowError, MemoryError,
-                                            OSError, KeyError, IndexError, NotImplementedError)}
+                                            OSError, FileNotFoundError, PermissionError, KeyError,
+                                            IndexError, NotImplementedError)}
 
 
 class DistributedError(RuntimeError):

@@ -41,6 +41,8 @@ staged through host memory otherwise. `select_gpu(comm)` binds one GPU per rank 
 node-local rank; call it before building the model. Grid-update samples always travel on the
 host (the refit runs there anyway).
 """
+import os
+
 import numpy as np
 
 from . import losses, regularize
@@ -48,8 +50,8 @@ from .collectives import CollectiveError, Context, DistributedError, mpi
 from .objective import DATASET_KEYS, check_dataset, check_loss, data_loss, squared_error
 from .regularize import Reduction, RegTape
 
-__all__ = ["Context", "DistributedError", "MPIObjective", "local_rank", "mpi", "select_gpu", "shard",
-           "shard_bounds"]
+__all__ = ["Context", "DistributedError", "MPIObjective", "launched_world", "local_rank", "mpi",
+           "select_gpu", "shard", "shard_bounds"]
 
 
 # ---------------------------------------------------------------------------- data
@@ -77,6 +79,18 @@ def shard(dataset, comm):
         lo, hi = shard_bounds(n_rows, size, rank)
         out[key] = dataset[key][lo:hi]
     return out
+
+
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
+
+
+def launched_world():
+    """MPI.COMM_WORLD when this process was started as one of several MPI ranks (mpiexec, srun),
+    else None. The launcher's environment is looked at first, so a plain run never loads MPI."""
+    if not any(name in os.environ for name in LAUNCHER_VARIABLES):
+        return None
+    comm = mpi().COMM_WORLD
+    return comm if comm.Get_size() > 1 else None
 
 
 # ---------------------------------------------------------------------------- devices

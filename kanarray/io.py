@@ -2,8 +2,10 @@
 
 This module reads and writes named arrays and a JSON config; building a model from them is
 kanarray.model's job. Layout of the archive:
-    meta        uint8 bytes of a JSON object: format, version, the config, and a SHA-256 over the
-                config (canonical JSON) and every other array (name, dtype, shape and bytes)
+    meta        uint8 bytes of a JSON object: format, version, the config, free-form metadata
+                (column names, the task: whatever the writer keeps beside the model), and a
+                SHA-256 over config and metadata (canonical JSON) and every other array (name,
+                dtype, shape and bytes)
     <name>      the arrays, host NumPy, plain dtypes (numbers, fixed-width unicode)
 
 The digest catches corruption and careless edits; it is not a signature (anyone can recompute
@@ -27,8 +29,8 @@ class CheckpointError(ValueError):
     """A file that is not a readable, consistent kanarray checkpoint."""
 
 
-def _digest(config, arrays):
-    sha = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+def _digest(config, metadata, arrays):
+    sha = hashlib.sha256(json.dumps([config, metadata], sort_keys=True).encode())
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         sha.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
@@ -42,11 +44,13 @@ def _umask():
     return mask
 
 
-def write(path, config, arrays):
-    """Write `config` (JSON-serialisable dict) and `arrays` (name -> host array) to `path`
-    atomically. OSErrors name `path`, not the temporary file."""
+def write(path, config, arrays, metadata=None):
+    """Write `config` and `metadata` (JSON-serialisable dicts) and `arrays` (name -> host array)
+    to `path` atomically. OSErrors name `path`, not the temporary file."""
     path = os.fspath(path)
-    meta = {"format": FORMAT, "version": VERSION, "config": config, "sha256": _digest(config, arrays)}
+    metadata = {} if metadata is None else metadata
+    meta = {"format": FORMAT, "version": VERSION, "config": config, "metadata": metadata,
+            "sha256": _digest(config, metadata, arrays)}
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -63,7 +67,7 @@ def write(path, config, arrays):
 
 
 def read(path):
-    """-> (config dict, {name: array}) of a checkpoint whose digest matches.
+    """-> (config dict, {name: array}, metadata dict) of a checkpoint whose digest matches.
 
     Raises FileNotFoundError for a missing file and CheckpointError (a ValueError) for anything
     that is not a readable kanarray checkpoint.
@@ -86,6 +90,10 @@ def read(path):
     if not isinstance(config, dict):
         raise CheckpointError(f"{path!r} is not a readable kanarray checkpoint: its config is "
                               f"{type(config).__name__}, not a JSON object")
-    if meta.get("sha256") != _digest(config, arrays):
+    metadata = meta.get("metadata")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path!r} is not a readable kanarray checkpoint: its metadata is "
+                              f"{type(metadata).__name__}, not a JSON object")
+    if meta.get("sha256") != _digest(config, metadata, arrays):
         raise CheckpointError(f"{path!r} failed its checksum: the file was modified or corrupted")
-    return config, arrays
+    return config, arrays, metadata

@@ -30,7 +30,7 @@ from . import train
 from .backend import return_like
 from .checks import check_int
 from .distributed import MPIObjective
-from .network import Network
+from .network import Network, range_to_grid
 from .objective import LocalObjective, check_loss, loss_and_grad
 from .regularize import Regularization
 from .symbolic_lib import LIBRARY
@@ -69,6 +69,7 @@ class KAN(Network):
                          noise_scale, path, input_ids, input_scaling, output_scaling)
         self.cache_data_ = None
         self.edge_scores_ = self.node_scores_ = self.feature_score_ = None
+        self.metadata_ = {}  # what kanarray.load read beside the model (KAN.save's metadata)
 
     def __getattr__(self, name):
         if name in RENAMED:  # only reached for names that are not attributes any more
@@ -126,12 +127,7 @@ class KAN(Network):
         raw variables. Changes no parameter: call it before fit. Returns self.
         """
         xh = np.asarray(self.backend.to_numpy(self.as_batch(x)), dtype=np.float64)
-        lo, hi = self.grid_range
-        low, span = xh.min(axis=0), xh.max(axis=0) - xh.min(axis=0)
-        if not np.all(np.isfinite(span)):
-            raise ValueError("x spans more than the largest float: rescale it before fitting")
-        scale = np.where(span > 0, span / (hi - lo), 1.0)
-        shift = np.where(span > 0, low - lo * scale, low - 0.5 * (lo + hi))
+        inputs = range_to_grid(xh.min(axis=0), xh.max(axis=0), self.grid_range)
         output = None
         if y is not None:
             yh = np.asarray(self.backend.to_numpy(self.as_labels(y, xh.shape[0])), dtype=np.float64)
@@ -139,7 +135,7 @@ class KAN(Network):
             if not np.all(np.isfinite(std)):
                 raise ValueError("y spans more than the largest float: rescale it before fitting")
             output = (yh.mean(axis=0), np.where(std > 0, std, 1.0))
-        self.input_scaling = (shift, scale)
+        self.input_scaling = inputs
         self.output_scaling = output
         return self
 
@@ -279,6 +275,11 @@ class KAN(Network):
         (name "" where no candidate reached r2_threshold and the edge stays a spline)."""
         return symbolic.auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose)
 
+    def fit_constants(self, x, y):
+        """Levenberg–Marquardt fit of the constants of an all-symbolic model (after auto_symbolic);
+        returns the RMSE on (x, y). See kanarray.symbolic.fit_constants."""
+        return symbolic.fit_constants(self, x, y)
+
     def symbolic_formula(self, var_names=None, simplify=False, normalize=True, allow_splines=False):
         """One formula per output (sympy expressions, or strings without sympy); kanarray.formula."""
         return formulalib.symbolic_formula(self, var_names, simplify, normalize, allow_splines)
@@ -288,8 +289,17 @@ class KAN(Network):
         return plotlib.plot(self, path, x=x, **kwargs)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path):
-        """Write the model to `path` (.npz with JSON metadata, atomically); see kanarray.load."""
+    def save(self, path, metadata=None):
+        """Write the model to `path` (.npz with JSON metadata, atomically); see kanarray.load.
+        metadata: a JSON-serialisable dict kept beside the model (kanarray.load sets it as
+        metadata_), e.g. the column names of the data."""
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        io.write(path, self.config(), self.state_arrays(), metadata)
+
+    def state_arrays(self):
+        """Everything but the config, as named host arrays: what a checkpoint stores and
+        from_state reads (parameters, and per layer knots, masks and symbolic function names)."""
         host = self.backend.to_numpy
         arrays = {"params": host(self.params)}
         for l, layer in enumerate(self.layers):
@@ -297,7 +307,7 @@ class KAN(Network):
             arrays[f"mask_{l}"] = host(layer.mask)
             arrays[f"symbolic_mask_{l}"] = host(layer.symbolic_mask)
             arrays[f"symbolic_fun_{l}"] = np.asarray(layer.symbolic_fun, dtype=str)
-        io.write(path, self.config(), arrays)
+        return arrays
 
     def __repr__(self):
         return (f"KAN(width={self.width}, grid={self.grid}, k={self.k}, dtype={self.dtype!r}, "
@@ -316,12 +326,18 @@ def load(path, device=None):
 
     Every value is validated (finite parameters, strictly increasing knots, masks in {0, 1},
     symbolic masks in [0, 1] and known function names); a file that fails raises a ValueError
-    (io.CheckpointError) saying what is wrong.
+    (io.CheckpointError) saying what is wrong. The model's metadata_ is the saved metadata.
     """
-    config, arrays = io.read(path)
-    path = str(path)
+    config, arrays, metadata = io.read(path)
     if device is not None:
         config["device"] = device
+    model = from_state(config, arrays, str(path))
+    model.metadata_ = metadata
+    return model
+
+
+def from_state(config, arrays, path="the state"):
+    """A KAN from its config() and state_arrays(), every value validated (see load)."""
     try:
         model = KAN(**config)
     except (TypeError, ValueError, MemoryError) as exc:

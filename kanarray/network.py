@@ -58,6 +58,17 @@ def check_scaling(scaling, n, name):
     return shift, scale
 
 
+def range_to_grid(low, high, grid_range):
+    """The affine map (shift, scale) taking every column's [low, high] onto grid_range, x ->
+    (x - shift) / scale; a constant column goes to the middle of the range."""
+    lo, hi = grid_range
+    span = np.asarray(high, np.float64) - np.asarray(low, np.float64)
+    if not np.all(np.isfinite(span)):
+        raise ValueError("the inputs span more than the largest float: rescale them first")
+    scale = np.where(span > 0, span / (hi - lo), 1.0)
+    return np.where(span > 0, low - lo * scale, low - 0.5 * (lo + hi)), scale
+
+
 def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
     """The constructor's structural arguments, validated and normalised."""
     if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
@@ -134,6 +145,17 @@ class Network:
         offset = 0
         for layer in self.layers:
             offset = layer.bind(self._params, self.grad, offset)
+
+    def group_slices(self):
+        """[(layer index, group name, slice of params)] for every parameter group, in buffer
+        order (the order KANLayer.bind lays them out)."""
+        out, offset = [], 0
+        for l, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                size = int(np.prod(shape))
+                out.append((l, name, slice(offset, offset + size)))
+                offset += size
+        return out
 
     @property
     def params(self):

@@ -160,3 +160,48 @@ def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8,
                 if verbose:
                     print(f"fixing ({l},{i},{j}) with {name:>9s}, r2={r2:.10f}")
     return fixed
+
+
+def fit_constants(model, x, y):
+    """Least-squares fit of the constants of a model whose live edges are all symbolic.
+
+    After auto_symbolic a model is a small parametric formula: (a, b, c, d) per edge and a bias
+    per node. Gradient methods crawl along the valleys such formulas have (c e^b trades against
+    e^(a x)); Levenberg–Marquardt (scipy.optimize.least_squares, a finite-difference Jacobian
+    over these few constants) converges in a handful of iterations. The model changes only if
+    the fit lowers the squared error on (x, y). -> the RMSE on (x, y) afterwards.
+    """
+    from scipy.optimize import least_squares  # scipy loads only where it is used
+
+    xd = model.as_batch(x)
+    yh = model.backend.to_numpy(model.as_labels(y, xd.shape[0])).astype(np.float64).ravel()
+    splines = [(l, int(i), int(o)) for l, layer in enumerate(model.layers)
+               for i, o in zip(*np.nonzero(model.backend.to_numpy(layer.spline_mask())))]
+    if splines:
+        raise ValueError(f"fit_constants needs every live edge symbolic; {len(splines)} are "
+                         f"splines, e.g. {splines[:3]} (auto_symbolic or prune them first)")
+    index = []
+    for l, name, part in model.group_slices():
+        layer = model.layers[l]
+        if name == "bias":
+            index.append(np.arange(part.start, part.stop))
+        elif name == "symbolic":
+            flat = np.arange(part.start, part.stop).reshape(layer.in_dim, layer.out_dim, 4)
+            index.append(flat[layer.symbolic_fun != ""].ravel())
+    index = np.concatenate(index)
+    start = model.backend.to_numpy(model.params).astype(np.float64)
+
+    def residuals(constants):
+        params = start.copy()
+        params[index] = constants
+        model.params = params
+        return model.backend.to_numpy(model.forward_all(xd)[-1]).astype(np.float64).ravel() - yh
+
+    before = float((residuals(start[index]) ** 2).sum())
+    fit = least_squares(residuals, start[index], method="lm", x_scale="jac", xtol=1e-15,
+                        ftol=1e-15, gtol=1e-15, max_nfev=100 * (index.size + 1))
+    after = float((residuals(fit.x) ** 2).sum())
+    if not (np.isfinite(after) and after < before):
+        model.params = start
+        after = before
+    return float(np.sqrt(after / yh.size))

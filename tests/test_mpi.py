@@ -184,12 +184,12 @@ def test_command_line(reference, tmp_path):
     data = make_dataset()
     table = np.hstack([data["train_input"], data["train_label"]])
     np.savetxt(tmp_path / "data.csv", table, delimiter=",", header="x0,x1,y", comments="")
-    proc = _launch(["-m", "kanarray", "fit", "data.csv", "--width", "2,3,1", "--steps", "3",
+    proc = _launch(["-m", "kanarray", "fit", "data.csv", "--target", "y", "--width", "3", "--steps", "3",
                     "--log", "1", "--out", "model.npz"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("step ") == 3, proc.stdout  # rank 0 alone prints
     assert load(tmp_path / "model.npz").width == [2, 3, 1]
 
-    proc = _launch(["-m", "kanarray", "fit", "missing.csv"], cwd=tmp_path)
+    proc = _launch(["-m", "kanarray", "fit", "missing.csv", "--target", "y"], cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.count("kanarray: error:") == 1, proc.stderr
