@@ -155,7 +155,7 @@ def test_sympy_and_text_forms_match_f(name):
                                                     abs=1e-14)
 
 
-@pytest.mark.parametrize("name", [n for n in BUILTINS if n != "0"])
+@pytest.mark.parametrize("name", [n for n in BUILTINS if n not in ("0", "1/sqrt(x)")])
 def test_canonical_map_preserves_the_function_and_is_idempotent(name):
     fn = LIBRARY[name]
     rng = np.random.default_rng(3)
@@ -172,7 +172,7 @@ def test_canonical_map_preserves_the_function_and_is_idempotent(name):
                     "log", "abs", "sgn", "x", "sin", "cos", "tan", "tanh", "arcsin",
                     "arccos", "arctan", "arctanh", "gaussian"):
             assert q[0] > 0
-        if name in ("x", "x^2", "x^3", "1/x", "sqrt", "x^1.5", "1/sqrt(x)", "log", "abs"):
+        if name in ("x", "x^2", "x^3", "1/x", "sqrt", "x^1.5", "log", "abs"):
             assert abs(q[0]) == pytest.approx(1.0)
         if name in ("sin", "cos", "tan"):
             assert abs(q[1]) <= np.pi / 2 + 1e-12
