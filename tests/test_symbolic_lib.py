@@ -354,20 +354,25 @@ def test_suggest_prefers_x2_over_a_small_frequency_cosine(seed):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_suggest_prefers_x_over_sin_of_a_small_argument(seed):
+    """A line bent by 1e-3 x^3 (a spline's systematic error): sin(0.09 x) fits it 100x better,
+    but x is within FIT_TOL (1 - R^2 ~ 1e-7) and simpler, so x wins."""
     xs = np.sort(np.random.default_rng(seed).uniform(-1, 1, 400))
-    y = spline_like(0.7 * xs - 0.2, seed=seed)
+    y = 0.7 * xs - 0.2 - 1e-3 * (1 + 0.2 * seed) * xs ** 3
     res = {r[0]: r for r in suggest(xs, y, topk=None)}
-    assert res["sin"][1] > res["x"][1]            # sin(small a x) fits the wiggle better
+    assert 1 - res["sin"][1] < (1 - res["x"][1]) / 100 and 1 - res["x"][1] < FIT_TOL / 10
+    assert abs(res["sin"][4][0]) < 0.2              # a small argument
     assert suggest(xs, y, topk=1)[0][0] == "x"
 
 
 def test_suggest_penalises_a_blown_up_coefficient_against_the_simple_function():
-    """-c cos(a x) + c with tiny a and huge c equals x^2 to 1e-9; it must rank below x^2."""
+    """50 - 50 cos(0.2 x) fits exactly where x^2 leaves 1 - R^2 ~ 7e-7 (within FIT_TOL): x^2 wins."""
     xs = np.linspace(-1, 1, 300)
-    a = 1e-3
-    y = (1 - np.cos(a * xs)) * 2 / a ** 2        # = x^2 - a^2 x^4 / 12 + ...
+    y = 50 * (1 - np.cos(0.2 * xs))              # = x^2 - x^4 / 300 + ...
     res = suggest(xs, y, lib=["cos", "x^2"], topk=None)
     assert [r[0] for r in res] == ["x^2", "cos"]
+    assert res[1][1] > res[0][1]                  # the cosine is the better fit ...
+    np.testing.assert_allclose(res[1][4], (0.2, 0, -50, 50), atol=1e-6)  # ... blown up
+    assert S.amplification("cos", res[1][4], xs, y) > 100
 
 
 def test_suggest_rejects_bad_arguments():
