@@ -155,6 +155,25 @@ def test_sympy_and_text_forms_match_f(name):
                                                     abs=1e-14)
 
 
+GUARD_PROBES = np.concatenate([
+    np.linspace(-6, 6, 241),
+    [0.0, -0.0, 0.3 * S.X_EPS, -0.7 * S.X_EPS, S.X_EPS, -S.X_EPS, 1.0, -1.0, 1.001, -1.001,
+     1 - S.X_EPS, -1 + S.X_EPS, 1 - 0.5 * S.X_EPS, np.pi / 2, -np.pi / 2, np.pi / 2 + 1e-6],
+])
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_sympy_form_is_the_safe_form_on_every_input(name):
+    """The formula writes what the network computes: guards included, 0 and the clamps too."""
+    sympy = pytest.importorskip("sympy")
+    fn = LIBRARY[name]
+    z = sympy.Symbol("z")
+    with np.errstate(all="ignore"):  # lambdified Max/Piecewise evaluate every branch
+        got = sympy.lambdify([z], fn.sympy(z), "numpy")(GUARD_PROBES) * np.ones_like(GUARD_PROBES)
+    want = fn.f(GUARD_PROBES)
+    assert np.all(np.abs(got - want) <= 1e-12 * np.maximum(1.0, np.abs(want))), name
+
+
 @pytest.mark.parametrize("name", [n for n in BUILTINS if n not in ("0", "1/sqrt(x)")])
 def test_canonical_map_preserves_the_function_and_is_idempotent(name):
     fn = LIBRARY[name]
