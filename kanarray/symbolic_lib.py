@@ -944,7 +944,10 @@ def amplification(name_or_fn, params, x, y):
     """
     fn = get_symbolic(name_or_fn)
     x, y = _check_xy(x, y)
-    a, b, c, d = np.asarray(params, dtype=np.float64)
+    params = np.asarray(params, dtype=np.float64)
+    if params.shape != (4,):
+        raise ValueError(f"params must be (a, b, c, d), got shape {params.shape}")
+    a, b, c, d = params
     sy = float(np.std(y))
     with np.errstate(all="ignore"):
         u = np.asarray(fn.f(a * x + b), dtype=np.float64)
@@ -959,9 +962,16 @@ def score(r2, complexity, amp=1.0, weight_simple=0.8):
 
     ``w = weight_simple``; ``1 - r2`` is clipped to [0, 1]; ``amp`` is :func:`amplification`.
     """
-    fvu = min(max(1.0 - float(r2), 0.0), 1.0)
+    r2, complexity, amp, weight_simple = (float(v) for v in (r2, complexity, amp, weight_simple))
+    if math.isnan(r2) or math.isnan(amp) or amp < 0.0:
+        raise ValueError(f"r2 must be a number and amp a number >= 0, got {r2}, {amp}")
+    if not (math.isfinite(complexity) and complexity >= 0.0):
+        raise ValueError(f"complexity must be a finite number >= 0, got {complexity}")
+    if not 0.0 <= weight_simple <= 1.0:
+        raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
+    fvu = min(max(1.0 - r2, 0.0), 1.0)
     fit_term = math.log2(fvu + FIT_TOL)
-    amp_term = math.log2(max(1.0, float(amp) / AMP_FREE)) if math.isfinite(amp) else math.inf
+    amp_term = math.log2(max(1.0, amp / AMP_FREE)) if math.isfinite(amp) else math.inf
     return weight_simple * complexity + (1.0 - weight_simple) * (fit_term + amp_term)
 
 
@@ -979,7 +989,8 @@ def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_k
     :func:`amplification` of the fit.  What it means:
 
     * Fits whose unexplained variance ``1 - R^2`` differ by well under FIT_TOL are equally
-      good: the score cannot tell R^2 = 1 - 1e-7 from R^2 = 1, so the simpler function wins.
+      good: R^2 = 1 - 1e-7 and R^2 = 1 score within 0.002 of each other, so a function one
+      unit of complexity simpler wins even against an exact fit.
     * One unit of complexity is worth a factor ``2**(w / (1 - w))`` (16 at w = 0.8) in
       ``1 - R^2 + FIT_TOL``: a function one unit more complex must fit 16 times better to win.
     * A fit whose ``c`` blows up (``A`` > AMP_FREE: ``f`` is used in its near-linear or

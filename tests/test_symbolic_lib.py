@@ -348,6 +348,11 @@ def test_score_trades_one_complexity_unit_for_a_16_times_better_fit():
     # amplification up to AMP_FREE is free; beyond, log2(A / AMP_FREE) is added to the fit term
     assert S.score(1.0, 2, amp=AMP_FREE) == S.score(1.0, 2)
     assert S.score(1.0, 2, amp=8 * AMP_FREE) == pytest.approx(S.score(1.0, 2) + 0.2 * 3)
+    for bad in (dict(r2=float("nan")), dict(amp=-1.0), dict(complexity=-1), dict(weight_simple=2)):
+        with pytest.raises(ValueError):
+            S.score(**{"r2": 1.0, "complexity": 1, **bad})
+    with pytest.raises(ValueError):
+        S.amplification("x", [1.0, 0.0, 1.0], X, X)
 
 
 def spline_like(y, rel=3e-4, seed=0):
