@@ -48,8 +48,18 @@ def fit_sin_plus_square(seed):
     return f, data, model
 
 
+def fitted_amplification(model, data, i):
+    """Amplification (symbolic_lib.amplification) of the symbolic edge (0, i, 0) on the data."""
+    layer = model.layers[0]
+    name = layer.symbolic_fun[i, 0]
+    params = np.asarray(layer.params["symbolic"][i, 0])
+    xs = data["train_input"][:, i]
+    return slib.amplification(name, params, xs, slib.evaluate_affine(name, params, xs))
+
+
 def test_two_input_kan_recovers_sin_plus_square_exactly():
-    """KAN([2, 1]) on sin(pi x) + y^2: x^2 (not -92 cos(0.15 y) + 92) and the truth to 1e-6."""
+    """KAN([2, 1]) on sin(pi x) + y^2: x^2 (not -92 cos(0.15 y) + 92), no blown-up coefficient,
+    and after a short fine-tune the formula equals the truth to 1e-6 and the network to 1e-8."""
 
     def trial(seed):
         f, data, model = fit_sin_plus_square(seed)
@@ -57,6 +67,8 @@ def test_two_input_kan_recovers_sin_plus_square_exactly():
         if {k: v[0] for k, v in fixed.items()} not in ({(0, 0, 0): "sin", (0, 1, 0): "x^2"},
                                                        {(0, 0, 0): "cos", (0, 1, 0): "x^2"}):
             return False
+        if max(fitted_amplification(model, data, i) for i in range(2)) > slib.AMP_FREE:
+            return False  # no c f + d cancelling at large values
         model.fit(data, opt="lbfgs", steps=20)
         x = data["test_input"]
         formula = model.symbolic_formula()[0]
@@ -84,19 +96,6 @@ def test_linear_edge_is_fixed_to_x_not_to_the_sine_of_a_small_argument():
     results = {seed: trial(seed) for seed in SEEDS}
     assert sum(chose_x for chose_x, _ in results.values()) >= MIN_SUCCESSES, results
     assert all(sine_better for _, sine_better in results.values()), results  # the test bites
-
-
-def test_no_fixed_coefficient_blows_up():
-    """Every chosen fit has amplification <= AMP_FREE: no c f + d cancelling at large values."""
-    _, data, model = fit_sin_plus_square(0)
-    model.auto_symbolic(verbose=0)
-    layer = model.layers[0]
-    for i in range(2):
-        name = layer.symbolic_fun[i, 0]
-        params = np.asarray(layer.params["symbolic"][i, 0])
-        xs = data["train_input"][:, i]
-        ys = slib.evaluate_affine(name, params, xs)
-        assert slib.amplification(name, params, xs, ys) <= slib.AMP_FREE, (name, params)
 
 
 # ---------------------------------------------------------------------- the refusal
