@@ -6,8 +6,9 @@ A trained KAN edge is a 1-D curve ``y = phi(x)``.  Symbolic regression replaces 
 * :class:`SymbolicFunction` and the registry :data:`LIBRARY` (name -> function), with
   :func:`add_symbolic` to register user functions;
 * :func:`fit_affine`, which fits ``(a, b, c, d)`` for one library function;
-* :func:`suggest`, which fits every library function and ranks them by fit quality
-  weighed against complexity;
+* :func:`suggest`, which fits every library function and ranks them by :func:`score`: fit
+  quality within a tolerance weighed against complexity, with a penalty for fits whose
+  coefficients blow up (:func:`amplification`);
 * small helpers to evaluate a fitted edge and to write it as a sympy expression or a
   plain string (:func:`evaluate_affine`, :func:`affine_sympy`, :func:`affine_text`,
   :func:`affine_formula`).
@@ -15,34 +16,40 @@ A trained KAN edge is a 1-D curve ``y = phi(x)``.  Symbolic regression replaces 
 Everything is array level (NumPy); sympy and scipy are imported lazily, so the registry
 imports and evaluates without either.
 
-Safe forms
-----------
+Safe forms, and formulas that say what the network computes
+------------------------------------------------------------
 Every ``f`` and ``df`` in the library is *safe*: it returns finite values for every finite
 input (no NaN, no inf, no floating-point warnings), so a symbolic edge can sit inside a
 training loop whatever its input.  The safe form agrees with the mathematical function on
 its natural domain away from the clamps below; ``df`` is the exact derivative of the safe
-form (zero where a clamp is active).  ``sympy``/``text`` give the *mathematical* function.
+form (zero where a clamp is active).
 
-==============  ===========================================  ==============================
-name            safe ``f``                                   notes
-==============  ===========================================  ==============================
-x^n (n=1..5)    ``t**n``, ``t = clip(x, -X_BIG, X_BIG)``     avoids overflow only
-1/x^n           ``1/t**n``, ``t = sign(x) max(|x|, X_EPS)``  sign of 0: its sign bit
-sqrt            ``sqrt(max(x, 0))``                          df = 0 for x <= 0
-x^1.5           ``t**1.5``, ``t = clip(x, 0, X_BIG)``
-1/sqrt(x)       ``1/sqrt(max(x, X_EPS))``
-exp             ``exp(min(x, EXP_MAX))``
-log             ``log(max(|x|, X_EPS))``                     log|x| (even); = log x on x>0
-abs, sgn        ``|x|``, ``sign(x)`` (sign(0) = 0)           df(0) = 0
+``sympy`` and ``text`` write the *safe* form, guards included (``log(Max(|z|, 1e-4))``,
+``sqrt(Max(z, 0))``, ...), so a formula evaluates to what the network computes on every
+input, not only on the function's natural domain.  Two guards only prevent overflow and are
+not written: powers clip ``|z|`` at X_BIG = 1e30 and exp clips ``z`` at EXP_MAX = 80; the
+formula equals the network for ``|z| <= 1e30`` and ``z <= 80`` (the stated domains).
+
+==============  ===========================================  ==================================
+name            safe ``f`` (= its sympy form)                notes
+==============  ===========================================  ==================================
+x^n (n=1..5)    ``z**n``                                     network clips |z| at X_BIG
+1/x^n           ``sign(z)**n / max(|z|, X_EPS)**n``          odd n: 0 at z = 0
+sqrt            ``sqrt(max(z, 0))``                          df = 0 for z <= 0
+x^1.5           ``max(z, 0)**1.5``                           network clips z at X_BIG
+1/sqrt(x)       ``1/sqrt(max(z, X_EPS))``
+exp             ``exp(z)``                                   network: exp(min(z, EXP_MAX))
+log             ``log(max(|z|, X_EPS))``                     log|z| (even); = log z on z>0
+abs, sgn        ``|z|``, ``sign(z)`` (sign(0) = 0)           df(0) = 0
 sin, cos        plain
-tan             ``clip(tan(x), -1/X_EPS, 1/X_EPS)``          poles cut at |tan| = 1e4
+tan             ``clip(tan(z), -1/X_EPS, 1/X_EPS)``          poles cut at |tan| = 1e4
 tanh            plain
-arcsin, arccos  argument clipped to [-1, 1]                  df = 0 for |x| >= 1
+arcsin, arccos  ``arcsin(clip(z, -1, 1))``, same for arccos  df = 0 for |z| >= 1
 arctan          plain (derivative argument clipped)
-arctanh         argument clipped to [-1+X_EPS, 1-X_EPS]
-gaussian        ``exp(-t**2)``, ``t = clip(x, -1e3, 1e3)``
+arctanh         ``arctanh(clip(z, -1+X_EPS, 1-X_EPS))``
+gaussian        ``exp(-z**2)``                               network clips |z| at 1e3 (same value)
 0               ``0``
-==============  ===========================================  ==============================
+==============  ===========================================  ==================================
 
 Canonical parameters
 --------------------
@@ -53,12 +60,17 @@ Many functions make ``(a, b, c, d)`` non-identifiable (``x^2``: ``(a, b)`` and `
 
 * symmetry ``f(-z) = alpha f(z) + beta`` (even: alpha=1; odd: alpha=-1; arccos: alpha=-1,
   beta=pi): ``a >= 0``;
-* homogeneity ``f(s z) = s^k f(z)`` for s > 0 (powers, 1/x^n, sqrt, x^1.5, 1/sqrt, abs,
-  sgn with k=0) or ``f(s z) = f(z) + log s`` (log): ``|a| = 1``;
+* homogeneity ``f(s z) = s^k f(z)`` for s > 0 (powers, 1/x^n, sqrt, x^1.5, abs, sgn with
+  k=0) or ``f(s z) = f(z) + log s`` (log): ``|a| = 1``;
 * translation ``f(z + t) = e^t f(z)`` (exp): ``b = 0``;
 * ``x``: ``a = 1, b = 0``;
 * (anti)periodicity ``f(z + P) = sigma f(z)`` (sin, cos: P=pi, sigma=-1; tan: P=pi,
   sigma=1): ``b`` in ``[-P/2, P/2]``.
+
+Every map is an exact identity of the safe form, except that rescaling ``z`` moves the
+X_EPS clamps of 1/x^n and log: there the two forms differ for ``|z| < X_EPS max(1, |a|)``
+only.  1/sqrt(x) has no canonical map, because its clamp covers all of ``z < X_EPS``, where
+rescaling would change the value.
 
 So ``2 sin(3x + 0.5) - 1`` comes back as exactly ``(3, 0.5, 2, -1)`` and
 ``1.5 (0.8x + 0.3)^2 + 0.1`` as ``(1, 0.375, 0.96, 0.1)``.  :func:`fit_affine` applies the
@@ -477,7 +489,7 @@ def _register_builtins():
         lambda z: f"max({z}, 0)^1.5", (0.01, 5.0), _canon(homogeneous=1.5))
     reg("1/sqrt(x)", _invsqrt_f, _invsqrt_df, 2,
         lambda z: 1 / _sympy().sqrt(_sp_max(z, _sympy().Float(X_EPS))),
-        lambda z: f"1/sqrt(max({z}, {X_EPS!r}))", (0.01, 5.0), _canon(homogeneous=-0.5))
+        lambda z: f"1/sqrt(max({z}, {X_EPS!r}))", (0.01, 5.0), None)
     reg("exp", _exp_f, _exp_df, 2, _sp_func("exp"), lambda z: f"exp({z})", (-5.0, 5.0),
         _canon(exp_shift=True))
     reg("log", _log_f, _log_df, 2, lambda z: _sympy().log(_sp_abs_floor(z)),
@@ -941,7 +953,10 @@ def amplification(name_or_fn, params, x, y):
     """
     fn = get_symbolic(name_or_fn)
     x, y = _check_xy(x, y)
-    a, b, c, d = np.asarray(params, dtype=np.float64)
+    params = np.asarray(params, dtype=np.float64)
+    if params.shape != (4,):
+        raise ValueError(f"params must be (a, b, c, d), got shape {params.shape}")
+    a, b, c, d = params
     sy = float(np.std(y))
     with np.errstate(all="ignore"):
         u = np.asarray(fn.f(a * x + b), dtype=np.float64)
@@ -956,9 +971,16 @@ def score(r2, complexity, amp=1.0, weight_simple=0.8):
 
     ``w = weight_simple``; ``1 - r2`` is clipped to [0, 1]; ``amp`` is :func:`amplification`.
     """
-    fvu = min(max(1.0 - float(r2), 0.0), 1.0)
+    r2, complexity, amp, weight_simple = (float(v) for v in (r2, complexity, amp, weight_simple))
+    if math.isnan(r2) or math.isnan(amp) or amp < 0.0:
+        raise ValueError(f"r2 must be a number and amp a number >= 0, got {r2}, {amp}")
+    if not (math.isfinite(complexity) and complexity >= 0.0):
+        raise ValueError(f"complexity must be a finite number >= 0, got {complexity}")
+    if not 0.0 <= weight_simple <= 1.0:
+        raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
+    fvu = min(max(1.0 - r2, 0.0), 1.0)
     fit_term = math.log2(fvu + FIT_TOL)
-    amp_term = math.log2(max(1.0, float(amp) / AMP_FREE)) if math.isfinite(amp) else math.inf
+    amp_term = math.log2(max(1.0, amp / AMP_FREE)) if math.isfinite(amp) else math.inf
     return weight_simple * complexity + (1.0 - weight_simple) * (fit_term + amp_term)
 
 
@@ -976,7 +998,8 @@ def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_k
     :func:`amplification` of the fit.  What it means:
 
     * Fits whose unexplained variance ``1 - R^2`` differ by well under FIT_TOL are equally
-      good: the score cannot tell R^2 = 1 - 1e-7 from R^2 = 1, so the simpler function wins.
+      good: R^2 = 1 - 1e-7 and R^2 = 1 score within 0.002 of each other, so a function one
+      unit of complexity simpler wins even against an exact fit.
     * One unit of complexity is worth a factor ``2**(w / (1 - w))`` (16 at w = 0.8) in
       ``1 - R^2 + FIT_TOL``: a function one unit more complex must fit 16 times better to win.
     * A fit whose ``c`` blows up (``A`` > AMP_FREE: ``f`` is used in its near-linear or
