@@ -20,7 +20,10 @@ def check_int(value, name, minimum):
 
 
 def check_real_array(array, name):
-    """Reject non-arrays, complex, bool, object and string dtypes; return the array unchanged."""
+    """Reject non-arrays, masked arrays, complex, bool, object and string dtypes; return the
+    array unchanged."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; pass array.filled(value) or drop the masked rows")
     dtype = getattr(array, "dtype", None)
     if dtype is None:
         try:

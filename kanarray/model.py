@@ -219,6 +219,9 @@ class KAN(Network):
             loss = loss_fn
         loss = check_loss(loss)
         reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        if comm is not None and not all(hasattr(comm, m) for m in ("Get_rank", "Get_size", "Allreduce")):
+            raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, "
+                            f"got {type(comm).__name__}")
         if comm is None:
             objective = LocalObjective(self, dataset, loss, reg)
         else:  # every rank checks that the others train the same model with the same arguments

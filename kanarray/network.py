@@ -25,6 +25,8 @@ from .layer import KANLayer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 PATHS = ("auto", "fused", "dense")
+MAX_K = 10  # the kernels' Cox-de Boor triangle costs O(k^2) a sample; higher orders have no use
+MAX_PARAMS = 2 ** 31 - 1  # parameters of one model: kernels index them with 32-bit offsets
 
 
 def check_input_ids(input_ids, n_inputs):
@@ -76,17 +78,23 @@ def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
     width = [check_int(w, "width entries", 1) for w in width]
     grid = check_int(grid, "grid", 1)
     k = check_int(k, "k", 1)
+    if k > MAX_K:
+        raise ValueError(f"k must be at most {MAX_K} (the spline order), got {k}")
+    n_params = sum(i * o * (grid + k + 6) + o for i, o in zip(width[:-1], width[1:]))
+    if n_params > MAX_PARAMS:
+        raise ValueError(f"width {width} with grid {grid} would need {n_params:.3g} parameters; at "
+                         f"most {MAX_PARAMS} fit a model (use fewer nodes or grid intervals)")
     if (not hasattr(grid_range, "__len__") or len(grid_range) != 2
             or not all(isinstance(v, numbers.Real) for v in grid_range)
             or not np.all(np.isfinite(grid_range)) or not grid_range[0] < grid_range[1]):
         raise ValueError(f"grid_range must be (lo, hi) with finite lo < hi, got {grid_range!r}")
-    if base_fun not in BASE_CODES:
+    if not isinstance(base_fun, str) or base_fun not in BASE_CODES:
         raise ValueError(f"base_fun must be one of {sorted(BASE_CODES)}, got {base_fun!r}")
     if not isinstance(grid_eps, numbers.Real) or not 0 <= grid_eps <= 1:
         raise ValueError(f"grid_eps must be a number in [0, 1], got {grid_eps!r}")
     if str(dtype) not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if path not in PATHS:
+    if not isinstance(path, str) or path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     return width, grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
 
@@ -99,6 +107,10 @@ class Network:
                  input_ids=None, input_scaling=None, output_scaling=None):
         width, grid, k, grid_range, dtype = check_config(width, grid, k, grid_range, base_fun,
                                                          grid_eps, dtype, path)
+        seed = check_int(seed, "seed", 0)
+        if (isinstance(noise_scale, bool) or not isinstance(noise_scale, numbers.Real)
+                or not np.isfinite(noise_scale) or noise_scale < 0):
+            raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
         # raw inputs x enter the first layer as (x - shift) / scale; the last layer's outputs
         # leave as y * scale + shift (None: no map). kanarray.KAN.set_scaling fits both to data.
         self.input_scaling = check_scaling(input_scaling, width[0], "input_scaling")
@@ -199,9 +211,17 @@ class Network:
             layer.knots[...] = saved
 
     # ------------------------------------------------------------------ validation of user arrays
+    def _in_dtype(self, array, name):
+        """array moved to the device and dtype, refused when a value overflows the dtype (a
+        finite float64 beyond float32's range would become inf in a float32 model)."""
+        moved = self.backend.asarray(array, self.np_dtype)
+        if moved.dtype != array.dtype and not bool(self.backend.xp.isfinite(moved).all()):
+            raise ValueError(f"{name} holds values beyond the range of the model's {self.dtype}")
+        return moved
+
     def as_batch(self, x, name="x"):
         """x (B, width[0]) validated (real, finite, non-empty) and moved to the device and dtype."""
-        return self.backend.asarray(check_batch(x, name, self.width[0]), self.np_dtype)
+        return self._in_dtype(check_batch(x, name, self.width[0]), name)
 
     def as_labels(self, y, n_rows, name="y"):
         """y (B, width[-1]) or (B,) for one output, validated, on the device and dtype."""
@@ -209,7 +229,7 @@ class Network:
         y = check_batch(y.reshape(-1, 1) if y.ndim == 1 else y, name, self.width[-1])
         if y.shape[0] != n_rows:
             raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {n_rows}")
-        return self.backend.asarray(y, self.np_dtype)
+        return self._in_dtype(y, name)
 
     def as_classes(self, y, n_rows, name="y"):
         """Integer class labels (B,) (or (B, 1)) in [0, width[-1]) on the device, as int64;

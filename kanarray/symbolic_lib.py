@@ -935,6 +935,9 @@ def _resolve_lib(lib) -> Sequence[SymbolicFunction]:
         lib = [lib]
     if isinstance(lib, Mapping):
         lib = list(lib.values())
+    if not isinstance(lib, (list, tuple)):
+        raise TypeError(f"lib must be None, a library function name or a list of them, got "
+                        f"{type(lib).__name__}")
     out = [get_symbolic(item) for item in lib]
     if not out:
         raise ValueError("lib must not be empty")
@@ -1016,9 +1019,10 @@ def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_k
     if topk is not None and (isinstance(topk, bool) or not isinstance(topk, numbers.Integral)
                              or topk < 1):
         raise ValueError(f"topk must be None or an int >= 1, got {topk!r}")
+    if isinstance(weight_simple, bool) or not isinstance(weight_simple, numbers.Real) \
+            or not 0.0 <= weight_simple <= 1.0:
+        raise ValueError(f"weight_simple must be a number in [0, 1], got {weight_simple!r}")
     weight_simple = float(weight_simple)
-    if not 0.0 <= weight_simple <= 1.0:
-        raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
     fns = _resolve_lib(lib)
     x, y = _check_xy(x, y)
     a_range = _check_range(fit_kwargs.pop("a_range", (-10, 10)), "a_range")

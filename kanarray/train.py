@@ -9,7 +9,8 @@ step. Results come back as a dict of per-step lists.
 What it minimises is an objective (kanarray.objective): this loop never asks where the rows
 live. A step that leaves a non-finite loss, gradient or parameters stops training: everything
 the step changed (parameters and knots, a grid update included) is restored, a warning is issued
-and results["stopped"] says why. Nothing is lost.
+and results["stopped"] says why. An exception (from a loss_fn, a callback, a checkpoint write,
+or Ctrl-C) also puts the model back to its last good step before it propagates. Nothing is lost.
 """
 import numbers
 import sys
@@ -115,48 +116,53 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
     start = time.perf_counter()
     last_good = model.snapshot()  # what a failing step goes back to (it may move the knots too)
 
-    for step in range(steps):
-        step_start = time.perf_counter()
-        objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
-        if (update_grid and step % grid_update_freq == 0
-                and start_grid_update_step <= step < stop_grid_update_step):
-            objective.update_grid()
-            lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
+    try:
+        for step in range(steps):
+            step_start = time.perf_counter()
+            objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
+            if (update_grid and step % grid_update_freq == 0
+                    and start_grid_update_step <= step < stop_grid_update_step):
+                objective.update_grid()
+                lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
 
-        if opt == "lbfgs":
-            point, loss, grad, lbfgs_state, n_evals = _lbfgs_step(
-                objective, model.params.copy(), lbfgs_state, lr, lbfgs_iters)
-            model.params[...] = point
-        else:
-            loss, grad = objective.value_and_grad(model.params.copy())
-            n_evals = 1
-            delta, adam_state = adam_update(grad, adam_state, lr=lr)
-            model.params[...] = model.params + delta
+            if opt == "lbfgs":
+                point, loss, grad, lbfgs_state, n_evals = _lbfgs_step(
+                    objective, model.params.copy(), lbfgs_state, lr, lbfgs_iters)
+                model.params[...] = point
+            else:
+                loss, grad = objective.value_and_grad(model.params.copy())
+                n_evals = 1
+                delta, adam_state = adam_update(grad, adam_state, lr=lr)
+                model.params[...] = model.params + delta
 
-        xp = model.backend.xp
-        if not (np.isfinite(loss) and bool(xp.isfinite(grad).all())
-                and bool(xp.isfinite(model.params).all())):
-            model.restore(last_good)
-            results["stopped"] = (f"step {step}: the loss, its gradient or the parameters became "
-                                  "NaN/Inf; restored the parameters of the last good step (and "
-                                  "its knots)")
-            if objective.is_root:
-                warnings.warn(results["stopped"], RuntimeWarning, stacklevel=3)
-            break
-        last_good = model.snapshot()
+            xp = model.backend.xp
+            if not (np.isfinite(loss) and bool(xp.isfinite(grad).all())
+                    and bool(xp.isfinite(model.params).all())):
+                model.restore(last_good)
+                results["stopped"] = (f"step {step}: the loss, its gradient or the parameters became "
+                                      "NaN/Inf; restored the parameters of the last good step (and "
+                                      "its knots)")
+                if objective.is_root:
+                    warnings.warn(results["stopped"], RuntimeWarning, stacklevel=3)
+                break
+            last_good = model.snapshot()
 
-        reg_value = 0.0 if objective.reg is None else objective.regularizer_value()
-        results["reg"].append(reg_value)
-        for key, value in objective.step_metrics(loss - lamb * reg_value).items():
-            results.setdefault(key, []).append(value)
-        results["n_evals"].append(n_evals)
-        results["evals_per_second"].append(n_evals / max(time.perf_counter() - step_start, 1e-9))
-        progress.step(step, steps, results)
-        if checkpoint is not None:
-            objective.run_on_root(model.save, checkpoint)
-        if callback is not None:
-            objective.run(callback, step, model, results)
+            reg_value = 0.0 if objective.reg is None else objective.regularizer_value()
+            results["reg"].append(reg_value)
+            for key, value in objective.step_metrics(loss - lamb * reg_value).items():
+                results.setdefault(key, []).append(value)
+            results["n_evals"].append(n_evals)
+            results["evals_per_second"].append(n_evals / max(time.perf_counter() - step_start, 1e-9))
+            progress.step(step, steps, results)
+            if checkpoint is not None:
+                objective.run_on_root(model.save, checkpoint)
+            if callback is not None:
+                objective.run(callback, step, model, results)
 
+    except BaseException:  # an error (a callback, a loss_fn, Ctrl-C): back to the last good step
+        model.restore(last_good)
+        progress.close()
+        raise
     progress.close()
     results.update(objective.finish())
     results["seconds"] = time.perf_counter() - start

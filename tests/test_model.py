@@ -247,9 +247,13 @@ def test_inputs_outside_the_grid_are_legal_but_warned():
     far = np.full((10, 2), 5.0)
     with pytest.warns(UserWarning, match=r"layer 0: 100% of its inputs fall outside its grid"):
         y = model(far)
-    base_only = KAN([2, 3, 1], grid_range=(-1, 1))
-    base_only.layers[0].params["coef"][...] = 0.0  # the spline part is zero outside anyway
     assert np.all(np.isfinite(y))
+    # outside the extended knot range every basis is zero: a layer is its base branch alone
+    one_layer = KAN([2, 3], grid_range=(-1, 1))
+    p = one_layer.layers[0].params
+    silu = far / (1 + np.exp(-far))
+    with pytest.warns(UserWarning):
+        np.testing.assert_allclose(one_layer(far), silu @ p["w_base"] + p["bias"], rtol=1e-14)
 
 
 def test_nan_during_training_restores_the_last_good_parameters(dataset):
