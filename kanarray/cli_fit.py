@@ -49,7 +49,7 @@ def check_fit_options(args):
     if refine and (refine[0] <= args.grid or any(b <= a for a, b in zip(refine, refine[1:]))):
         raise UserError(f"--refine grids must increase and exceed --grid {args.grid}, got {args.refine}")
     for option, value, minimum in (("--grid", args.grid, 1), ("--steps", args.steps, 1),
-                                   ("--threads", args.threads or 1, 1)):
+                                   ("--threads", 1 if args.threads is None else args.threads, 1)):
         if value < minimum:
             raise UserError(f"{option} must be >= {minimum}, got {value}")
     if not 0 < args.test_frac < 1:

@@ -83,6 +83,9 @@ class KAN(Network):
     def __call__(self, x):
         """Outputs (B, width[-1]) for inputs x (B, width[0]), on the kind of array given."""
         acts = self.forward_all(self.as_batch(x))
+        if not bool(self.backend.xp.isfinite(acts[-1]).all()):
+            raise ValueError(f"the outputs overflowed to Inf/NaN: x holds values too large for this "
+                             f"model (largest |x| = {float(abs(acts[0]).max()):.3g} after scaling)")
         self._warn_outside(acts)
         return return_like(acts[-1], x, self.backend)
 
