@@ -40,7 +40,7 @@ class KANLayer:
         self.knots = backend.asarray(knots, dtype)
         self.mask = backend.xp.ones((in_dim, out_dim), dtype=dtype)
         self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
-        self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")
+        self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")  # sets _symbolic_edges
         self.params = {}
         self.grads = {}
 
@@ -84,9 +84,21 @@ class KANLayer:
                                    path=self.path)
         return kernels.FORWARD[path], kernels.BACKWARD[path]
 
+    @property
+    def symbolic_fun(self):
+        """Library function name of every edge, host (I, O) strings ("" = none). Replace it or
+        use set_symbolic/clear_symbolic: has_symbolic() is kept from these, not recomputed per
+        call (a string comparison per forward pass costs as much as a small layer's kernel)."""
+        return self._symbolic_fun
+
+    @symbolic_fun.setter
+    def symbolic_fun(self, names):
+        self._symbolic_fun = names
+        self._symbolic_edges = bool((names != "").any())
+
     def has_symbolic(self):
         """True when some edge carries a symbolic function."""
-        return bool((self.symbolic_fun != "").any())
+        return self._symbolic_edges
 
     def spline_mask(self):
         """Weight of every edge's spline branch: mask * (1 - symbolic_mask)."""
@@ -186,12 +198,14 @@ class KANLayer:
         if len(fn.name) > self.symbolic_fun.dtype.itemsize // 4:
             self.symbolic_fun = self.symbolic_fun.astype(f"<U{len(fn.name)}")
         self.symbolic_fun[i, o] = fn.name
+        self._symbolic_edges = True
         self.params["symbolic"][i, o] = self.backend.asarray(np.asarray(params, np.float64), self.dtype)
         self.symbolic_mask[i, o] = 1
 
     def clear_symbolic(self, i, o):
         """Return edge (i, o) to its spline (kept untouched while the edge was symbolic)."""
         self.symbolic_fun[i, o] = ""
+        self._symbolic_edges = bool((self.symbolic_fun != "").any())
         self.symbolic_mask[i, o] = 0
         self.params["symbolic"][i, o] = self.backend.asarray(IDENTITY_SYMBOLIC, self.dtype)
 

@@ -104,16 +104,8 @@ def subset_layer(src, dst, in_ids, out_ids):
             raise KeyError(f"layer parameter group {name!r} has no registered axes; call "
                            "kanarray.prune.register_param(name, axes) so pruning can slice it")
         dst.params[name][...] = _take(value, PARAM_AXES[name], ids)
-    for name, axes in STATE_AXES.items():
-        value = getattr(src, name, None)
-        if value is None:
-            continue
-        new = _take(value, axes, ids)
-        current = getattr(dst, name, None)
-        if current is not None and current.shape == new.shape and current.dtype == new.dtype:
-            current[...] = new
-        else:
-            setattr(dst, name, new.copy())
+    for name, axes in STATE_AXES.items():  # none of these is a view: each is replaced whole
+        setattr(dst, name, _take(getattr(src, name), axes, ids).copy())
 
 
 def _derived(model, width, input_ids, keep):
