@@ -385,6 +385,74 @@ def test_adam_update_is_pure():
         np.testing.assert_array_equal(before, after)
 
 
+# ---------------------------------------------------------------- arguments
+
+
+def _adam_call(**kw):
+    args = {"grad": np.ones(3), "state": adam_init(np.zeros(3)), **kw}
+    return adam_update(**args)
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    ({"lr": np.array([0.1])}, TypeError, "lr must be a real number"),
+    ({"lr": "0.1"}, TypeError, "lr must be a real number"),
+    ({"lr": 0.1 + 0j}, TypeError, "lr must be a real number"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+    ({"lr": 0.0}, ValueError, "lr must be > 0"),
+    ({"b1": 1.0}, ValueError, "b1 must be < 1"),
+    ({"b2": -0.1}, ValueError, "b2 must be >= 0"),
+    ({"eps": 0.0}, ValueError, "eps must be > 0"),
+    ({"grad": [1.0, 2.0, 3.0]}, TypeError, "grad must be a 1-D float array"),
+    ({"grad": np.ones(4)}, ValueError, "grad has shape"),
+    ({"grad": np.ones((3, 1))}, ValueError, "grad must be a non-empty 1-D array"),
+    ({"state": (0, np.zeros(3), np.zeros(3))}, TypeError, "state must be an AdamState"),
+])
+def test_adam_rejects_bad_arguments_by_name(kw, error, words):
+    with pytest.raises(error, match=words):
+        _adam_call(**kw)
+
+
+def _lbfgs_call(**kw):
+    fun, _ = quadratic(np.float64, n=3)
+    x = np.zeros(3)
+    loss, grad = fun(x)
+    args = {"fun": fun, "x": x, "loss": loss, "grad": grad, "state": lbfgs_init(), **kw}
+    return lbfgs_step(**args)
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    ({"fun": 5}, TypeError, "fun must be callable"),
+    ({"x": np.zeros(3, int)}, TypeError, "x must be a 1-D float array"),
+    ({"x": np.zeros(0)}, ValueError, "x must be a non-empty 1-D array"),
+    ({"grad": np.ones(2)}, ValueError, "grad must have the shape of x"),
+    ({"loss": "1.0"}, TypeError, "loss must be a real scalar"),
+    ({"loss": np.ones(3)}, TypeError, "loss must be a real scalar"),
+    ({"state": None}, TypeError, "state must be an LBFGSState"),
+    ({"lr": np.array(1.0)}, TypeError, "lr must be a real number"),
+    ({"lr": -1.0}, ValueError, "lr must be > 0"),
+    ({"history_size": 0}, ValueError, "history_size must be >= 1"),
+    ({"max_ls": 2.5}, TypeError, "max_ls must be an integer"),
+    ({"tolerance_grad": -1e-9}, ValueError, "tolerance_grad must be >= 0"),
+    ({"tolerance_change": float("inf")}, ValueError, "tolerance_change must be a finite number"),
+    ({"fun": lambda x: 1.0}, TypeError, "fun must return a pair"),
+    ({"fun": lambda x: (np.ones(3), np.ones(3))}, TypeError, "loss returned by fun must be a real scalar"),
+    ({"fun": lambda x: (1.0, np.ones(2))}, ValueError, "fun must return a gradient of the point's shape"),
+])
+def test_lbfgs_step_rejects_bad_arguments_by_name(kw, error, words):
+    with pytest.raises(error, match=words):
+        _lbfgs_call(**kw)
+
+
+def test_lbfgs_minimize_rejects_bad_arguments_by_name():
+    fun, _ = quadratic(np.float64, n=3)
+    with pytest.raises(TypeError, match="x0 must be a 1-D float array"):
+        lbfgs_minimize(fun, [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="max_iter must be >= 0"):
+        lbfgs_minimize(fun, np.zeros(3), max_iter=-1)
+    with pytest.raises(ValueError, match="fun must return a gradient"):
+        lbfgs_minimize(lambda x: (0.0, np.zeros(5)), np.zeros(3))
+
+
 # ---------------------------------------------------------------- devices
 
 
