@@ -12,6 +12,8 @@ the kernels are imported where they are used, so that `import kanarray` stays li
 """
 import numpy as np
 
+from .checks import check_int, check_real, check_real_array
+
 RIDGE = 1e-12  # relative to the mean diagonal of A^T A
 
 
@@ -43,28 +45,76 @@ def subdivide_knots(interior, grid):
     return np.stack([np.interp(positions, np.arange(old_grid + 1), row) for row in interior])
 
 
+def _check_samples(x):
+    """x: a non-empty (N, I) array of finite reals -> float64 copy."""
+    x = check_real_array(x, "x")
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must be a non-empty 2-D array (samples, inputs), got shape {x.shape}")
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or Inf")
+    return x
+
+
+def _check_ranges(ranges, n_inputs, name):
+    """ranges: (n_inputs, 2) finite rows (lo, hi) with lo < hi -> float64 array."""
+    ranges = check_real_array(ranges, name)
+    if ranges.shape != (n_inputs, 2):
+        raise ValueError(f"{name} must have shape ({n_inputs}, 2), got {ranges.shape}")
+    ranges = np.asarray(ranges, dtype=np.float64)
+    if not np.all(np.isfinite(ranges)) or np.any(ranges[:, 0] >= ranges[:, 1]):
+        raise ValueError(f"{name} must hold finite rows (lo, hi) with lo < hi, got {ranges.tolist()}")
+    return ranges
+
+
+def _strictly_increasing_rows(knots):
+    """(I,) bool: row i is finite and strictly increasing."""
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, which fails "> 0" as it should
+        return np.all(np.isfinite(knots), axis=1) & np.all(np.diff(knots, axis=1) > 0, axis=1)
+
+
 def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     """Interior knots mixing sample quantiles and uniform spacing, extended by k each side.
 
     interior = grid_eps * uniform + (1 - grid_eps) * quantiles, both spanning the samples'
-    range. x (N, I) float64 -> (I, grid + 2k + 1). An input whose samples are all equal has
-    nothing to adapt to: it gets uniform knots on fallback_range (I, 2), its current range.
+    range; quantile j is sorted sample number floor(j N / grid) (the largest for j = grid).
+    x (N, I) -> (I, grid + 2k + 1) float64. An input whose samples are all equal, or too close
+    together for grid + 2k + 1 distinct doubles, has nothing to adapt to: it gets uniform knots
+    on fallback_range (I, 2), its current range. Samples spread too wide for finite knots
+    (e.g. +-1e308, whose difference overflows) raise ValueError.
     """
+    x = _check_samples(x)
+    grid = check_int(grid, "grid", 1)
+    k = check_int(k, "k", 0)
+    grid_eps = check_real(grid_eps, "grid_eps", minimum=0, maximum=1)
+    fallback_range = _check_ranges(fallback_range, x.shape[1], "fallback_range")
     n = x.shape[0]
     ordered = np.sort(x, axis=0)
     ids = [int(n / grid * j) for j in range(grid)] + [n - 1]
     adaptive = ordered[ids].T  # (I, grid + 1)
-    span = adaptive[:, -1:] - adaptive[:, :1]
-    uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
-    interior = grid_eps * uniform + (1 - grid_eps) * adaptive
-    # quantiles of repeated samples can coincide: keep knots strictly increasing
-    min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
-    for j in range(1, grid + 1):
-        interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
-    flat = span[:, 0] <= 0
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below
+        span = adaptive[:, -1:] - adaptive[:, :1]
+        uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
+        interior = grid_eps * uniform + (1 - grid_eps) * adaptive
+        # quantiles of repeated samples can coincide: keep knots strictly increasing
+        min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
+        for j in range(1, grid + 1):
+            interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
+        knots = extend_knots(interior, k)
+    too_wide = ~np.all(np.isfinite(knots), axis=1)
+    if too_wide.any():
+        i = int(np.flatnonzero(too_wide)[0])
+        raise ValueError(f"x: the samples of input {i} span [{adaptive[i, 0]:.6g}, {adaptive[i, -1]:.6g}], "
+                         f"too wide for finite float64 knots (grid {grid}, {k} more each side); "
+                         "rescale the inputs")
+    flat = (span[:, 0] <= 0) | ~_strictly_increasing_rows(knots)
     lo, hi = fallback_range[flat, :1], fallback_range[flat, 1:]
-    interior[flat] = lo + (hi - lo) * np.arange(grid + 1) / grid
-    return extend_knots(interior, k)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        knots[flat] = extend_knots(lo + (hi - lo) * np.arange(grid + 1) / grid, k)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"fallback_range {fallback_range[flat].tolist()} cannot hold "
+                         f"{grid + 2 * k + 1} distinct finite float64 knots")
+    return knots
 
 
 def design_matrices(x, knots, k):
