@@ -33,7 +33,7 @@ def _load_kernels_from_checkout():
 if "kanarray.kernels" not in _sys.modules:
     _load_kernels_from_checkout()
 
-from .data import create_dataset  # noqa: E402
+from .data import create_dataset, from_arrays  # noqa: E402
 from .io import load  # noqa: E402
 from .model import KAN  # noqa: E402
 
