@@ -18,10 +18,24 @@ RIDGE = 1e-12  # relative to the mean diagonal of A^T A
 
 
 def uniform_knots(n_inputs, grid, k, grid_range):
-    """(n_inputs, grid + 2k + 1): grid + 1 uniform knots on grid_range, k more on each side."""
-    lo, hi = grid_range
-    step = (hi - lo) / grid
-    row = lo + step * np.arange(-k, grid + k + 1)
+    """(n_inputs, grid + 2k + 1): grid + 1 uniform knots on grid_range, k more on each side.
+
+    A range too wide (the knots overflow) or too narrow (neighbours round to the same double)
+    for that many distinct finite knots raises ValueError.
+    """
+    n_inputs = check_int(n_inputs, "n_inputs", 1)
+    grid = check_int(grid, "grid", 1)
+    k = check_int(k, "k", 0)
+    if not (hasattr(grid_range, "__len__") and len(grid_range) == 2):
+        raise TypeError(f"grid_range must be a pair (lo, hi), got {grid_range!r}")
+    lo, hi = check_real(grid_range[0], "grid_range[0]"), check_real(grid_range[1], "grid_range[1]")
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        step = (hi - lo) / grid
+        row = lo + step * np.arange(-k, grid + k + 1)
+    if not _strictly_increasing_rows(row[None])[0]:
+        raise ValueError(f"grid_range ({lo:g}, {hi:g}) cannot hold {grid + 2 * k + 1} distinct finite "
+                         f"float64 knots (grid {grid}, {k} more each side); it needs lo < hi, "
+                         "with hi - lo neither overflowing nor far below the spacing of doubles there")
     return np.tile(row, (n_inputs, 1))
 
 

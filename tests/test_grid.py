@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kanarray.grid import knots_from_samples
+from kanarray.grid import knots_from_samples, uniform_knots
 
 # Two inputs, nine samples each (deliberately unsorted). With grid = 4 the quantile knots are
 # sorted samples number floor(j * 9 / 4) = 0, 2, 4, 6 and the last one, 8.
@@ -74,3 +74,26 @@ def test_bad_arguments_are_named(kw, error, words):
     args = {"x": SAMPLES, "grid": 4, "k": 2, "grid_eps": 0.02, "fallback_range": FALLBACK, **kw}
     with pytest.raises(error, match=words):
         knots_from_samples(**args)
+
+
+def test_uniform_knots_cover_the_range_and_extend_by_k():
+    knots = uniform_knots(3, 4, 2, (-1, 1))
+    assert knots.shape == (3, 9)
+    np.testing.assert_allclose(knots, np.tile(np.linspace(-2, 2, 9), (3, 1)), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("args, error, words", [
+    ((2, 5, 3, (-1e308, 1e308)), ValueError, r"grid_range \(-1e\+308, 1e\+308\) cannot hold 12 distinct"),
+    ((2, 5, 3, (0.0, 1.7e308)), ValueError, "grid_range .* cannot hold"),  # the extension overflows
+    ((2, 5, 3, (1e16, 1e16 + 4)), ValueError, "grid_range .* cannot hold"),  # knots round together
+    ((2, 5, 3, (1.0, -1.0)), ValueError, "grid_range .* cannot hold"),
+    ((2, 5, 3, (0.0, np.nan)), ValueError, r"grid_range\[1\] must be a finite number"),
+    ((2, 5, 3, "ab"), TypeError, r"grid_range\[0\] must be a real number"),
+    ((2, 5, 3, 1.0), TypeError, "grid_range must be a pair"),
+    ((0, 5, 3, (-1, 1)), ValueError, "n_inputs must be >= 1"),
+    ((2, 5.0, 3, (-1, 1)), TypeError, "grid must be an integer"),
+    ((2, 5, -1, (-1, 1)), ValueError, "k must be >= 0"),
+])
+def test_uniform_knots_bad_arguments_are_named(args, error, words):
+    with pytest.raises(error, match=words):
+        uniform_knots(*args)
