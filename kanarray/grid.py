@@ -39,12 +39,39 @@ def uniform_knots(n_inputs, grid, k, grid_range):
     return np.tile(row, (n_inputs, 1))
 
 
-def extend_knots(interior, k):
-    """Add k knots on each side of interior knots (I, G+1) at their mean spacing (as pykan does)."""
+def _check_knots(knots, name, min_columns=2):
+    """knots: (I, M) finite, strictly increasing rows, I >= 1, M >= min_columns -> float64 array."""
+    knots = check_real_array(knots, name)
+    if knots.ndim != 2 or knots.shape[0] == 0 or knots.shape[1] < min_columns:
+        raise ValueError(f"{name} must be a 2-D array (inputs, knots) with at least {min_columns} "
+                         f"knots a row, got shape {knots.shape}")
+    knots = np.asarray(knots, dtype=np.float64)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"{name} must hold finite, strictly increasing rows")
+    return knots
+
+
+def _extend(interior, k):
+    """extend_knots without its checks: the caller checks the result."""
     step = (interior[:, -1:] - interior[:, :1]) / (interior.shape[1] - 1)
     below = interior[:, :1] - step * np.arange(k, 0, -1)
     above = interior[:, -1:] + step * np.arange(1, k + 1)
     return np.concatenate([below, interior, above], axis=1)
+
+
+def extend_knots(interior, k):
+    """Add k knots on each side of interior knots (I, G+1) at their mean spacing (as pykan does).
+
+    Raises ValueError when the added knots overflow or round onto their neighbours.
+    """
+    interior = _check_knots(interior, "interior")
+    k = check_int(k, "k", 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        knots = _extend(interior, k)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"interior knots extended by {k} each side are not distinct finite float64 "
+                         "values (the range is too wide or too narrow for its magnitude)")
+    return knots
 
 
 def subdivide_knots(interior, grid):
@@ -54,16 +81,21 @@ def subdivide_knots(interior, grid):
     grid is a multiple of G_old every old knot is kept and the old spline is exactly
     representable on the new knots (knot insertion): grid extension then loses nothing.
     """
+    interior = _check_knots(interior, "interior")
+    grid = check_int(grid, "grid", 1)
     old_grid = interior.shape[1] - 1
     positions = np.arange(grid + 1) * old_grid / grid
     return np.stack([np.interp(positions, np.arange(old_grid + 1), row) for row in interior])
 
 
-def _check_samples(x):
-    """x: a non-empty (N, I) array of finite reals -> float64 copy."""
+def _check_samples(x, n_inputs=None, allow_empty=False):
+    """x: an (N, I) array of finite reals, N >= 1 unless allow_empty, I = n_inputs if given
+    -> float64 array."""
     x = check_real_array(x, "x")
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+    if x.ndim != 2 or (x.shape[0] == 0 and not allow_empty) or x.shape[1] == 0:
         raise ValueError(f"x must be a non-empty 2-D array (samples, inputs), got shape {x.shape}")
+    if n_inputs is not None and x.shape[1] != n_inputs:
+        raise ValueError(f"x must have one column per knot row ({n_inputs}), got shape {x.shape}")
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or Inf")
@@ -114,7 +146,7 @@ def knots_from_samples(x, grid, k, grid_eps, fallback_range):
         min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
         for j in range(1, grid + 1):
             interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
-        knots = extend_knots(interior, k)
+        knots = _extend(interior, k)
     too_wide = ~np.all(np.isfinite(knots), axis=1)
     if too_wide.any():
         i = int(np.flatnonzero(too_wide)[0])
@@ -124,7 +156,7 @@ def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     flat = (span[:, 0] <= 0) | ~_strictly_increasing_rows(knots)
     lo, hi = fallback_range[flat, :1], fallback_range[flat, 1:]
     with np.errstate(over="ignore", invalid="ignore"):  # checked below
-        knots[flat] = extend_knots(lo + (hi - lo) * np.arange(grid + 1) / grid, k)
+        knots[flat] = _extend(lo + (hi - lo) * np.arange(grid + 1) / grid, k)
     if not np.all(_strictly_increasing_rows(knots)):
         raise ValueError(f"fallback_range {fallback_range[flat].tolist()} cannot hold "
                          f"{grid + 2 * k + 1} distinct finite float64 knots")
@@ -132,7 +164,13 @@ def knots_from_samples(x, grid, k, grid_eps, fallback_range):
 
 
 def design_matrices(x, knots, k):
-    """One sparse design matrix A_i (N, G+k) per input: A_i[b, m] = B_im(x[b, i])."""
+    """One sparse design matrix A_i (N, G+k) per input: A_i[b, m] = B_im(x[b, i]).
+
+    x (N, I), knots (I, G + 2k + 1) strictly increasing rows.
+    """
+    k = check_int(k, "k", 0)
+    knots = _check_knots(knots, "knots", min_columns=k + 2)
+    x = _check_samples(x, knots.shape[0], allow_empty=True)
     n, n_inputs = x.shape
     n_basis = knots.shape[1] - 1 - k
     spans = np.empty((n, n_inputs), np.int64)
@@ -199,8 +237,23 @@ def fit_points(x, knots, k):
 def refit_coef(x, old_knots, old_coef, new_knots, k_old, k_new):
     """Coefficients on new_knots whose splines match the old ones (old_coef on old_knots).
 
-    x (N, I) samples, old_coef (I, G_old + k_old, O) -> new coef (I, G_new + k_new, O), float64.
+    x (N, I) samples (N may be 0), old_knots (I, G_old + 2 k_old + 1), old_coef
+    (I, G_old + k_old, O), new_knots (I, G_new + 2 k_new + 1) -> new coef (I, G_new + k_new, O),
+    float64.
     """
+    k_old, k_new = check_int(k_old, "k_old", 0), check_int(k_new, "k_new", 0)
+    old_knots = _check_knots(old_knots, "old_knots", min_columns=k_old + 2)
+    new_knots = _check_knots(new_knots, "new_knots", min_columns=k_new + 2)
+    n_inputs = old_knots.shape[0]
+    if new_knots.shape[0] != n_inputs:
+        raise ValueError(f"new_knots must have {n_inputs} rows like old_knots, got {new_knots.shape}")
+    x = _check_samples(x, n_inputs, allow_empty=True)
+    old_coef = check_real_array(old_coef, "old_coef")
+    n_basis = old_knots.shape[1] - 1 - k_old
+    if old_coef.ndim != 3 or old_coef.shape[:2] != (n_inputs, n_basis) or old_coef.shape[2] == 0:
+        raise ValueError(f"old_coef must have shape ({n_inputs}, {n_basis}, outputs), got {old_coef.shape}")
+    if not np.all(np.isfinite(old_coef)):
+        raise ValueError("old_coef contains NaN or Inf")
     points = fit_points(x, new_knots, k_new)
     old_design = design_matrices(points, old_knots, k_old)
     new_design = design_matrices(points, new_knots, k_new)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kanarray.grid import knots_from_samples, uniform_knots
+from kanarray.grid import design_matrices, extend_knots, knots_from_samples, refit_coef, subdivide_knots, uniform_knots
 
 # Two inputs, nine samples each (deliberately unsorted). With grid = 4 the quantile knots are
 # sorted samples number floor(j * 9 / 4) = 0, 2, 4, 6 and the last one, 8.
@@ -97,3 +97,47 @@ def test_uniform_knots_cover_the_range_and_extend_by_k():
 def test_uniform_knots_bad_arguments_are_named(args, error, words):
     with pytest.raises(error, match=words):
         uniform_knots(*args)
+
+
+def test_subdivided_then_extended_knots_keep_the_old_ones():
+    interior = np.array([[0.0, 1.0, 4.0]])
+    knots = extend_knots(subdivide_knots(interior, 4), 1)
+    np.testing.assert_allclose(knots, [[-1.0, 0.0, 0.5, 1.0, 2.5, 4.0, 5.0]])
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: extend_knots(np.array([[0.0, 1e308]]), 2), ValueError, "not distinct finite"),
+    (lambda: extend_knots(np.array([[0.0, 0.0, 1.0]]), 1), ValueError, "interior must hold finite, strictly increasing"),
+    (lambda: extend_knots(np.array([[0.0, np.nan]]), 1), ValueError, "interior must hold finite"),
+    (lambda: extend_knots(np.array([0.0, 1.0]), 1), ValueError, "interior must be a 2-D array"),
+    (lambda: extend_knots(np.array([[0.0, 1.0]]), -1), ValueError, "k must be >= 0"),
+    (lambda: subdivide_knots(np.array([[0.0, 1.0]]), 0), ValueError, "grid must be >= 1"),
+    (lambda: subdivide_knots([["a", "b"]], 2), TypeError, "interior must hold real numbers"),
+    (lambda: design_matrices(np.zeros((4, 2)), uniform_knots(3, 4, 3, (-1, 1)), 3), ValueError,
+     "x must have one column per knot row"),
+    (lambda: design_matrices(np.zeros((4, 1)), uniform_knots(1, 1, 3, (-1, 1))[:, :4], 3), ValueError,
+     "knots must be a 2-D array .* at least 5 knots"),
+    (lambda: design_matrices(np.full((4, 1), np.inf), uniform_knots(1, 4, 3, (-1, 1)), 3), ValueError,
+     "x contains NaN or Inf"),
+    (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.zeros((1, 6, 2)),
+                        uniform_knots(1, 8, 3, (-1, 1)), 3, 3), ValueError, r"old_coef must have shape \(1, 7, outputs\)"),
+    (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.full((1, 7, 2), np.nan),
+                        uniform_knots(1, 8, 3, (-1, 1)), 3, 3), ValueError, "old_coef contains NaN"),
+    (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.zeros((1, 7, 2)),
+                        uniform_knots(2, 8, 3, (-1, 1)), 3, 3), ValueError, "new_knots must have 1 rows"),
+])
+def test_knot_and_refit_helpers_name_bad_arguments(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_refit_onto_a_refined_grid_reproduces_the_spline():
+    """Without samples, a spline refit onto knots that keep the old ones is reproduced exactly
+    (knot insertion), checked at points across the old grid."""
+    old_knots, new_knots = uniform_knots(2, 4, 3, (-1, 1)), uniform_knots(2, 8, 3, (-1, 1))
+    old_coef = np.random.default_rng(0).standard_normal((2, 7, 3))
+    new_coef = refit_coef(np.zeros((0, 2)), old_knots, old_coef, new_knots, 3, 3)
+    points = np.tile(np.linspace(-1, 1, 50)[:, None], (1, 2))
+    old = [a @ c for a, c in zip(design_matrices(points, old_knots, 3), old_coef)]
+    new = [a @ c for a, c in zip(design_matrices(points, new_knots, 3), new_coef)]
+    np.testing.assert_allclose(new, old, atol=1e-9)
