@@ -15,6 +15,7 @@ EXPORTS = {
     "KAN": "kanarray.model",
     "load": "kanarray.model",
     "create_dataset": "kanarray.data",
+    "from_arrays": "kanarray.data",
 }
 __all__ = [*EXPORTS, "__version__"]
 

@@ -1,4 +1,11 @@
-"""Argument checks shared by the public API: every failure names the argument and what was expected."""
+"""Argument checks shared by the public API: every failure names the argument and what was expected.
+
+Each check returns the value in a plain form (int, float, array) so that a caller can write
+`lr = check_real(lr, "lr", above=0)` at the top of a function and use the result from then on.
+Type errors (a string where a number belongs) raise TypeError; values of the right type outside
+the allowed set (NaN, a negative seed) raise ValueError.
+"""
+import math
 import numbers
 
 import numpy as np
@@ -11,12 +18,63 @@ class UserError(ValueError):
     one line and exits with status 2."""
 
 
-def check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def check_int(value, name, minimum, maximum=None):
+    """An integer (Python or NumPy, not bool) in [minimum, maximum]; returns it as int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def check_real(value, name, minimum=None, maximum=None, above=None, below=None):
+    """A finite real number (int or float, Python or NumPy, not bool) within the given bounds.
+
+    minimum/maximum are inclusive bounds, above/below strict ones; None means unbounded. Returns
+    a Python float, which never upcasts a float32 array it multiplies. Arrays (even 0-d),
+    strings, complex numbers and NaN/Inf are rejected.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if minimum is not None and not value >= minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and not value <= maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    if above is not None and not value > above:
+        raise ValueError(f"{name} must be > {above}, got {value}")
+    if below is not None and not value < below:
+        raise ValueError(f"{name} must be < {below}, got {value}")
+    return value
+
+
+def check_seed(value, name="seed"):
+    """A seed for numpy.random.default_rng: an integer >= 0 (None, meaning "fresh entropy",
+    is refused: results must be reproducible). Returns it as int."""
+    if value is None:
+        raise TypeError(f"{name} must be an integer >= 0, got None (results must be reproducible)")
+    return check_int(value, name, 0)
+
+
+def check_callable(value, name):
+    """Any callable; returns it unchanged."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """One of `choices`, of the same type as the match (so True is not taken for 1); returned."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
 
 
 def check_real_array(array, name):

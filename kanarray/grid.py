@@ -12,25 +12,67 @@ imported where it is used, so that the command line starts without it (`kanarray
 """
 import numpy as np
 
+from .checks import check_int, check_real, check_real_array
 from .kernels import cpu
 
 RIDGE = 1e-12  # relative to the mean diagonal of A^T A
 
 
 def uniform_knots(n_inputs, grid, k, grid_range):
-    """(n_inputs, grid + 2k + 1): grid + 1 uniform knots on grid_range, k more on each side."""
-    lo, hi = grid_range
-    step = (hi - lo) / grid
-    row = lo + step * np.arange(-k, grid + k + 1)
+    """(n_inputs, grid + 2k + 1): grid + 1 uniform knots on grid_range, k more on each side.
+
+    A range too wide (the knots overflow) or too narrow (neighbours round to the same double)
+    for that many distinct finite knots raises ValueError.
+    """
+    n_inputs = check_int(n_inputs, "n_inputs", 1)
+    grid = check_int(grid, "grid", 1)
+    k = check_int(k, "k", 0)
+    if not (hasattr(grid_range, "__len__") and len(grid_range) == 2):
+        raise TypeError(f"grid_range must be a pair (lo, hi), got {grid_range!r}")
+    lo, hi = check_real(grid_range[0], "grid_range[0]"), check_real(grid_range[1], "grid_range[1]")
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        step = (hi - lo) / grid
+        row = lo + step * np.arange(-k, grid + k + 1)
+    if not _strictly_increasing_rows(row[None])[0]:
+        raise ValueError(f"grid_range ({lo:g}, {hi:g}) cannot hold {grid + 2 * k + 1} distinct finite "
+                         f"float64 knots (grid {grid}, {k} more each side); it needs lo < hi, "
+                         "with hi - lo neither overflowing nor far below the spacing of doubles there")
     return np.tile(row, (n_inputs, 1))
 
 
-def extend_knots(interior, k):
-    """Add k knots on each side of interior knots (I, G+1) at their mean spacing (as pykan does)."""
+def _check_knots(knots, name, min_columns=2):
+    """knots: (I, M) finite, strictly increasing rows, I >= 1, M >= min_columns -> float64 array."""
+    knots = check_real_array(knots, name)
+    if knots.ndim != 2 or knots.shape[0] == 0 or knots.shape[1] < min_columns:
+        raise ValueError(f"{name} must be a 2-D array (inputs, knots) with at least {min_columns} "
+                         f"knots a row, got shape {knots.shape}")
+    knots = np.asarray(knots, dtype=np.float64)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"{name} must hold finite, strictly increasing rows")
+    return knots
+
+
+def _extend(interior, k):
+    """extend_knots without its checks: the caller checks the result."""
     step = (interior[:, -1:] - interior[:, :1]) / (interior.shape[1] - 1)
     below = interior[:, :1] - step * np.arange(k, 0, -1)
     above = interior[:, -1:] + step * np.arange(1, k + 1)
     return np.concatenate([below, interior, above], axis=1)
+
+
+def extend_knots(interior, k):
+    """Add k knots on each side of interior knots (I, G+1) at their mean spacing (as pykan does).
+
+    Raises ValueError when the added knots overflow or round onto their neighbours.
+    """
+    interior = _check_knots(interior, "interior")
+    k = check_int(k, "k", 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        knots = _extend(interior, k)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"interior knots extended by {k} each side are not distinct finite float64 "
+                         "values (the range is too wide or too narrow for its magnitude)")
+    return knots
 
 
 def subdivide_knots(interior, grid):
@@ -40,37 +82,96 @@ def subdivide_knots(interior, grid):
     grid is a multiple of G_old every old knot is kept and the old spline is exactly
     representable on the new knots (knot insertion): grid extension then loses nothing.
     """
+    interior = _check_knots(interior, "interior")
+    grid = check_int(grid, "grid", 1)
     old_grid = interior.shape[1] - 1
     positions = np.arange(grid + 1) * old_grid / grid
     return np.stack([np.interp(positions, np.arange(old_grid + 1), row) for row in interior])
+
+
+def _check_samples(x, n_inputs=None, allow_empty=False):
+    """x: an (N, I) array of finite reals, N >= 1 unless allow_empty, I = n_inputs if given
+    -> float64 array."""
+    x = check_real_array(x, "x")
+    if x.ndim != 2 or (x.shape[0] == 0 and not allow_empty) or x.shape[1] == 0:
+        raise ValueError(f"x must be a non-empty 2-D array (samples, inputs), got shape {x.shape}")
+    if n_inputs is not None and x.shape[1] != n_inputs:
+        raise ValueError(f"x must have one column per knot row ({n_inputs}), got shape {x.shape}")
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or Inf")
+    return x
+
+
+def _check_ranges(ranges, n_inputs, name):
+    """ranges: (n_inputs, 2) finite rows (lo, hi) with lo < hi -> float64 array."""
+    ranges = check_real_array(ranges, name)
+    if ranges.shape != (n_inputs, 2):
+        raise ValueError(f"{name} must have shape ({n_inputs}, 2), got {ranges.shape}")
+    ranges = np.asarray(ranges, dtype=np.float64)
+    if not np.all(np.isfinite(ranges)) or np.any(ranges[:, 0] >= ranges[:, 1]):
+        raise ValueError(f"{name} must hold finite rows (lo, hi) with lo < hi, got {ranges.tolist()}")
+    return ranges
+
+
+def _strictly_increasing_rows(knots):
+    """(I,) bool: row i is finite and strictly increasing."""
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, which fails "> 0" as it should
+        return np.all(np.isfinite(knots), axis=1) & np.all(np.diff(knots, axis=1) > 0, axis=1)
 
 
 def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     """Interior knots mixing sample quantiles and uniform spacing, extended by k each side.
 
     interior = grid_eps * uniform + (1 - grid_eps) * quantiles, both spanning the samples'
-    range. x (N, I) float64 -> (I, grid + 2k + 1). An input whose samples are all equal has
-    nothing to adapt to: it gets uniform knots on fallback_range (I, 2), its current range.
+    range; quantile j is sorted sample number floor(j N / grid) (the largest for j = grid).
+    x (N, I) -> (I, grid + 2k + 1) float64. An input whose samples are all equal, or too close
+    together for grid + 2k + 1 distinct doubles, has nothing to adapt to: it gets uniform knots
+    on fallback_range (I, 2), its current range. Samples spread too wide for finite knots
+    (e.g. +-1e308, whose difference overflows) raise ValueError.
     """
+    x = _check_samples(x)
+    grid = check_int(grid, "grid", 1)
+    k = check_int(k, "k", 0)
+    grid_eps = check_real(grid_eps, "grid_eps", minimum=0, maximum=1)
+    fallback_range = _check_ranges(fallback_range, x.shape[1], "fallback_range")
     n = x.shape[0]
     ordered = np.sort(x, axis=0)
     ids = [int(n / grid * j) for j in range(grid)] + [n - 1]
     adaptive = ordered[ids].T  # (I, grid + 1)
-    span = adaptive[:, -1:] - adaptive[:, :1]
-    uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
-    interior = grid_eps * uniform + (1 - grid_eps) * adaptive
-    # quantiles of repeated samples can coincide: keep knots strictly increasing
-    min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
-    for j in range(1, grid + 1):
-        interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
-    flat = span[:, 0] <= 0
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below
+        span = adaptive[:, -1:] - adaptive[:, :1]
+        uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
+        interior = grid_eps * uniform + (1 - grid_eps) * adaptive
+        # quantiles of repeated samples can coincide: keep knots strictly increasing
+        min_gap = 1e-6 * np.maximum(span, 1e-12) / grid
+        for j in range(1, grid + 1):
+            interior[:, j] = np.maximum(interior[:, j], interior[:, j - 1] + min_gap[:, 0])
+        knots = _extend(interior, k)
+    too_wide = ~np.all(np.isfinite(knots), axis=1)
+    if too_wide.any():
+        i = int(np.flatnonzero(too_wide)[0])
+        raise ValueError(f"x: the samples of input {i} span [{adaptive[i, 0]:.6g}, {adaptive[i, -1]:.6g}], "
+                         f"too wide for finite float64 knots (grid {grid}, {k} more each side); "
+                         "rescale the inputs")
+    flat = (span[:, 0] <= 0) | ~_strictly_increasing_rows(knots)
     lo, hi = fallback_range[flat, :1], fallback_range[flat, 1:]
-    interior[flat] = lo + (hi - lo) * np.arange(grid + 1) / grid
-    return extend_knots(interior, k)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        knots[flat] = _extend(lo + (hi - lo) * np.arange(grid + 1) / grid, k)
+    if not np.all(_strictly_increasing_rows(knots)):
+        raise ValueError(f"fallback_range {fallback_range[flat].tolist()} cannot hold "
+                         f"{grid + 2 * k + 1} distinct finite float64 knots")
+    return knots
 
 
 def design_matrices(x, knots, k):
-    """One sparse design matrix A_i (N, G+k) per input: A_i[b, m] = B_im(x[b, i])."""
+    """One sparse design matrix A_i (N, G+k) per input: A_i[b, m] = B_im(x[b, i]).
+
+    x (N, I), knots (I, G + 2k + 1) strictly increasing rows.
+    """
+    k = check_int(k, "k", 0)
+    knots = _check_knots(knots, "knots", min_columns=k + 2)
+    x = _check_samples(x, knots.shape[0], allow_empty=True)
     n, n_inputs = x.shape
     n_basis = knots.shape[1] - 1 - k
     spans = np.empty((n, n_inputs), np.int64)
@@ -135,8 +236,23 @@ def fit_points(x, knots, k):
 def refit_coef(x, old_knots, old_coef, new_knots, k_old, k_new):
     """Coefficients on new_knots whose splines match the old ones (old_coef on old_knots).
 
-    x (N, I) samples, old_coef (I, G_old + k_old, O) -> new coef (I, G_new + k_new, O), float64.
+    x (N, I) samples (N may be 0), old_knots (I, G_old + 2 k_old + 1), old_coef
+    (I, G_old + k_old, O), new_knots (I, G_new + 2 k_new + 1) -> new coef (I, G_new + k_new, O),
+    float64.
     """
+    k_old, k_new = check_int(k_old, "k_old", 0), check_int(k_new, "k_new", 0)
+    old_knots = _check_knots(old_knots, "old_knots", min_columns=k_old + 2)
+    new_knots = _check_knots(new_knots, "new_knots", min_columns=k_new + 2)
+    n_inputs = old_knots.shape[0]
+    if new_knots.shape[0] != n_inputs:
+        raise ValueError(f"new_knots must have {n_inputs} rows like old_knots, got {new_knots.shape}")
+    x = _check_samples(x, n_inputs, allow_empty=True)
+    old_coef = check_real_array(old_coef, "old_coef")
+    n_basis = old_knots.shape[1] - 1 - k_old
+    if old_coef.ndim != 3 or old_coef.shape[:2] != (n_inputs, n_basis) or old_coef.shape[2] == 0:
+        raise ValueError(f"old_coef must have shape ({n_inputs}, {n_basis}, outputs), got {old_coef.shape}")
+    if not np.all(np.isfinite(old_coef)):
+        raise ValueError("old_coef contains NaN or Inf")
     points = fit_points(x, new_knots, k_new)
     old_design = design_matrices(points, old_knots, k_old)
     new_design = design_matrices(points, new_knots, k_new)

@@ -11,9 +11,13 @@ NamedTuple, and every update returns a new state instead of editing one.
 """
 
 import math
+import numbers
 from typing import NamedTuple
 
+import numpy as np
+
 from .arrays import array_module
+from .checks import check_callable, check_int, check_real
 
 
 def _dot(a, b):
@@ -22,8 +26,39 @@ def _dot(a, b):
 
 
 def _max_abs(a):
-    """Infinity norm of an (n,) vector as a host float."""
+    """Infinity norm of an (n,) vector as a host float (NaN if it holds a NaN)."""
     return float(array_module(a).abs(a).max())
+
+
+def _check_vector(a, name):
+    """An (n,) float array, n >= 1, from NumPy or CuPy."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or dtype.kind != "f":
+        raise TypeError(f"{name} must be a 1-D float array (NumPy or CuPy), got "
+                        f"{type(a).__name__}" + ("" if dtype is None else f" of dtype {dtype}"))
+    if a.ndim != 1 or a.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {tuple(a.shape)}")
+
+
+def _as_float(value, name):
+    """A real scalar (Python, NumPy, or a 0-d array) as a host float; NaN and Inf pass."""
+    real_0d = getattr(value, "shape", None) == () and getattr(value, "dtype", np.dtype(object)).kind in "iuf"
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or real_0d):
+        raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} "
+                        f"{getattr(value, 'shape', '')}".rstrip())
+    return float(value)
+
+
+def _call(fun, x):
+    """``fun(x) -> (loss, grad)`` with ``loss`` as a host float and ``grad`` of ``x``'s shape."""
+    out = fun(x)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise TypeError(f"fun must return a pair (loss, grad), got {type(out).__name__}")
+    loss = _as_float(out[0], "the loss returned by fun")
+    if getattr(out[1], "shape", None) != x.shape:
+        raise ValueError(f"fun must return a gradient of the point's shape {tuple(x.shape)}, "
+                         f"got {type(out[1]).__name__} of shape {getattr(out[1], 'shape', None)}")
+    return loss, out[1]
 
 
 # --------------------------------------------------------------------------
@@ -51,13 +86,25 @@ def adam_update(grad, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     Args:
         grad: (n,) gradient at the current parameters.
         state: ``AdamState`` from ``adam_init`` or a previous update.
+        lr > 0, 0 <= b1 < 1, 0 <= b2 < 1, eps > 0: step size, moment decay rates and the
+        denominator's floor (a zero eps would give 0/0 where a gradient entry stays zero).
 
     Returns:
         ``(delta, new_state)``: ``delta`` is (n,) and ``params + delta`` is the
         new point.  Neither ``grad`` nor ``state`` is modified.
     """
+    _check_vector(grad, "grad")
+    if not isinstance(state, AdamState):
+        raise TypeError(f"state must be an AdamState (from adam_init), got {type(state).__name__}")
+    if state.m.shape != grad.shape:
+        raise ValueError(f"grad has shape {tuple(grad.shape)} but state holds moments of shape "
+                         f"{tuple(state.m.shape)}")
+    # check_real returns Python floats: NumPy scalars would upcast float32 vectors
+    lr = check_real(lr, "lr", above=0)
+    b1 = check_real(b1, "b1", minimum=0, below=1)
+    b2 = check_real(b2, "b2", minimum=0, below=1)
+    eps = check_real(eps, "eps", above=0)
     xp = array_module(grad)
-    lr, b1, b2, eps = float(lr), float(b1), float(b2), float(eps)  # NumPy scalars would upcast
     step = state.step + 1
     m = b1 * state.m + (1.0 - b1) * grad
     v = b2 * state.v + (1.0 - b2) * (grad * grad)
@@ -116,8 +163,11 @@ def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
     """Minimiser in [lo, hi] of the cubic through (t1, f1, g1) and (t2, f2, g2).
 
     ``g1``, ``g2`` are slopes along the line (Nocedal & Wright, eq. 3.59).
-    Falls back to the midpoint when the cubic has no real minimiser.
+    Falls back to the midpoint of [lo, hi] when the cubic has no real, finite
+    minimiser, or when t1 == t2 leaves it undefined.
     """
+    if t1 == t2:
+        return 0.5 * (lo + hi)
     d1 = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
     d2_sq = d1 * d1 - g1 * g2
     if d2_sq < 0.0:
@@ -127,6 +177,8 @@ def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
     if denom == 0.0:
         return 0.5 * (lo + hi)
     t = t2 - (t2 - t1) * (g2 + d2 - d1) / denom
+    if not math.isfinite(t):
+        return 0.5 * (lo + hi)
     return min(max(t, lo), hi)
 
 
@@ -162,8 +214,7 @@ def _strong_wolfe(fun, x, d, start, t, max_ls, tolerance_change):
     def evaluate(t):
         nonlocal n_evals
         n_evals += 1
-        f, g = fun(x + t * d)
-        f = float(f)
+        f, g = _call(fun, x + t * d)
         return _Trial(t, f, g, _dot(g, d) if math.isfinite(f) else math.nan)
 
     def armijo_fails(trial):
@@ -247,23 +298,58 @@ def lbfgs_step(
     Returns:
         ``(x_new, loss_new, grad_new, state_new, info)`` with ``info`` a dict
         ``{"n_evals": int, "converged": bool, "step": float, "failed": bool}``.
-        ``step`` is the accepted step length along the direction.  When the
-        line search finds no point with sufficient decrease (e.g. every trial
-        is non-finite), the input point is returned unchanged with
-        ``failed=True`` and the history is cleared, so that a further call
-        starts again from steepest descent.
+        ``step`` is the accepted step length along the direction.
+
+        A point already stationary (``|grad|_inf <= tolerance_grad``, in
+        particular an exactly zero gradient) is convergence: it is returned
+        unchanged with ``converged=True`` and ``n_evals=0``; so is a gradient
+        too small for ``grad . grad`` to be nonzero in floating point.
+
+        When the line search finds no point with sufficient decrease (e.g.
+        every trial is non-finite), or ``loss``, ``grad`` or the slope
+        ``grad . d`` is not finite so that there is nothing to descend along,
+        the input point is returned unchanged with ``failed=True`` and the
+        history is cleared, so that a further call starts again from steepest
+        descent.
     """
+    check_callable(fun, "fun")
+    _check_vector(x, "x")
+    _check_vector(grad, "grad")
+    if grad.shape != x.shape:
+        raise ValueError(f"grad must have the shape of x {tuple(x.shape)}, got {tuple(grad.shape)}")
+    loss = _as_float(loss, "loss")
+    if not isinstance(state, LBFGSState):
+        raise TypeError(f"state must be an LBFGSState (from lbfgs_init), got {type(state).__name__}")
+    t = check_real(lr, "lr", above=0)  # a Python float: a NumPy scalar would upcast float32 vectors
+    history_size = check_int(history_size, "history_size", 1)
+    max_ls = check_int(max_ls, "max_ls", 1)
+    tolerance_grad = check_real(tolerance_grad, "tolerance_grad", minimum=0)
+    tolerance_change = check_real(tolerance_change, "tolerance_change", minimum=0)
+
+    def unchanged(converged):
+        info = {"n_evals": 0, "converged": converged, "step": 0.0, "failed": not converged}
+        return x, loss, grad, state if converged else lbfgs_init()._replace(n_iter=state.n_iter), info
+
+    grad_max = _max_abs(grad)
+    if not (math.isfinite(loss) and math.isfinite(grad_max)):
+        return unchanged(converged=False)
+    if grad_max <= tolerance_grad:
+        return unchanged(converged=True)
+
     d = _two_loop(grad, state)
     gtd = _dot(grad, d)
     if not gtd < 0.0:  # not a descent direction (or NaN): restart
         state = lbfgs_init()._replace(n_iter=state.n_iter)
         d = -grad
         gtd = _dot(grad, d)
-    t = float(lr)  # a NumPy scalar would upcast float32 vectors
-    if not state.s_hist:
+    if gtd == 0.0:  # grad . grad underflowed: stationary to working precision
+        return unchanged(converged=True)
+    if not math.isfinite(gtd):  # grad . grad overflowed: no finite slope to test decrease against
+        return unchanged(converged=False)
+    if not state.s_hist:  # |grad|_1 > 0, and finite because grad . grad is
         t *= min(1.0, 1.0 / float(array_module(grad).abs(grad).sum()))
 
-    start = _Trial(0.0, float(loss), grad, gtd)
+    start = _Trial(0.0, loss, grad, gtd)
     trial, n_evals = _strong_wolfe(fun, x, d, start, t, max_ls, tolerance_change)
 
     if trial is start:
@@ -285,7 +371,7 @@ def lbfgs_step(
 
     converged = (
         _max_abs(trial.g) <= tolerance_grad
-        or abs(trial.f - float(loss)) < tolerance_change
+        or abs(trial.f - loss) < tolerance_change
         or trial.t * _max_abs(d) <= tolerance_change
     )
     info = {"n_evals": n_evals, "converged": converged, "step": trial.t, "failed": False}
@@ -300,20 +386,17 @@ def lbfgs_minimize(fun, x0, max_iter=100, **kw):
 
     Returns:
         ``(x, loss, n_iter, n_evals)``: final (n,) point and its loss, the
-        number of iterations and of calls to ``fun`` (including the first).
+        number of accepted iterations and of calls to ``fun`` (including the
+        first).  A stationary ``x0`` gives ``(x0, fun(x0)[0], 0, 1)``.
     """
-    loss, grad = fun(x0)
-    x, n_evals = x0, 1
-    state = lbfgs_init()
-    if _max_abs(grad) <= kw.get("tolerance_grad", 1e-12):
-        return x, float(loss), 0, n_evals
-    n_iter = 0
-    while n_iter < max_iter:
+    check_callable(fun, "fun")
+    _check_vector(x0, "x0")
+    max_iter = check_int(max_iter, "max_iter", 0)
+    loss, grad = _call(fun, x0)
+    x, state, n_evals = x0, lbfgs_init(), 1
+    for _ in range(max_iter):
         x, loss, grad, state, info = lbfgs_step(fun, x, loss, grad, state, **kw)
         n_evals += info["n_evals"]
-        if info["failed"]:
+        if info["failed"] or info["converged"]:
             break
-        n_iter += 1
-        if info["converged"]:
-            break
-    return x, float(loss), n_iter, n_evals
+    return x, loss, state.n_iter, n_evals

@@ -97,6 +97,76 @@ def test_lbfgs_accepted_steps_satisfy_strong_wolfe():
         x, loss, grad = x_new, loss_new, grad_new
 
 
+def random_smooth_function(rng):
+    """A random smooth function of a few variables with its gradient, from one of three families."""
+    n = int(rng.integers(1, 6))
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * np.geomspace(1.0, 10.0 ** rng.uniform(0, 3), n)) @ q.T
+    c = rng.standard_normal(n)
+    family = rng.integers(3)
+    if family == 0:  # quadratic (x - c) A (x - c) / 2
+        def fun(x):
+            r = x - c
+            return float(r @ a @ r / 2), a @ r
+    elif family == 1:  # quartic sum (x - c)^4 plus a quadratic
+        def fun(x):
+            r = x - c
+            return float(np.sum(r**4) + r @ a @ r / 2), 4 * r**3 + a @ r
+    else:  # log-cosh of a linear map: flat far away, quadratic near the minimum
+        def fun(x):
+            z = a @ x - c
+            return float(np.sum(np.logaddexp(z, -z))), a.T @ np.tanh(z)
+    return fun, n
+
+
+def test_lbfgs_accepted_steps_satisfy_the_line_search_promises():
+    """Over random functions, starts, trial steps and budgets, every accepted step s = x_new - x
+    has sufficient decrease f_new <= f + C1 g.s, and, when the line search stopped before its
+    budget max_ls (tolerance_change=0: no bracket-width stop), strong curvature |g_new.s| <= C2 |g.s|."""
+    checked_curvature = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        fun, n = random_smooth_function(rng)
+        x = 3.0 * rng.standard_normal(n)
+        loss, grad = fun(x)
+        state = lbfgs_init()
+        max_ls = int(rng.choice([1, 2, 3, 25]))
+        lr = 10.0 ** rng.uniform(-4, 4)
+        for _ in range(5):
+            x_new, loss_new, grad_new, state, info = lbfgs_step(
+                fun, x, loss, grad, state, lr=lr, max_ls=max_ls, tolerance_change=0.0)
+            if info["failed"] or info["converged"]:
+                break
+            s = x_new - x
+            slope = grad @ s
+            assert slope < 0.0
+            assert loss_new <= loss + C1 * slope, f"seed {seed}: no sufficient decrease"
+            if info["n_evals"] < max_ls:
+                assert abs(grad_new @ s) <= C2 * abs(slope), f"seed {seed}: curvature fails"
+                checked_curvature += 1
+            x, loss, grad = x_new, loss_new, grad_new
+    print(f"curvature checked on {checked_curvature} steps")
+    assert checked_curvature > 150  # the curvature promise is exercised (312 steps when written)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lbfgs_never_accepts_an_uphill_step(seed):
+    """f = a (x - c)^2 and a first trial step that overshoots the minimum by a factor 2.0001: the
+    loss rises by a hair (less than C1 t |g.d|). With max_ls=1 no other point is tried, so the
+    step must fail and return the start unchanged."""
+    rng = np.random.default_rng(seed)
+    a, c, x0 = 10.0 ** rng.uniform(-2, 2), rng.standard_normal(), rng.standard_normal(1)
+    fun = lambda x: (float(a * (x[0] - c) ** 2), 2 * a * (x - c))  # noqa: E731
+    loss, grad = fun(x0)
+    first_step = 2.0001 / (2 * a)  # x0 - first_step * grad lands 1.0001 |x0 - c| past c
+    lr = first_step / min(1.0, 1.0 / abs(grad[0]))
+    x_new, loss_new, _, _, info = lbfgs_step(fun, x0, loss, grad, lbfgs_init(), lr=lr, max_ls=1)
+    assert fun(x0 - first_step * grad)[0] > loss  # the trial point is uphill
+    assert info["failed"] and info["n_evals"] == 1
+    assert loss_new == loss
+    np.testing.assert_array_equal(x_new, x0)
+
+
 # The loss only resolves the minimiser to about sqrt(rounding / curvature):
 # sqrt(tolerance_change) ~ 1e-7 in float64, sqrt(eps) ~ 3e-4 in float32.
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-6), (np.float32, 2e-3)])
@@ -173,7 +243,114 @@ def test_lbfgs_minimize_stops_at_once_at_a_stationary_point():
     assert (n_iter, n_evals) == (0, 1)
 
 
+def calls_recorded(fun):
+    calls = []
+
+    def recorded(x):
+        calls.append(x.copy())
+        return fun(x)
+
+    return recorded, calls
+
+
+@pytest.mark.parametrize("tolerances", [{}, {"tolerance_grad": 0.0, "tolerance_change": 0.0}])
+def test_lbfgs_zero_gradient_is_convergence(tolerances):
+    """A flat loss: the point is stationary, so the step converges where it stands, calling
+    nothing and keeping the curvature history (1 / |grad|_1 is never formed)."""
+    fun, calls = calls_recorded(lambda x: (3.0, np.zeros_like(x)))
+    x = np.array([0.5, -2.0, 7.0])
+    _, _, _, state, _ = lbfgs_step(*quadratic_step_args())
+    x_new, loss_new, grad_new, state_new, info = lbfgs_step(fun, x, 3.0, np.zeros(3), state,
+                                                            **tolerances)
+    assert info == {"n_evals": 0, "converged": True, "step": 0.0, "failed": False}
+    assert calls == [] and state_new == state and loss_new == 3.0
+    np.testing.assert_array_equal(x_new, x)
+    np.testing.assert_array_equal(grad_new, 0.0)
+
+
+def quadratic_step_args():
+    fun, x_star = quadratic(np.float64, n=3)
+    x = np.zeros(3)
+    return (fun, x, *fun(x), lbfgs_init())
+
+
+def test_lbfgs_minimize_one_row_least_squares_fitted_exactly():
+    """(a.w - b)^2 for one row (a, b) at an exact fit: gradient exactly zero, nothing to do."""
+    a, b = np.array([1.0, 2.0, 3.0]), 6.0
+    fun = lambda w: ((a @ w - b) ** 2, 2 * (a @ w - b) * a)  # noqa: E731
+    w0 = np.ones(3)
+    x, loss, n_iter, n_evals = lbfgs_minimize(fun, w0, tolerance_grad=0.0, tolerance_change=0.0)
+    assert (loss, n_iter, n_evals) == (0.0, 0, 1)
+    np.testing.assert_array_equal(x, w0)
+
+
+def test_lbfgs_gradient_too_small_to_square_is_convergence():
+    """grad . grad underflows to 0 (1e-170^2 < the smallest double): no descent direction
+    exists in floating point, so the point is stationary to working precision."""
+    fun, calls = calls_recorded(lambda x: (1.0, np.full_like(x, 1e-170)))
+    x = np.zeros(3)
+    x_new, _, _, _, info = lbfgs_step(fun, x, 1.0, np.full(3, 1e-170), lbfgs_init(),
+                                      tolerance_grad=0.0)
+    assert info["converged"] and not info["failed"] and calls == []
+    np.testing.assert_array_equal(x_new, x)
+
+
+@pytest.mark.parametrize("loss, grad", [
+    (float("nan"), np.ones(3)),
+    (float("inf"), np.ones(3)),
+    (1.0, np.array([1.0, np.inf, 0.0])),
+    (1.0, np.array([1.0, np.nan, 0.0])),
+    (1.0, np.full(3, 1e200)),  # finite, but the slope grad . d overflows
+])
+def test_lbfgs_non_finite_start_fails_without_evaluating(loss, grad):
+    fun, calls = calls_recorded(lambda x: (1.0, np.ones_like(x)))
+    _, _, _, state, _ = lbfgs_step(*quadratic_step_args())
+    x = np.zeros(3)
+    with np.errstate(over="ignore"):  # grad . grad overflows, as intended
+        x_new, loss_new, _, state_new, info = lbfgs_step(fun, x, loss, grad, state)
+    assert info["failed"] and not info["converged"] and info["n_evals"] == 0 and calls == []
+    assert state_new.s_hist == () and state_new.n_iter == state.n_iter
+    np.testing.assert_array_equal(x_new, x)
+
+
+def test_lbfgs_trial_step_that_underflows_to_zero_ends_without_error():
+    """lr = 5e-324 times 1/|grad|_1 rounds to a zero step: the line search keeps trying t = 0
+    (interpolating between two equal steps must not divide by zero) and reports no progress."""
+    fun = lambda x: (float((x[0] - 10.0) ** 2), 2 * (x - 10.0))  # noqa: E731
+    x = np.zeros(1)
+    loss, grad = fun(x)  # |grad|_1 = 20: the first trial step 5e-324 / 20 rounds to 0
+    x_new, loss_new, _, _, info = lbfgs_step(fun, x, loss, grad, lbfgs_init(), lr=5e-324)
+    assert info["step"] == 0.0 and not info["failed"]
+    assert loss_new == loss
+    np.testing.assert_array_equal(x_new, x)
+
+
 # ---------------------------------------------------------------- Adam
+
+
+def test_adam_steps_match_hand_computed_values():
+    """b1 = b2 = 1/2 and gradients 1, 3, -2 (numbers chosen to stay exact):
+    m = 1/2, 7/4, -1/8 and v = 1/2, 19/4, 35/8; bias-corrected m^ = 1, 7/3, -1/7 and
+    v^ = 1, 19/3, 5, so the steps are -lr m^ / (sqrt(v^) + eps)."""
+    lr, eps = 0.1, 1e-8
+    expected = [-lr * 1 / (1 + eps), -lr * (7 / 3) / (np.sqrt(19 / 3) + eps),
+                lr * (1 / 7) / (np.sqrt(5) + eps)]
+    state = adam_init(np.zeros(1))
+    for g, want in zip([1.0, 3.0, -2.0], expected):
+        delta, state = adam_update(np.array([g]), state, lr=lr, b1=0.5, b2=0.5, eps=eps)
+        assert delta[0] == pytest.approx(want, rel=1e-14)
+    np.testing.assert_allclose([state.m[0], state.v[0]], [-1 / 8, 35 / 8], rtol=1e-15)
+
+
+def test_adam_constant_gradient_steps_stay_lr_for_many_steps():
+    """With a constant gradient g the bias-corrected moments are exactly g and g^2 at every
+    step, so every step is -lr g / (|g| + eps) (default b1, b2)."""
+    g = np.array([0.3, -4.0, 1e-3])
+    state = adam_init(np.zeros(3))
+    for _ in range(50):
+        delta, state = adam_update(g, state, lr=0.01)
+        np.testing.assert_allclose(delta, -0.01 * g / (np.abs(g) + 1e-8), rtol=1e-9)
+    assert state.step == 50
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -206,6 +383,74 @@ def test_adam_update_is_pure():
     assert state.step == 4
     for before, after in zip(copies, (g, state.m, state.v)):
         np.testing.assert_array_equal(before, after)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _adam_call(**kw):
+    args = {"grad": np.ones(3), "state": adam_init(np.zeros(3)), **kw}
+    return adam_update(**args)
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    ({"lr": np.array([0.1])}, TypeError, "lr must be a real number"),
+    ({"lr": "0.1"}, TypeError, "lr must be a real number"),
+    ({"lr": 0.1 + 0j}, TypeError, "lr must be a real number"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+    ({"lr": 0.0}, ValueError, "lr must be > 0"),
+    ({"b1": 1.0}, ValueError, "b1 must be < 1"),
+    ({"b2": -0.1}, ValueError, "b2 must be >= 0"),
+    ({"eps": 0.0}, ValueError, "eps must be > 0"),
+    ({"grad": [1.0, 2.0, 3.0]}, TypeError, "grad must be a 1-D float array"),
+    ({"grad": np.ones(4)}, ValueError, "grad has shape"),
+    ({"grad": np.ones((3, 1))}, ValueError, "grad must be a non-empty 1-D array"),
+    ({"state": (0, np.zeros(3), np.zeros(3))}, TypeError, "state must be an AdamState"),
+])
+def test_adam_rejects_bad_arguments_by_name(kw, error, words):
+    with pytest.raises(error, match=words):
+        _adam_call(**kw)
+
+
+def _lbfgs_call(**kw):
+    fun, _ = quadratic(np.float64, n=3)
+    x = np.zeros(3)
+    loss, grad = fun(x)
+    args = {"fun": fun, "x": x, "loss": loss, "grad": grad, "state": lbfgs_init(), **kw}
+    return lbfgs_step(**args)
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    ({"fun": 5}, TypeError, "fun must be callable"),
+    ({"x": np.zeros(3, int)}, TypeError, "x must be a 1-D float array"),
+    ({"x": np.zeros(0)}, ValueError, "x must be a non-empty 1-D array"),
+    ({"grad": np.ones(2)}, ValueError, "grad must have the shape of x"),
+    ({"loss": "1.0"}, TypeError, "loss must be a real scalar"),
+    ({"loss": np.ones(3)}, TypeError, "loss must be a real scalar"),
+    ({"state": None}, TypeError, "state must be an LBFGSState"),
+    ({"lr": np.array(1.0)}, TypeError, "lr must be a real number"),
+    ({"lr": -1.0}, ValueError, "lr must be > 0"),
+    ({"history_size": 0}, ValueError, "history_size must be >= 1"),
+    ({"max_ls": 2.5}, TypeError, "max_ls must be an integer"),
+    ({"tolerance_grad": -1e-9}, ValueError, "tolerance_grad must be >= 0"),
+    ({"tolerance_change": float("inf")}, ValueError, "tolerance_change must be a finite number"),
+    ({"fun": lambda x: 1.0}, TypeError, "fun must return a pair"),
+    ({"fun": lambda x: (np.ones(3), np.ones(3))}, TypeError, "loss returned by fun must be a real scalar"),
+    ({"fun": lambda x: (1.0, np.ones(2))}, ValueError, "fun must return a gradient of the point's shape"),
+])
+def test_lbfgs_step_rejects_bad_arguments_by_name(kw, error, words):
+    with pytest.raises(error, match=words):
+        _lbfgs_call(**kw)
+
+
+def test_lbfgs_minimize_rejects_bad_arguments_by_name():
+    fun, _ = quadratic(np.float64, n=3)
+    with pytest.raises(TypeError, match="x0 must be a 1-D float array"):
+        lbfgs_minimize(fun, [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="max_iter must be >= 0"):
+        lbfgs_minimize(fun, np.zeros(3), max_iter=-1)
+    with pytest.raises(ValueError, match="fun must return a gradient"):
+        lbfgs_minimize(lambda x: (0.0, np.zeros(5)), np.zeros(3))
 
 
 # ---------------------------------------------------------------- devices
