@@ -165,13 +165,14 @@ class _Scaling:
 
     def formulas(self, model, var_names):
         """The model's symbolic formulas with the maps folded in: in var_names, in raw units."""
-        scaled = [f"(({v} - {s!r})/{c!r})" for v, s, c in zip(var_names, self.x_shift, self.x_scale)]
+        scaled = [f"(({v} - {float(s)!r})/{float(c)!r})"
+                  for v, s, c in zip(var_names, self.x_shift, self.x_scale)]
         shifts = np.broadcast_to(self.y_shift, (model.width[-1],))
         scales = np.broadcast_to(self.y_scale, (model.width[-1],))
         probe = model.symbolic_formula(var_names=[f"u{i}" for i in range(len(var_names))])
         if all(isinstance(f, str) for f in probe):  # no sympy: substitute in the text
             out = model.symbolic_formula(var_names=scaled)
-            return [f"{c!r}*({f}) + {s!r}" for f, s, c in zip(out, shifts, scales)]
+            return [f"{float(c)!r}*({f}) + {float(s)!r}" for f, s, c in zip(out, shifts, scales)]
         import sympy
 
         raw = [sympy.Symbol(v) for v in var_names]
