@@ -52,7 +52,8 @@ def _like_sklearn(cls):
         return cls
     key = (cls, getattr(exceptions, cls.__name__))
     if key not in _TWINS:
-        _TWINS[key] = type(cls.__name__, key, {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        _TWINS[key] = type(cls.__name__, key, {"__module__": cls.__module__,
+                                               "__doc__": cls.__doc__})
     return _TWINS[key]
 
 
@@ -70,8 +71,8 @@ def _check_X(estimator, X):
     if array.dtype.kind not in "biufO":
         raise ValueError(f"X must hold numbers, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise ValueError(f"Expected a 2-D array X (n_samples, n_features), got shape {array.shape}. "
-                         "Reshape your data with X.reshape(-1, 1) for a single feature or "
+        raise ValueError(f"Expected a 2-D array X (n_samples, n_features), got shape "
+                         f"{array.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
                          "X.reshape(1, -1) for a single sample.")
     if array.shape[0] == 0 or array.shape[1] == 0:
         what = "sample" if array.shape[0] == 0 else "feature"
@@ -290,8 +291,8 @@ class _BaseKAN:
                     outputs = model(dataset["test_input"])
                 results.setdefault(name, []).append(metric(outputs, dataset["test_label"]))
 
-        model = KAN(width=[X.shape[1], *hidden, Y.shape[1]], grid=grid, k=self.k, grid_range=GRID_RANGE,
-                    seed=self.seed, dtype=self.dtype, device=self.device)
+        model = KAN(width=[X.shape[1], *hidden, Y.shape[1]], grid=grid, k=self.k,
+                    grid_range=GRID_RANGE, seed=self.seed, dtype=self.dtype, device=self.device)
         history = []
         for stage, stage_grid in enumerate((grid, *refine)):
             if stage > 0:

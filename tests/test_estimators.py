@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kanarray.estimators import KANClassifier, KANRegressor, NotFittedError
+from kanarray.losses import cross_entropy
 
 TINY = dict(hidden=(3,), grid=4, steps=5)  # fast enough for scikit-learn's many fits
 
@@ -76,9 +77,12 @@ def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was():
 @pytest.mark.parametrize("Estimator", [KANRegressor, KANClassifier])
 def test_predict_before_fit_raises_not_fitted(Estimator):
     est = Estimator()
-    for method in ("predict", "formula_") + (("predict_proba",) if Estimator is KANClassifier else ()):
+    calls = [lambda: est.predict(np.zeros((2, 2))), est.formula_]
+    if Estimator is KANClassifier:
+        calls.append(lambda: est.predict_proba(np.zeros((2, 2))))
+    for call in calls:
         with pytest.raises(NotFittedError, match="not fitted yet; call fit first") as info:
-            getattr(est, method)(np.zeros((2, 2))) if method != "formula_" else est.formula_()
+            call()
         assert isinstance(info.value, ValueError) and isinstance(info.value, AttributeError)
 
 
@@ -139,6 +143,15 @@ def test_classifier_records_accuracy_on_held_out_rows():
         assert len(stage["test_accuracy"]) == 6
         assert all(0 <= a <= 1 for a in stage["test_accuracy"])
     assert est.history_[-1]["test_accuracy"][-1] > 0.9
+
+
+def test_classifier_minimises_softmax_cross_entropy():
+    X, y = blobs(0)
+    est = KANClassifier(hidden=(), steps=4).fit(X, y)
+    logits = est.model_(est._scaling.inputs(X))
+    expected, _ = cross_entropy(logits, np.searchsorted(est.classes_, y))
+    # the fit loop logs sqrt(loss) of the last step, taken on every training row
+    assert est.history_[-1]["train_loss"][-1] ** 2 == pytest.approx(expected, rel=1e-9)
 
 
 def test_classifier_needs_two_classes_and_class_labels():
