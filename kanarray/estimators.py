@@ -273,9 +273,9 @@ class _BaseKAN:
                              f"n_samples={X.shape[0]}")
         if self.test_frac > 0:
             is_test = held_out_mask(X.shape[0], self.test_frac, self.seed)
+            is_train = ~is_test
         else:  # no hold-out: the history's test columns are measured on the training rows
-            is_test = np.ones(X.shape[0], dtype=bool)
-        is_train = ~is_test if self.test_frac > 0 else is_test
+            is_train = is_test = np.ones(X.shape[0], dtype=bool)
         scaling = self._fit_scaling(X[is_train], Y[is_train])
         Xm = scaling.inputs(X)
         Ym = scaling.targets(Y) if self._estimator_type == "regressor" else Y
