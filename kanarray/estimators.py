@@ -52,7 +52,8 @@ def _like_sklearn(cls):
         return cls
     key = (cls, getattr(exceptions, cls.__name__))
     if key not in _TWINS:
-        _TWINS[key] = type(cls.__name__, key, {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        _TWINS[key] = type(cls.__name__, key, {"__module__": cls.__module__,
+                                               "__doc__": cls.__doc__})
     return _TWINS[key]
 
 
@@ -70,8 +71,8 @@ def _check_X(estimator, X):
     if array.dtype.kind not in "biufO":
         raise ValueError(f"X must hold numbers, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise ValueError(f"Expected a 2-D array X (n_samples, n_features), got shape {array.shape}. "
-                         "Reshape your data with X.reshape(-1, 1) for a single feature or "
+        raise ValueError(f"Expected a 2-D array X (n_samples, n_features), got shape "
+                         f"{array.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
                          "X.reshape(1, -1) for a single sample.")
     if array.shape[0] == 0 or array.shape[1] == 0:
         what = "sample" if array.shape[0] == 0 else "feature"
@@ -165,13 +166,14 @@ class _Scaling:
 
     def formulas(self, model, var_names):
         """The model's symbolic formulas with the maps folded in: in var_names, in raw units."""
-        scaled = [f"(({v} - {s!r})/{c!r})" for v, s, c in zip(var_names, self.x_shift, self.x_scale)]
+        scaled = [f"(({v} - {float(s)!r})/{float(c)!r})"
+                  for v, s, c in zip(var_names, self.x_shift, self.x_scale)]
         shifts = np.broadcast_to(self.y_shift, (model.width[-1],))
         scales = np.broadcast_to(self.y_scale, (model.width[-1],))
         probe = model.symbolic_formula(var_names=[f"u{i}" for i in range(len(var_names))])
         if all(isinstance(f, str) for f in probe):  # no sympy: substitute in the text
             out = model.symbolic_formula(var_names=scaled)
-            return [f"{c!r}*({f}) + {s!r}" for f, s, c in zip(out, shifts, scales)]
+            return [f"{float(c)!r}*({f}) + {float(s)!r}" for f, s, c in zip(out, shifts, scales)]
         import sympy
 
         raw = [sympy.Symbol(v) for v in var_names]
@@ -271,9 +273,9 @@ class _BaseKAN:
                              f"n_samples={X.shape[0]}")
         if self.test_frac > 0:
             is_test = held_out_mask(X.shape[0], self.test_frac, self.seed)
+            is_train = ~is_test
         else:  # no hold-out: the history's test columns are measured on the training rows
-            is_test = np.ones(X.shape[0], dtype=bool)
-        is_train = ~is_test if self.test_frac > 0 else is_test
+            is_train = is_test = np.ones(X.shape[0], dtype=bool)
         scaling = self._fit_scaling(X[is_train], Y[is_train])
         Xm = scaling.inputs(X)
         Ym = scaling.targets(Y) if self._estimator_type == "regressor" else Y
@@ -289,8 +291,8 @@ class _BaseKAN:
                     outputs = model(dataset["test_input"])
                 results.setdefault(name, []).append(metric(outputs, dataset["test_label"]))
 
-        model = KAN(width=[X.shape[1], *hidden, Y.shape[1]], grid=grid, k=self.k, grid_range=GRID_RANGE,
-                    seed=self.seed, dtype=self.dtype, device=self.device)
+        model = KAN(width=[X.shape[1], *hidden, Y.shape[1]], grid=grid, k=self.k,
+                    grid_range=GRID_RANGE, seed=self.seed, dtype=self.dtype, device=self.device)
         history = []
         for stage, stage_grid in enumerate((grid, *refine)):
             if stage > 0:

@@ -139,7 +139,8 @@ def _csv_problem(path, names, rows):
             missing.append(number)
     if ragged:
         number, n_fields = ragged[0]
-        also = f" (wrong column count in {_rows_text([r for r, _ in ragged])})" if len(ragged) > 1 else ""
+        also = (f" (wrong column count in {_rows_text([r for r, _ in ragged])})"
+                if len(ragged) > 1 else "")
         return ValueError(f"{path}: the header has {len(names)} columns but row {number} has "
                           f"{n_fields}{also}")
     if bad:
@@ -225,7 +226,8 @@ def _parquet_columns(path, columns):
     for name, column in zip(frame.column_names, frame.columns):
         values = column.to_numpy(zero_copy_only=False)
         if values.dtype.kind not in "iufb":
-            raise ValueError(f"{path}: column {name!r} holds {column.type} values, expected numbers")
+            raise ValueError(f"{path}: column {name!r} holds {column.type} values, expected "
+                             "numbers")
         names.append(str(name))
         arrays.append(values.astype(np.float64))  # nulls arrive as NaN
     if not names:
@@ -346,7 +348,8 @@ def held_out_mask(n_rows, test_frac, seed):
         raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
     if isinstance(test_frac, bool) or not isinstance(test_frac, (int, float, np.floating)) \
             or not 0 < test_frac < 1:
-        raise ValueError(f"test_frac must be a fraction strictly between 0 and 1, got {test_frac!r}")
+        raise ValueError(f"test_frac must be a fraction strictly between 0 and 1, got "
+                         f"{test_frac!r}")
     n_test = int(round(test_frac * n_rows))
     if n_test < 1 or n_test > n_rows - 1:
         side = "test" if n_test < 1 else "training"

@@ -128,9 +128,11 @@ def test_row_block_bounds_are_checked(csv_file):
     ("1,2,3\n4,5,6\n", "the first line holds numbers, not column names"),
     ("a,a\n1,2\n", "names column 'a' twice"),
     ("a,,c\n1,2,3\n", r"no name for column\(s\) 2"),
-    ("a,b\n1,2\n3\n4,5,6\n", r"the header has 2 columns but row 3 has 1 \(wrong column count in rows 3, 4\)"),
+    ("a,b\n1,2\n3\n4,5,6\n",
+     r"the header has 2 columns but row 3 has 1 \(wrong column count in rows 3, 4\)"),
     ("a,b\n1,2\n3,x\n4,5\n6,?\n", r"column 'b' has non-numeric values in rows 3, 5 \(first: 'x'\)"),
-    ("a,b\n1,2\n3,\n4,5\nnan,1\n7,inf\n", "empty, NaN or infinite cells in rows 3, 5, 6; remove or fill"),
+    ("a,b\n1,2\n3,\n4,5\nnan,1\n7,inf\n",
+     "empty, NaN or infinite cells in rows 3, 5, 6; remove or fill"),
 ])
 def test_csv_mistakes_give_one_line_naming_the_rows(tmp_path, text, message):
     path = write(tmp_path, "d.csv", text)
@@ -154,7 +156,7 @@ def test_missing_file_and_folder(tmp_path):
 
 def test_array_files_with_wrong_contents(tmp_path):
     np.save(tmp_path / "one_d.npy", np.arange(3.0))
-    with pytest.raises(ValueError, match=r"expected a 2-D array \(rows, columns\), got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"2-D array \(rows, columns\), got shape \(3,\)"):
         tabular.read_table(tmp_path / "one_d.npy")
     np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
     with pytest.raises(ValueError, match="holds <U1 values, expected numbers"):
