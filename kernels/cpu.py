@@ -11,24 +11,73 @@ span by binary search and its k+1 basis values by the Cox–de Boor triangle (O(
 sweeps the O outputs, which read contiguous memory because o is the fastest axis of coef. The cost
 per (b, i, o) is about k+3 multiply-adds whatever the grid size G.
 
-Parallel layout (race-free, so results are bit-identical for any thread count):
-    forward      threads own blocks of samples b: each writes its own rows y[b, :]
-    backward     threads own inputs i: each writes its own dcoef[i], dw_base[i], dw_spline[i]
-                 and its own column dx[:, i]; sums over b run in sample order inside one thread.
+Serial and parallel forms. Each public kernel (span_basis, layer_forward, layer_backward) is a
+plain Python function that picks one of two compiled forms by the size of the work:
+    <kernel>_serial     one thread, no threading layer involved
+    <kernel>_parallel   the same per-task code under prange
+Both forms run the same compiled task function (`_*_rows`, `_backward_input`) on the same pieces
+of work, so they give bit-identical results, for any thread count:
+    span_basis, forward   a task owns a block of samples b and writes only their rows
+    backward              a task owns an input i and writes only dcoef[i], dw_base[i], dw_spline[i]
+                          and the column dx[:, i]; sums over b run in sample order inside the task
+The parallel form is compiled only when a launch first needs it (small models never pay for it).
 Kernels work in the dtype of coef (float32 or float64); constants are typed with
 `dtype.type(...)` so that float32 kernels do no float64 arithmetic.
+
+Threads. `max_threads()` is the number of threads the kernels may use now and `thread_limit(n)`
+caps it for the calling thread (see their docstrings).
 """
+import contextlib
+import numbers
+
+import numba
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 64  # forward: samples handled by one parallel task
+SAMPLES_PER_TASK = 64  # span_basis and forward: samples handled by one parallel task
+# A launch goes parallel only from this much work on: multiply-adds over (b, i, o) for the layer
+# kernels, B*I*(k+1)^2 for span_basis. Measured on a 2-core AMD EPYC (bench note in the report of
+# issue 11): below it the cost of waking and joining the second thread is larger than the time it
+# saves, and on a machine whose cores are busy with other processes a parallel region waits for a
+# descheduled thread (milliseconds) far more often than a long region does.
+PARALLEL_WORK = 1 << 20
 # Let LLVM fuse a*b + c into one FMA instruction (one rounding instead of two). This is the only
 # fast-math flag: no reassociation, so the order of every sum is fixed by the code and results
 # stay bit-identical from run to run and for any thread count.
 CONTRACT = {"contract"}
+TERMS = 4  # the basis terms of one span are applied to the O outputs four at a time (one sweep for k=3)
 
 
-@njit(cache=True, inline="always")
+def max_threads():
+    """Number of threads the kernels may use now in the calling thread (1 = always serial)."""
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """Cap the kernels' threads in the calling thread to n while the block runs; None = no cap.
+
+    n larger than the threads Numba started (NUMBA_NUM_THREADS) is the same as no cap. The
+    previous setting is restored on exit, also when the block raises.
+    """
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"thread_limit: n must be None or an integer >= 1, got {n!r}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _go_parallel(work):
+    return work >= PARALLEL_WORK and numba.get_num_threads() > 1
+
+
+@njit(cache=True)
 def _find_span(knots, i, x):
     """s with knots[i, s] <= x < knots[i, s+1]; -1 outside [knots[i, 0], knots[i, -1]) or NaN."""
     n = knots.shape[1]
@@ -45,7 +94,7 @@ def _find_span(knots, i, x):
     return lo
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _knot(knots, i, j):
     """knots[i, j], continued past both ends at the spacing of the end cells.
 
@@ -61,12 +110,12 @@ def _knot(knots, i, j):
     return knots[i, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
     """Cox–de Boor triangle: values[r] = B_{s-k+r}(x), derivs[r] = B'_{s-k+r}(x), r = 0..k.
 
-    values, derivs, left, right are scratch vectors of length k+1. The derivative of an
-    order-k basis comes from the order k-1 row of the same triangle:
+    left, right are scratch vectors of length k+1 (values, derivs may be longer; only 0..k are
+    written). The derivative of an order-k basis comes from the order k-1 row of the triangle:
         B'_{m,k} = k ( B_{m,k-1} / (t_{m+k} - t_m) - B_{m+1,k-1} / (t_{m+k+1} - t_{m+1}) )
     """
     zero = values.dtype.type(0)
@@ -98,7 +147,32 @@ def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
             derivs[r] = order * (rising - falling)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
+def _local_terms(knots, i, x, k, n_basis, rows, values, derivs, left, right, with_derivs):
+    """The basis terms of x on input i, padded to len(rows) (a multiple of TERMS) terms.
+
+    rows[r] is the coefficient row of term r and values[r], derivs[r] its basis value and
+    derivative. Terms whose basis index falls outside 0..n_basis-1, the padding terms, and every
+    term of an x outside the knot range are zero and point at row 0 (a valid row), so that the
+    sweeps over outputs can always apply TERMS terms at once: adding 0 * coef changes nothing.
+    Returns the span (-1 outside the knot range).
+    """
+    zero = values.dtype.type(0)
+    s = _find_span(knots, i, x)
+    if s >= 0:
+        _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs)
+    for r in range(rows.shape[0]):
+        m = s - k + r
+        if s < 0 or r > k or m < 0 or m >= n_basis:
+            rows[r] = 0
+            values[r] = zero
+            derivs[r] = zero
+        else:
+            rows[r] = m
+    return s
+
+
+@njit(cache=True)
 def _base_at(x, base, one):
     """(value, derivative) of the base function: 0 = silu, 1 = identity, 2 = zero.
 
@@ -113,7 +187,7 @@ def _base_at(x, base, one):
     return zero, zero
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sum_fixed_order(v, n):
     """sum(v[:n]) in a fixed order (four interleaved partial sums): same bits on every run."""
     zero = v.dtype.type(0)
@@ -132,7 +206,47 @@ def _sum_fixed_order(v, n):
     return (a0 + a1) + (a2 + a3)
 
 
+@njit(cache=True)
+def _n_terms(k):
+    return TERMS * ((k + TERMS) // TERMS)  # k+1 rounded up to a multiple of TERMS
+
+
+# ---------------------------------------------------------------- span_basis
+
+
+@njit(cache=True)
+def _span_basis_rows(x, knots, k, first, last, spans, values, derivs):
+    """span_basis for the samples first..last-1."""
+    I = x.shape[1]
+    n_basis = knots.shape[1] - 1 - k
+    dtype = values.dtype
+    rows = np.empty(_n_terms(k), np.int64)
+    vals = np.empty(_n_terms(k), dtype)
+    ders = np.empty(_n_terms(k), dtype)
+    left = np.empty(k + 1, dtype)
+    right = np.empty(k + 1, dtype)
+    for b in range(first, last):
+        for i in range(I):
+            spans[b, i] = _local_terms(knots, i, x[b, i], k, n_basis, rows, vals, ders, left, right, True)
+            for r in range(k + 1):
+                values[b, i, r] = vals[r]
+                derivs[b, i, r] = ders[r]
+
+
+def span_basis_serial(x, knots, k, spans, values, derivs):
+    """span_basis on one thread."""
+    _span_basis_rows(x, knots, k, 0, x.shape[0], spans, values, derivs)
+
+
 @njit(cache=True, parallel=True)
+def span_basis_parallel(x, knots, k, spans, values, derivs):
+    """span_basis with one task per SAMPLES_PER_TASK samples."""
+    B = x.shape[0]
+    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
+        _span_basis_rows(x, knots, k, task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK),
+                         spans, values, derivs)
+
+
 def span_basis(x, knots, k, spans, values, derivs):
     """Spans and the k+1 local basis values and derivatives of every (sample, input).
 
@@ -140,71 +254,168 @@ def span_basis(x, knots, k, spans, values, derivs):
     Entries whose basis index is outside 0..G+k-1, and all entries outside the knot range
     (span -1), are zero.
     """
-    B, I = x.shape
-    n_basis = knots.shape[1] - 1 - k
-    zero = values.dtype.type(0)
-    for b in prange(B):
-        left = np.empty(k + 1, values.dtype)
-        right = np.empty(k + 1, values.dtype)
-        for i in range(I):
-            s = _find_span(knots, i, x[b, i])
-            spans[b, i] = s
-            if s < 0:
-                values[b, i, :] = zero
-                derivs[b, i, :] = zero
-                continue
-            _basis_at(knots, i, s, x[b, i], k, values[b, i], derivs[b, i], left, right, True)
-            for r in range(k + 1):
-                m = s - k + r
-                if m < 0 or m >= n_basis:
-                    values[b, i, r] = zero
-                    derivs[b, i, r] = zero
+    work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
+    form = span_basis_parallel if _go_parallel(work) else span_basis_serial
+    form(x, knots, k, spans, values, derivs)
 
 
-@njit(cache=True, parallel=True, fastmath=CONTRACT)
+# ---------------------------------------------------------------- forward
+
+
+@njit(cache=True, fastmath=CONTRACT)
+def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, last, y):
+    """layer_forward for the samples first..last-1, with edge_* = mask * w_* (I, O)."""
+    I = x.shape[1]
+    n_basis = coef.shape[1]
+    O = coef.shape[2]
+    dtype = coef.dtype
+    one = dtype.type(1)
+    rows = np.empty(_n_terms(k), np.int64)
+    values = np.empty(_n_terms(k), dtype)
+    derivs = np.empty(_n_terms(k), dtype)
+    left = np.empty(k + 1, dtype)
+    right = np.empty(k + 1, dtype)
+    for b in range(first, last):
+        for o in range(O):
+            y[b, o] = bias[o]
+    # inputs outside, samples inside: coef[i] stays in cache for the task's block of samples
+    for i in range(I):
+        for b in range(first, last):
+            xv = x[b, i]
+            base_val, _ = _base_at(xv, base, one)
+            _local_terms(knots, i, xv, k, n_basis, rows, values, derivs, left, right, False)
+            for r in range(0, rows.shape[0], TERMS):
+                m0, m1, m2, m3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
+                v0, v1, v2, v3 = values[r], values[r + 1], values[r + 2], values[r + 3]
+                if r == 0:
+                    for o in range(O):
+                        y[b, o] += edge_base[i, o] * base_val + edge_spline[i, o] * (
+                            v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+                else:
+                    for o in range(O):
+                        y[b, o] += edge_spline[i, o] * (
+                            v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+
+
+def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
+    """layer_forward on one thread."""
+    _forward_rows(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, 0, x.shape[0], y)
+
+
+@njit(cache=True, parallel=True)
+def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, y):
+    B = x.shape[0]
+    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
+        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base,
+                      task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK), y)
+
+
+def layer_forward_parallel(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
+    """layer_forward with one task per SAMPLES_PER_TASK samples."""
+    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, y)
+
+
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     """Fused forward: writes y (B, O). See the module docstring for the formula."""
-    B, I = x.shape
+    work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
+    form = layer_forward_parallel if _go_parallel(work) else layer_forward_serial
+    form(x, knots, coef, w_base, w_spline, bias, mask, k, base, y)
+
+
+# ---------------------------------------------------------------- backward
+
+
+@njit(cache=True, fastmath=CONTRACT)
+def _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base,
+                    dx, dcoef, dw_base, dw_spline):
+    """layer_backward's work on input i: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
+
+    The sweep over samples accumulates C[i] (in dcoef[i]) and D[i] (in dw_base[i]), see
+    layer_backward; the per-edge factors are applied once at the end.
+    """
+    B = x.shape[0]
     n_basis = coef.shape[1]
     O = coef.shape[2]
     dtype = coef.dtype
     zero = dtype.type(0)
     one = dtype.type(1)
-    edge_base = mask * w_base  # (I, O)
-    edge_spline = mask * w_spline
-    n_tasks = (B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK
-    for task in prange(n_tasks):
-        values = np.empty(k + 1, dtype)
-        derivs = np.empty(k + 1, dtype)
-        left = np.empty(k + 1, dtype)
-        right = np.empty(k + 1, dtype)
-        spline = np.empty(O, dtype)
-        first, last = task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK)
-        for b in range(first, last):
+    rows = np.empty(_n_terms(k), np.int64)
+    values = np.empty(_n_terms(k), dtype)
+    derivs = np.empty(_n_terms(k), dtype)
+    left = np.empty(k + 1, dtype)
+    right = np.empty(k + 1, dtype)
+    dspline = np.empty(O, dtype)
+    dx_terms = np.empty(O, dtype)
+    dcoef[i, :, :] = zero
+    dw_base[i, :] = zero
+    for b in range(B):
+        xv = x[b, i]
+        base_val, base_slope = _base_at(xv, base, one)
+        _local_terms(knots, i, xv, k, n_basis, rows, values, derivs, left, right, True)
+        for r in range(0, rows.shape[0], TERMS):
+            m0, m1, m2, m3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
+            v0, v1, v2, v3 = values[r], values[r + 1], values[r + 2], values[r + 3]
+            d0, d1, d2, d3 = derivs[r], derivs[r + 1], derivs[r + 2], derivs[r + 3]
             for o in range(O):
-                y[b, o] = bias[o]
-        # inputs outside, samples inside: coef[i] stays in cache for the task's block of samples
-        for i in range(I):
-            for b in range(first, last):
-                xv = x[b, i]
-                base_val, _ = _base_at(xv, base, one)
-                for o in range(O):
-                    spline[o] = zero
-                s = _find_span(knots, i, xv)
-                if s >= 0:
-                    _basis_at(knots, i, s, xv, k, values, derivs, left, right, False)
-                    for r in range(k + 1):
-                        m = s - k + r
-                        if m < 0 or m >= n_basis:
-                            continue
-                        v = values[r]
-                        for o in range(O):
-                            spline[o] += coef[i, m, o] * v
-                for o in range(O):
-                    y[b, o] += edge_base[i, o] * base_val + edge_spline[i, o] * spline[o]
+                go = g[b, o]
+                dcoef[i, m0, o] += go * v0
+                dcoef[i, m1, o] += go * v1
+                dcoef[i, m2, o] += go * v2
+                dcoef[i, m3, o] += go * v3
+                slope = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+                dspline[o] = slope if r == 0 else dspline[o] + slope
+        for o in range(O):
+            dw_base[i, o] += g[b, o] * base_val
+            dx_terms[o] = g[b, o] * (edge_base[i, o] * base_slope + edge_spline[i, o] * dspline[o])
+        dx[b, i] = _sum_fixed_order(dx_terms, O)
+    for o in range(O):
+        dw_spline[i, o] = zero
+        dw_base[i, o] *= mask[i, o]
+    for m in range(n_basis):
+        for o in range(O):
+            dw_spline[i, o] += coef[i, m, o] * dcoef[i, m, o]
+            dcoef[i, m, o] *= edge_spline[i, o]
+    for o in range(O):
+        dw_spline[i, o] *= mask[i, o]
 
 
-@njit(cache=True, parallel=True, fastmath=CONTRACT)
+@njit(cache=True)
+def _bias_gradient(g, dbias):
+    """dbias[o] = sum_b g[b, o], in sample order."""
+    dbias[:] = g.dtype.type(0)
+    for b in range(g.shape[0]):
+        for o in range(g.shape[1]):
+            dbias[o] += g[b, o]
+
+
+@njit(cache=True)
+def _backward_inputs(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
+    for i in range(x.shape[1]):
+        _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
+
+
+def layer_backward_serial(x, g, knots, coef, w_base, w_spline, mask, k, base,
+                          dx, dcoef, dw_base, dw_spline, dbias):
+    """layer_backward on one thread."""
+    _bias_gradient(g, dbias)
+    _backward_inputs(x, g, knots, coef, mask * w_base, mask * w_spline, mask, k, base,
+                     dx, dcoef, dw_base, dw_spline)
+
+
+@njit(cache=True, parallel=True)
+def _backward_tasks(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
+    for i in prange(x.shape[1]):
+        _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
+
+
+def layer_backward_parallel(x, g, knots, coef, w_base, w_spline, mask, k, base,
+                            dx, dcoef, dw_base, dw_spline, dbias):
+    """layer_backward with one task per input i."""
+    _bias_gradient(g, dbias)
+    _backward_tasks(x, g, knots, coef, mask * w_base, mask * w_spline, mask, k, base,
+                    dx, dcoef, dw_base, dw_spline)
+
+
 def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
                    dx, dcoef, dw_base, dw_spline, dbias):
     """Fused backward of sum(g * y): writes dx (B, I) and every parameter gradient.
@@ -220,55 +431,6 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
         dx[b, i]   = sum_o g[b,o] mask (w_base base'(x) + w_spline sum_r coef[i,s-k+r,o] B'_r(x))
     The outputs are overwritten, not accumulated into.
     """
-    B, I = x.shape
-    n_basis = coef.shape[1]
-    O = coef.shape[2]
-    dtype = coef.dtype
-    zero = dtype.type(0)
-    one = dtype.type(1)
-    for o in range(O):
-        dbias[o] = zero
-    for b in range(B):
-        for o in range(O):
-            dbias[o] += g[b, o]
-    for i in prange(I):
-        values = np.empty(k + 1, dtype)
-        derivs = np.empty(k + 1, dtype)
-        left = np.empty(k + 1, dtype)
-        right = np.empty(k + 1, dtype)
-        edge_base = mask[i] * w_base[i]  # (O,)
-        edge_spline = mask[i] * w_spline[i]
-        dspline = np.empty(O, dtype)
-        dx_terms = np.empty(O, dtype)
-        dcoef[i, :, :] = zero  # accumulates C[i] first
-        dw_base[i, :] = zero  # accumulates D[i] first
-        for b in range(B):
-            xv = x[b, i]
-            base_val, base_slope = _base_at(xv, base, one)
-            for o in range(O):
-                dspline[o] = zero
-            s = _find_span(knots, i, xv)
-            if s >= 0:
-                _basis_at(knots, i, s, xv, k, values, derivs, left, right, True)
-                for r in range(k + 1):
-                    m = s - k + r
-                    if m < 0 or m >= n_basis:
-                        continue
-                    v = values[r]
-                    dv = derivs[r]
-                    for o in range(O):
-                        dcoef[i, m, o] += g[b, o] * v
-                        dspline[o] += coef[i, m, o] * dv
-            for o in range(O):
-                dw_base[i, o] += g[b, o] * base_val
-                dx_terms[o] = g[b, o] * (edge_base[o] * base_slope + edge_spline[o] * dspline[o])
-            dx[b, i] = _sum_fixed_order(dx_terms, O)
-        for o in range(O):
-            dw_spline[i, o] = zero
-            dw_base[i, o] *= mask[i, o]
-        for m in range(n_basis):
-            for o in range(O):
-                dw_spline[i, o] += coef[i, m, o] * dcoef[i, m, o]
-                dcoef[i, m, o] *= edge_spline[o]
-        for o in range(O):
-            dw_spline[i, o] *= mask[i, o]
+    work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
+    form = layer_backward_parallel if _go_parallel(work) and x.shape[1] > 1 else layer_backward_serial
+    form(x, g, knots, coef, w_base, w_spline, mask, k, base, dx, dcoef, dw_base, dw_spline, dbias)
