@@ -21,6 +21,11 @@ of work, so they give bit-identical results, for any thread count:
     backward              a task owns an input i and writes only dcoef[i], dw_base[i], dw_spline[i]
                           and the column dx[:, i]; sums over b run in sample order inside the task
 The parallel form is compiled only when a launch first needs it (small models never pay for it).
+No fast-math flag, not even FMA contraction: with contraction LLVM may fuse either product of
+a*b + c*d, and it chose differently in the serial and the parallel caller of the same task function
+(dx differed in the last bit). Without it every operation rounds as written, so the order of every
+sum and product is fixed by this code whatever the compiler inlines where. The sweeps are bound by
+loads and stores of coef/dcoef rows, not by multiply-add throughput.
 Kernels work in the dtype of coef (float32 or float64); constants are typed with
 `dtype.type(...)` so that float32 kernels do no float64 arithmetic.
 
@@ -29,6 +34,7 @@ caps it for the calling thread (see their docstrings).
 """
 import contextlib
 import numbers
+import warnings
 
 import numba
 import numpy as np
@@ -41,10 +47,26 @@ SAMPLES_PER_TASK = 64  # span_basis and forward: samples handled by one parallel
 # saves, and on a machine whose cores are busy with other processes a parallel region waits for a
 # descheduled thread (milliseconds) far more often than a long region does.
 PARALLEL_WORK = 1 << 20
-# Let LLVM fuse a*b + c into one FMA instruction (one rounding instead of two). This is the only
-# fast-math flag: no reassociation, so the order of every sum is fixed by the code and results
-# stay bit-identical from run to run and for any thread count.
-CONTRACT = {"contract"}
+
+
+def _cache_available():
+    """True when Numba has a writable place for this module's kernel cache.
+
+    Numba looks, in order, in NUMBA_CACHE_DIR, in __pycache__ next to this file, and in the
+    user's cache folder (~/.cache/numba, XDG_CACHE_HOME), so an installed read-only
+    site-packages caches in the user's folder. Where none is writable, decorating with cache=True
+    would fail at import; the kernels then compile in every process instead.
+    """
+    try:
+        njit(cache=True)(_cache_available)
+    except RuntimeError as error:
+        warnings.warn(f"kanarray CPU kernels: no writable Numba cache folder ({error}); kernels will "
+                      "compile in every process. Set NUMBA_CACHE_DIR to a writable folder.", RuntimeWarning)
+        return False
+    return True
+
+
+CACHE = _cache_available()
 TERMS = 4  # the basis terms of one span are applied to the O outputs four at a time (one sweep for k=3)
 
 
@@ -77,7 +99,7 @@ def _go_parallel(work):
     return work >= PARALLEL_WORK and numba.get_num_threads() > 1
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _find_span(knots, i, x):
     """s with knots[i, s] <= x < knots[i, s+1]; -1 outside [knots[i, 0], knots[i, -1]) or NaN."""
     n = knots.shape[1]
@@ -94,7 +116,7 @@ def _find_span(knots, i, x):
     return lo
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _knot(knots, i, j):
     """knots[i, j], continued past both ends at the spacing of the end cells.
 
@@ -110,7 +132,7 @@ def _knot(knots, i, j):
     return knots[i, j]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
     """Cox–de Boor triangle: values[r] = B_{s-k+r}(x), derivs[r] = B'_{s-k+r}(x), r = 0..k.
 
@@ -147,7 +169,7 @@ def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
             derivs[r] = order * (rising - falling)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _local_terms(knots, i, x, k, n_basis, rows, values, derivs, left, right, with_derivs):
     """The basis terms of x on input i, padded to len(rows) (a multiple of TERMS) terms.
 
@@ -172,7 +194,7 @@ def _local_terms(knots, i, x, k, n_basis, rows, values, derivs, left, right, wit
     return s
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _base_at(x, base, one):
     """(value, derivative) of the base function: 0 = silu, 1 = identity, 2 = zero.
 
@@ -187,7 +209,7 @@ def _base_at(x, base, one):
     return zero, zero
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sum_fixed_order(v, n):
     """sum(v[:n]) in a fixed order (four interleaved partial sums): same bits on every run."""
     zero = v.dtype.type(0)
@@ -206,7 +228,7 @@ def _sum_fixed_order(v, n):
     return (a0 + a1) + (a2 + a3)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _n_terms(k):
     return TERMS * ((k + TERMS) // TERMS)  # k+1 rounded up to a multiple of TERMS
 
@@ -214,7 +236,7 @@ def _n_terms(k):
 # ---------------------------------------------------------------- span_basis
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _span_basis_rows(x, knots, k, first, last, spans, values, derivs):
     """span_basis for the samples first..last-1."""
     I = x.shape[1]
@@ -238,7 +260,7 @@ def span_basis_serial(x, knots, k, spans, values, derivs):
     _span_basis_rows(x, knots, k, 0, x.shape[0], spans, values, derivs)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def span_basis_parallel(x, knots, k, spans, values, derivs):
     """span_basis with one task per SAMPLES_PER_TASK samples."""
     B = x.shape[0]
@@ -262,7 +284,7 @@ def span_basis(x, knots, k, spans, values, derivs):
 # ---------------------------------------------------------------- forward
 
 
-@njit(cache=True, fastmath=CONTRACT)
+@njit(cache=CACHE)
 def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, last, y):
     """layer_forward for the samples first..last-1, with edge_* = mask * w_* (I, O)."""
     I = x.shape[1]
@@ -302,7 +324,7 @@ def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, 
     _forward_rows(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, 0, x.shape[0], y)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, y):
     B = x.shape[0]
     for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
@@ -325,7 +347,7 @@ def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
 # ---------------------------------------------------------------- backward
 
 
-@njit(cache=True, fastmath=CONTRACT)
+@njit(cache=CACHE)
 def _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base,
                     dx, dcoef, dw_base, dw_spline):
     """layer_backward's work on input i: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
@@ -379,7 +401,7 @@ def _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base,
         dw_spline[i, o] *= mask[i, o]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _bias_gradient(g, dbias):
     """dbias[o] = sum_b g[b, o], in sample order."""
     dbias[:] = g.dtype.type(0)
@@ -388,7 +410,7 @@ def _bias_gradient(g, dbias):
             dbias[o] += g[b, o]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _backward_inputs(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
     for i in range(x.shape[1]):
         _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
@@ -402,7 +424,7 @@ def layer_backward_serial(x, g, knots, coef, w_base, w_spline, mask, k, base,
                      dx, dcoef, dw_base, dw_spline)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=CACHE, parallel=True)
 def _backward_tasks(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
     for i in prange(x.shape[1]):
         _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
