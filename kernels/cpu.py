@@ -34,6 +34,7 @@ caps it for the calling thread (see their docstrings).
 """
 import contextlib
 import numbers
+import os
 import warnings
 
 import numba
@@ -68,6 +69,25 @@ def _cache_available():
 
 CACHE = _cache_available()
 TERMS = 4  # the basis terms of one span are applied to the O outputs four at a time (one sweep for k=3)
+
+
+
+
+def _prefer_workqueue():
+    """Use Numba's workqueue threading layer unless the user chose one (NUMBA_THREADING_LAYER).
+
+    Measured on the 2-core machine with other CPU-bound processes running (load 6-7): with GNU
+    OpenMP (Numba's default here; it spin-waits at the join) every parallel launch took >= 24 ms,
+    even for 40 us of work; with workqueue the parallel forms cost about what the serial ones do
+    (0.9-1.2x) at every size. tbb (pip package) was not available to compare. workqueue's
+    limitation: no parallel launches from two Python threads at once (kanarray does none).
+    The layer is chosen once per process, at the first parallel launch of any Numba code.
+    """
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_prefer_workqueue()
 
 
 def max_threads():
