@@ -153,65 +153,64 @@ def _knot(knots, i, j):
 
 
 @njit(cache=CACHE)
-def _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
-    """Cox–de Boor triangle: values[r] = B_{s-k+r}(x), derivs[r] = B'_{s-k+r}(x), r = 0..k.
+def _block_terms(knots, i, x, first, last, k, n_basis, span, rows, values, derivs, left, right, with_derivs):
+    """The basis terms of the samples first..last-1 on input i, vectorised over samples.
 
-    left, right are scratch vectors of length k+1 (values, derivs may be longer; only 0..k are
-    written). The derivative of an order-k basis comes from the order k-1 row of the triangle:
+    For sample b (column c = b - first) and term r = 0..T-1 (T = rows.shape[0], a multiple of
+    TERMS): rows[r, c] is the coefficient row and values[r, c], derivs[r, c] the basis value
+    B_{s-k+r}(x) and derivative, by the Cox–de Boor triangle
+        B_{m,j} = (x - t_m) / (t_{m+j} - t_m) B_{m,j-1} + (t_{m+j+1} - x) / (t_{m+j+1} - t_{m+1}) B_{m+1,j-1}
         B'_{m,k} = k ( B_{m,k-1} / (t_{m+k} - t_m) - B_{m+1,k-1} / (t_{m+k+1} - t_{m+1}) )
+    computed one triangle entry at a time for all samples of the block (inner loops over c).
+    Terms whose basis index falls outside 0..n_basis-1, padding terms (r > k), and every term of
+    a sample outside the knot range are zero and point at row 0, so that the sweeps over outputs
+    can always apply TERMS terms at once: adding 0 * coef changes nothing.
+    span[c] is the knot span of the sample (-1 outside the knot range); left, right: (k+1, block)
+    scratch.
     """
-    zero = values.dtype.type(0)
-    values[0] = values.dtype.type(1)
-    derivs[0] = values[0]  # holds the order k-1 row until the end
+    nb = last - first
+    dtype = values.dtype
+    zero = dtype.type(0)
+    one = dtype.type(1)
+    for c in range(nb):
+        s = _find_span(knots, i, x[first + c, i])
+        span[c] = s
+        if s < 0:
+            s = 0  # any valid span: the terms are zeroed at the end
+        for j in range(1, k + 1):
+            left[j, c] = x[first + c, i] - _knot(knots, i, s + 1 - j)
+            right[j, c] = _knot(knots, i, s + j) - x[first + c, i]
+        values[0, c] = one
+        derivs[0, c] = one  # holds the order k-1 row until the end
     for j in range(1, k + 1):
-        left[j] = x - _knot(knots, i, s + 1 - j)
-        right[j] = _knot(knots, i, s + j) - x
-        saved = zero
-        for r in range(j):
-            temp = values[r] / (right[r + 1] + left[j - r])
-            values[r] = saved + right[r + 1] * temp
-            saved = left[j - r] * temp
-        values[j] = saved
+        for c in range(nb):
+            values[j, c] = zero
+        for r in range(j - 1, -1, -1):  # downwards: values[r+1] is already order j
+            for c in range(nb):
+                temp = values[r, c] / (right[r + 1, c] + left[j - r, c])
+                values[r + 1, c] += left[j - r, c] * temp
+                values[r, c] = right[r + 1, c] * temp
         if with_derivs and j == k - 1:
             for r in range(k):
-                derivs[r] = values[r]
+                for c in range(nb):
+                    derivs[r, c] = values[r, c]
     if with_derivs:
-        # the knot differences are already in the triangle's scratch:
-        #   t_{s+r} - t_{s-k+r} = right[r] + left[k-r+1],  t_{s+r+1} - t_{s-k+r+1} = right[r+1] + left[k-r]
-        order = values.dtype.type(k)
+        order = dtype.type(k)
         for r in range(k, -1, -1):  # downwards, so derivs[r-1] still holds the order k-1 value
-            rising = zero
-            falling = zero
-            if r >= 1:
-                rising = derivs[r - 1] / (right[r] + left[k - r + 1])
-            if r < k:
-                falling = derivs[r] / (right[r + 1] + left[k - r])
-            derivs[r] = order * (rising - falling)
-
-
-@njit(cache=CACHE)
-def _local_terms(knots, i, x, k, n_basis, rows, values, derivs, left, right, with_derivs):
-    """The basis terms of x on input i, padded to len(rows) (a multiple of TERMS) terms.
-
-    rows[r] is the coefficient row of term r and values[r], derivs[r] its basis value and
-    derivative. Terms whose basis index falls outside 0..n_basis-1, the padding terms, and every
-    term of an x outside the knot range are zero and point at row 0 (a valid row), so that the
-    sweeps over outputs can always apply TERMS terms at once: adding 0 * coef changes nothing.
-    Returns the span (-1 outside the knot range).
-    """
-    zero = values.dtype.type(0)
-    s = _find_span(knots, i, x)
-    if s >= 0:
-        _basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs)
-    for r in range(rows.shape[0]):
-        m = s - k + r
-        if s < 0 or r > k or m < 0 or m >= n_basis:
-            rows[r] = 0
-            values[r] = zero
-            derivs[r] = zero
-        else:
-            rows[r] = m
-    return s
+            for c in range(nb):
+                rising = derivs[r - 1, c] / (right[r, c] + left[k - r + 1, c]) if r >= 1 else zero
+                falling = derivs[r, c] / (right[r + 1, c] + left[k - r, c]) if r < k else zero
+                derivs[r, c] = order * (rising - falling)
+    for c in range(nb):
+        s = span[c]
+        for r in range(rows.shape[0]):
+            m = s - k + r
+            if s < 0 or r > k or m < 0 or m >= n_basis:
+                rows[r, c] = 0
+                values[r, c] = zero
+                derivs[r, c] = zero
+            else:
+                rows[r, c] = m
 
 
 @njit(cache=CACHE)
@@ -253,26 +252,35 @@ def _n_terms(k):
     return TERMS * ((k + TERMS) // TERMS)  # k+1 rounded up to a multiple of TERMS
 
 
+@njit(cache=CACHE)
+def _block_scratch(k, dtype_of):
+    """span, rows, values, derivs, left, right for _block_terms on up to SAMPLES_PER_TASK samples."""
+    dtype = dtype_of.dtype
+    n = _n_terms(k)
+    return (np.empty(SAMPLES_PER_TASK, np.int64), np.empty((n, SAMPLES_PER_TASK), np.int64), np.empty((n, SAMPLES_PER_TASK), dtype),
+            np.empty((n, SAMPLES_PER_TASK), dtype), np.empty((k + 1, SAMPLES_PER_TASK), dtype),
+            np.empty((k + 1, SAMPLES_PER_TASK), dtype))
+
+
 # ---------------------------------------------------------------- span_basis
 
 
 @njit(cache=CACHE)
 def _span_basis_rows(x, knots, k, first, last, spans, values, derivs):
-    """span_basis for the samples first..last-1."""
+    """span_basis for the samples first..last-1, in blocks of SAMPLES_PER_TASK."""
     I = x.shape[1]
     n_basis = knots.shape[1] - 1 - k
-    dtype = values.dtype
-    rows = np.empty(_n_terms(k), np.int64)
-    vals = np.empty(_n_terms(k), dtype)
-    ders = np.empty(_n_terms(k), dtype)
-    left = np.empty(k + 1, dtype)
-    right = np.empty(k + 1, dtype)
-    for b in range(first, last):
+    span, rows, vals, ders, left, right = _block_scratch(k, values)
+    for start in range(first, last, SAMPLES_PER_TASK):
+        stop = min(last, start + SAMPLES_PER_TASK)
         for i in range(I):
-            spans[b, i] = _local_terms(knots, i, x[b, i], k, n_basis, rows, vals, ders, left, right, True)
-            for r in range(k + 1):
-                values[b, i, r] = vals[r]
-                derivs[b, i, r] = ders[r]
+            _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, vals, ders, left, right, True)
+            for b in range(start, stop):
+                c = b - start
+                spans[b, i] = span[c]
+                for r in range(k + 1):
+                    values[b, i, r] = vals[r, c]
+                    derivs[b, i, r] = ders[r, c]
 
 
 def span_basis_serial(x, knots, k, spans, values, derivs):
@@ -310,33 +318,30 @@ def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, 
     I = x.shape[1]
     n_basis = coef.shape[1]
     O = coef.shape[2]
-    dtype = coef.dtype
-    one = dtype.type(1)
-    rows = np.empty(_n_terms(k), np.int64)
-    values = np.empty(_n_terms(k), dtype)
-    derivs = np.empty(_n_terms(k), dtype)
-    left = np.empty(k + 1, dtype)
-    right = np.empty(k + 1, dtype)
-    for b in range(first, last):
-        for o in range(O):
-            y[b, o] = bias[o]
-    # inputs outside, samples inside: coef[i] stays in cache for the task's block of samples
-    for i in range(I):
-        for b in range(first, last):
-            xv = x[b, i]
-            base_val, _ = _base_at(xv, base, one)
-            _local_terms(knots, i, xv, k, n_basis, rows, values, derivs, left, right, False)
-            for r in range(0, rows.shape[0], TERMS):
-                m0, m1, m2, m3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
-                v0, v1, v2, v3 = values[r], values[r + 1], values[r + 2], values[r + 3]
-                if r == 0:
-                    for o in range(O):
-                        y[b, o] += edge_base[i, o] * base_val + edge_spline[i, o] * (
-                            v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
-                else:
-                    for o in range(O):
-                        y[b, o] += edge_spline[i, o] * (
-                            v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+    one = coef.dtype.type(1)
+    span, rows, values, derivs, left, right = _block_scratch(k, coef)
+    for start in range(first, last, SAMPLES_PER_TASK):
+        stop = min(last, start + SAMPLES_PER_TASK)
+        for b in range(start, stop):
+            for o in range(O):
+                y[b, o] = bias[o]
+        # inputs outside, samples inside: coef[i] stays in cache for the block of samples
+        for i in range(I):
+            _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, values, derivs, left, right, False)
+            for b in range(start, stop):
+                c = b - start
+                base_val, _ = _base_at(x[b, i], base, one)
+                for r in range(0, rows.shape[0], TERMS):
+                    m0, m1, m2, m3 = rows[r, c], rows[r + 1, c], rows[r + 2, c], rows[r + 3, c]
+                    v0, v1, v2, v3 = values[r, c], values[r + 1, c], values[r + 2, c], values[r + 3, c]
+                    if r == 0:
+                        for o in range(O):
+                            y[b, o] += edge_base[i, o] * base_val + edge_spline[i, o] * (
+                                v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+                    else:
+                        for o in range(O):
+                            y[b, o] += edge_spline[i, o] * (
+                                v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
 
 
 def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
@@ -381,35 +386,33 @@ def _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base,
     dtype = coef.dtype
     zero = dtype.type(0)
     one = dtype.type(1)
-    rows = np.empty(_n_terms(k), np.int64)
-    values = np.empty(_n_terms(k), dtype)
-    derivs = np.empty(_n_terms(k), dtype)
-    left = np.empty(k + 1, dtype)
-    right = np.empty(k + 1, dtype)
+    span, rows, values, derivs, left, right = _block_scratch(k, coef)
     dspline = np.empty(O, dtype)
     dx_terms = np.empty(O, dtype)
     dcoef[i, :, :] = zero
     dw_base[i, :] = zero
-    for b in range(B):
-        xv = x[b, i]
-        base_val, base_slope = _base_at(xv, base, one)
-        _local_terms(knots, i, xv, k, n_basis, rows, values, derivs, left, right, True)
-        for r in range(0, rows.shape[0], TERMS):
-            m0, m1, m2, m3 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3]
-            v0, v1, v2, v3 = values[r], values[r + 1], values[r + 2], values[r + 3]
-            d0, d1, d2, d3 = derivs[r], derivs[r + 1], derivs[r + 2], derivs[r + 3]
+    for start in range(0, B, SAMPLES_PER_TASK):
+        stop = min(B, start + SAMPLES_PER_TASK)
+        _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, values, derivs, left, right, True)
+        for b in range(start, stop):
+            c = b - start
+            base_val, base_slope = _base_at(x[b, i], base, one)
+            for r in range(0, rows.shape[0], TERMS):
+                m0, m1, m2, m3 = rows[r, c], rows[r + 1, c], rows[r + 2, c], rows[r + 3, c]
+                v0, v1, v2, v3 = values[r, c], values[r + 1, c], values[r + 2, c], values[r + 3, c]
+                d0, d1, d2, d3 = derivs[r, c], derivs[r + 1, c], derivs[r + 2, c], derivs[r + 3, c]
+                for o in range(O):
+                    go = g[b, o]
+                    dcoef[i, m0, o] += go * v0
+                    dcoef[i, m1, o] += go * v1
+                    dcoef[i, m2, o] += go * v2
+                    dcoef[i, m3, o] += go * v3
+                    slope = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+                    dspline[o] = slope if r == 0 else dspline[o] + slope
             for o in range(O):
-                go = g[b, o]
-                dcoef[i, m0, o] += go * v0
-                dcoef[i, m1, o] += go * v1
-                dcoef[i, m2, o] += go * v2
-                dcoef[i, m3, o] += go * v3
-                slope = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
-                dspline[o] = slope if r == 0 else dspline[o] + slope
-        for o in range(O):
-            dw_base[i, o] += g[b, o] * base_val
-            dx_terms[o] = g[b, o] * (edge_base[i, o] * base_slope + edge_spline[i, o] * dspline[o])
-        dx[b, i] = _sum_fixed_order(dx_terms, O)
+                dw_base[i, o] += g[b, o] * base_val
+                dx_terms[o] = g[b, o] * (edge_base[i, o] * base_slope + edge_spline[i, o] * dspline[o])
+            dx[b, i] = _sum_fixed_order(dx_terms, O)
     for o in range(O):
         dw_spline[i, o] = zero
         dw_base[i, o] *= mask[i, o]
