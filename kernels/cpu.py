@@ -41,7 +41,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 64  # span_basis and forward: samples handled by one parallel task
+SAMPLES_PER_TASK = 64  # span_basis: samples of one parallel task; all kernels: samples of one basis block
+# forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
+# so that each input's coef[i] rows are read once per task, not once per 64 samples. At G=200,
+# B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
+# ~110 ms with 512 KiB (CPU time on the busy 2-core EPYC, so rough).
+FORWARD_TASK_BYTES = 1 << 19
 # A launch goes parallel only from this much work on: multiply-adds over (b, i, o) for the layer
 # kernels, B*I*(k+1)^2 for span_basis. Measured on a 2-core AMD EPYC (bench note in the report of
 # issue 11): below it the cost of waking and joining the second thread is larger than the time it
@@ -320,13 +325,13 @@ def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, 
     O = coef.shape[2]
     one = coef.dtype.type(1)
     span, rows, values, derivs, left, right = _block_scratch(k, coef)
-    for start in range(first, last, SAMPLES_PER_TASK):
-        stop = min(last, start + SAMPLES_PER_TASK)
-        for b in range(start, stop):
-            for o in range(O):
-                y[b, o] = bias[o]
-        # inputs outside, samples inside: coef[i] stays in cache for the block of samples
-        for i in range(I):
+    for b in range(first, last):
+        for o in range(O):
+            y[b, o] = bias[o]
+    # inputs outside, samples inside: coef[i] stays in cache for all the samples of the task
+    for i in range(I):
+        for start in range(first, last, SAMPLES_PER_TASK):
+            stop = min(last, start + SAMPLES_PER_TASK)
             _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, values, derivs, left, right, False)
             for b in range(start, stop):
                 c = b - start
@@ -344,22 +349,30 @@ def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, 
                                 v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
 
 
+def _forward_task_samples(y):
+    """Samples of one forward task: FORWARD_TASK_BYTES of rows of y, a multiple of SAMPLES_PER_TASK."""
+    return max(1, FORWARD_TASK_BYTES // (y.shape[1] * y.itemsize) // SAMPLES_PER_TASK) * SAMPLES_PER_TASK
+
+
 def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-    """layer_forward on one thread."""
-    _forward_rows(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, 0, x.shape[0], y)
+    """layer_forward on one thread: the parallel form's tasks, one after the other."""
+    edge_base, edge_spline = mask * w_base, mask * w_spline
+    B, samples = x.shape[0], _forward_task_samples(y)
+    for first in range(0, B, samples):
+        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, min(B, first + samples), y)
 
 
 @njit(cache=CACHE, parallel=True)
-def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, y):
+def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, samples_per_task, y):
     B = x.shape[0]
-    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
+    for task in prange((B + samples_per_task - 1) // samples_per_task):
         _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base,
-                      task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK), y)
+                      task * samples_per_task, min(B, (task + 1) * samples_per_task), y)
 
 
 def layer_forward_parallel(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-    """layer_forward with one task per SAMPLES_PER_TASK samples."""
-    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, y)
+    """layer_forward with one task per _forward_task_samples(y) samples."""
+    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, _forward_task_samples(y), y)
 
 
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
