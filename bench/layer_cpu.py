@@ -4,8 +4,9 @@
 
 For each grid size G and dtype, one KAN layer (B=4096, I=O=128, k=3) runs its fused forward and
 backward kernels; the MLP layer of the same width runs y = silu(x W + b) and its backward
-(dW = x^T g', dx = g' W^T, db = sum g', g' = g silu'(z)) through NumPy's BLAS. Both are timed in
-the same run, after warm-up, as the median of repeats, on random data.
+(dW = x^T g', dx = g' W^T, db = sum g', g' = g silu'(z)) through NumPy's BLAS. The three GEMMs of
+that layer alone (x W, x^T g', g' W^T) are timed too: the MLP's floor. All are timed in the same
+run, after warm-up, as the median of repeats, on random data.
 
 Useful FLOPs count only the non-zero work: a KAN edge does k+1 basis terms and the base branch,
 so forward 2BIO(k+2) and backward 4BIO(k+2); the MLP layer 2BIO and 4BIO.
@@ -16,6 +17,7 @@ import os
 import platform
 import time
 
+import numba
 import numpy as np
 
 from kanarray.kernels import cpu
@@ -73,6 +75,21 @@ def mlp_layer(rng, dtype):
     return step
 
 
+def mlp_gemms(rng, dtype):
+    x = rng.uniform(-1, 1, (B, I)).astype(dtype)
+    w = (rng.normal(size=(I, O)) / np.sqrt(I)).astype(dtype)
+    gz = rng.normal(size=(B, O)).astype(dtype)
+    z = np.empty((B, O), dtype)
+    dw = np.empty((I, O), dtype)
+    dx = np.empty((B, I), dtype)
+
+    def step():
+        np.matmul(x, w, out=z)
+        np.matmul(x.T, gz, out=dw)
+        np.matmul(gz, w.T, out=dx)
+    return step
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as info:
@@ -87,24 +104,28 @@ def cpu_model():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="G = 5 and 200 only, fewer repeats")
+    parser.add_argument("--grids", type=int, nargs="+", help="grid sizes to run (default: all)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args()
-    grids = (5, 200) if args.quick else GRIDS
+    grids = args.grids or ((5, 200) if args.quick else GRIDS)
     repeats = 3 if args.quick else 7
     rng = np.random.default_rng(0)
-    threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count()))
+    threads = cpu.max_threads()
     rows = []
     for dtype in (np.float32, np.float64):
         mlp = median_seconds(mlp_layer(rng, dtype), repeats)
+        gemms = median_seconds(mlp_gemms(rng, dtype), repeats)
         for G in grids:
             kan = median_seconds(kan_layer(rng, G, dtype), repeats)
             useful = 6 * B * I * O * (K + 2)
             rows.append({"dtype": np.dtype(dtype).name, "G": G, "kan_ms": kan * 1e3, "mlp_ms": mlp * 1e3,
-                         "ratio": kan / mlp, "kan_gflops": useful / kan / 1e9,
+                         "ratio": kan / mlp, "gemm_ms": gemms * 1e3,
+                         "ratio_to_gemms": kan / gemms, "kan_gflops": useful / kan / 1e9,
                          "mlp_gflops": 6 * B * I * O / mlp / 1e9})
             print(f"{rows[-1]['dtype']:8s} G={G:4d}  KAN {kan * 1e3:8.2f} ms  MLP {mlp * 1e3:7.2f} ms  "
-                  f"ratio {kan / mlp:6.2f}  KAN {useful / kan / 1e9:6.1f} GFLOP/s", flush=True)
+                  f"ratio {kan / mlp:6.2f}  GEMMs {gemms * 1e3:7.2f} ms  KAN/GEMMs {kan / gemms:6.2f}  KAN {useful / kan / 1e9:6.1f} GFLOP/s", flush=True)
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "numba_threads": threads,
+               "threading_layer": numba.threading_layer(),
                "numpy": np.__version__, "date": time.strftime("%Y-%m-%d")}
     spread = {}
     for dtype in ("float32", "float64"):
@@ -115,11 +136,12 @@ def main():
         json.dump({"machine": machine, "shape": {"B": B, "I": I, "O": O, "k": K}, "rows": rows,
                    "ratio_spread": spread}, out, indent=2)
     lines = [f"# One KAN layer vs the MLP layer on the CPU\n",
-             f"{machine['cpu']}, {machine['cores']} cores, {threads} Numba threads, NumPy {np.__version__}, "
+             f"{machine['cpu']}, {machine['cores']} cores, {threads} Numba threads ({machine['threading_layer']}), NumPy {np.__version__}, "
              f"{machine['date']}. B={B}, I=O={I}, k={K}; forward+backward, median of {repeats}.\n",
-             "| dtype | G | KAN ms | MLP ms | KAN / MLP | KAN useful GFLOP/s | MLP GFLOP/s |",
-             "|---|---|---|---|---|---|---|"]
+             "| dtype | G | KAN ms | MLP ms | KAN / MLP | 3 GEMMs ms | KAN / GEMMs | KAN useful GFLOP/s | MLP GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['dtype']} | {r['G']} | {r['kan_ms']:.2f} | {r['mlp_ms']:.2f} | {r['ratio']:.2f} | "
+              f"{r['gemm_ms']:.2f} | {r['ratio_to_gemms']:.2f} | "
               f"{r['kan_gflops']:.1f} | {r['mlp_gflops']:.1f} |" for r in rows]
     lines += ["", "Spread of the ratio over G (max / min): " +
               ", ".join(f"{d} {v:.2f}x" for d, v in spread.items())]

@@ -1,4 +1,10 @@
 """Every CPU kernel equals its float64 NumPy twin in kernels/reference.py on fresh random inputs."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import numba
 import numpy as np
 import pytest
 
@@ -109,3 +115,153 @@ def test_cost_does_not_depend_on_dense_basis():
                       np.zeros(O), np.ones((2, O)), k, 0, y_two)
     assert rel_err(y_two[rows], want) < 1e-12
     assert np.isfinite(y).all()
+
+
+# ------------------------------------------------------------------ serial / parallel / threads
+
+FORMS = {  # kernel -> (serial form, parallel form, the arrays it reads from a random layer)
+    "span_basis": (cpu.span_basis_serial, cpu.span_basis_parallel, ("x", "knots")),
+    "layer_forward": (cpu.layer_forward_serial, cpu.layer_forward_parallel,
+                      ("x", "knots", "coef", "w_base", "w_spline", "bias", "mask")),
+    "layer_backward": (cpu.layer_backward_serial, cpu.layer_backward_parallel,
+                       ("x", "g", "knots", "coef", "w_base", "w_spline", "mask")),
+}
+
+
+def run_form(form, kernel, low, k, base):
+    """Outputs of one form of a kernel on a random layer, starting from NaN-filled buffers."""
+    B, I = low["x"].shape
+    O, dtype = low["bias"].shape[0], low["x"].dtype
+    _, _, names = FORMS[kernel]
+    args = [low[name] for name in names]
+    if kernel == "span_basis":
+        out = [np.full((B, I), -7, np.int64), np.full((B, I, k + 1), np.nan, dtype), np.full((B, I, k + 1), np.nan, dtype)]
+        form(*args, k, *out)
+    elif kernel == "layer_forward":
+        out = [np.full((B, O), np.nan, dtype)]
+        form(*args, k, base, *out)
+    else:
+        out = [np.full(shape, np.nan, dtype) for shape in ((B, I), low["coef"].shape, (I, O), (I, O), (O,))]
+        form(*args, k, base, *out)
+    return out
+
+
+def thread_counts():
+    return range(1, numba.config.NUMBA_NUM_THREADS + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", list(FORMS))
+def test_serial_and_parallel_forms_are_bit_identical_for_any_thread_count(kernel, dtype):
+    """Several tasks (B spans 5 sample blocks, I 6 inputs): every form and thread count, same bits."""
+    low, _ = cast(random_layer(np.random.default_rng(11), 300, 6, 9, 8, 3), dtype)
+    serial, parallel, _ = FORMS[kernel]
+    want = run_form(serial, kernel, low, 3, 0)
+    previous = numba.get_num_threads()
+    try:
+        for n in thread_counts():
+            numba.set_num_threads(n)
+            for form in (parallel, getattr(cpu, kernel)):
+                for got, w in zip(run_form(form, kernel, low, 3, 0), want):
+                    np.testing.assert_array_equal(got, w, err_msg=f"{kernel} {form.__name__} threads={n}")
+    finally:
+        numba.set_num_threads(previous)
+
+
+def test_launch_goes_parallel_only_above_the_work_threshold(monkeypatch):
+    """The public kernels pick the parallel form from PARALLEL_WORK on, and only with threads to use."""
+    low, _ = cast(random_layer(np.random.default_rng(2), 40, 3, 5, 6, 3), np.float64)
+    calls = []
+    monkeypatch.setattr(cpu, "layer_forward_parallel", lambda *a: calls.append("parallel"))
+    monkeypatch.setattr(cpu, "layer_forward_serial", lambda *a: calls.append("serial"))
+    work = 40 * 3 * 5 * (3 + 2)
+    for threshold, threads in ((work + 1, 2), (work, 2), (work, 1)):
+        monkeypatch.setattr(cpu, "PARALLEL_WORK", threshold)
+        monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+        run_form(cpu.layer_forward, "layer_forward", low, 3, 0)
+    assert calls == ["serial", "parallel", "serial"]
+
+
+THREADS_SCRIPT = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_kernels_cpu import FORMS, cast, random_layer, run_form
+from kanarray.kernels import cpu
+import numba
+digest = hashlib.sha256()
+for n in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+    numba.set_num_threads(n)
+    for kernel, (_, parallel, _) in FORMS.items():
+        low, _ = cast(random_layer(np.random.default_rng(11), 300, 6, 9, 8, 3), np.float64)
+        for a in run_form(parallel, kernel, low, 3, 0):
+            digest.update(a.tobytes())
+    print(n, digest.hexdigest())
+    digest = hashlib.sha256()
+"""
+
+
+def test_parallel_forms_match_serial_with_more_threads_than_cores():
+    """In a process started with 4 Numba threads, every thread count 1..4 gives the serial bits."""
+    digest = hashlib.sha256()
+    for kernel, (serial, _, _) in FORMS.items():
+        low, _ = cast(random_layer(np.random.default_rng(11), 300, 6, 9, 8, 3), np.float64)
+        for a in run_form(serial, kernel, low, 3, 0):
+            digest.update(a.tobytes())
+    script = THREADS_SCRIPT.format(tests=os.path.dirname(__file__))
+    run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_NUM_THREADS": "4"},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [word for n in range(1, 5) for word in (str(n), digest.hexdigest())]
+
+
+def test_thread_limit_caps_and_restores():
+    before = cpu.max_threads()
+    with cpu.thread_limit(1):
+        assert cpu.max_threads() == 1
+    assert cpu.max_threads() == before
+    with cpu.thread_limit(None):
+        assert cpu.max_threads() == before
+    with cpu.thread_limit(10_000):  # more than started: no cap
+        assert cpu.max_threads() == numba.config.NUMBA_NUM_THREADS
+    with pytest.raises(KeyError):
+        with cpu.thread_limit(1):
+            raise KeyError("inside")
+    assert cpu.max_threads() == before
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="thread_limit"):
+            with cpu.thread_limit(bad):
+                pass
+
+
+# ------------------------------------------------------------------ kernel cache
+
+CACHE_SCRIPT = """
+import numpy as np
+from kanarray.kernels import cpu
+x = np.linspace(-1.2, 1.2, 30).reshape(15, 2)
+knots = np.tile(np.linspace(-1.5, 1.5, 12), (2, 1))
+values = np.empty((15, 2, 4))
+cpu.span_basis(x, knots, 3, np.empty((15, 2), np.int64), values, np.empty((15, 2, 4)))
+print(sum(cpu._span_basis_rows.stats.cache_hits.values()), values.sum().hex())
+"""
+
+
+def run_cache_script(env):
+    return subprocess.Popen([sys.executable, "-c", CACHE_SCRIPT], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_kernel_cache_honours_numba_cache_dir_and_survives_concurrent_first_runs(tmp_path):
+    """Two processes (say two MPI ranks) compile into one empty cache folder at once; a third loads it."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    first = [run_cache_script(env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in first]
+    assert [p.returncode for p in first] == [0, 0], [err for _, err in outputs]
+    assert any(tmp_path.rglob("*.nbi")), "nothing was cached in NUMBA_CACHE_DIR"
+    third = run_cache_script(env)
+    out, err = third.communicate(timeout=600)
+    assert third.returncode == 0, err
+    hits, total = out.split()
+    assert int(hits) >= 1
+    assert {o.split()[1] for o, _ in outputs} == {total}
