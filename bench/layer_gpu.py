@@ -12,7 +12,10 @@ For every (dtype, G) it times, with CUDA events after warm-up (median of --repea
     mlp         the equal-width MLP layer y = silu(x W + b) and its backward through cupy.matmul,
                 strict FP32 and TF32 (float32), FP64 (float64)
 Useful TFLOP/s count only the k+2 non-zero terms per edge for the KAN (forward 2BIO(k+2),
-forward+backward 6BIO(k+2)) and 2BIO / 6BIO for the MLP. Peak memory is the CuPy memory pool's
+forward+backward 6BIO(k+2)) and 2BIO / 6BIO for the MLP. Beside every measured time it prints
+the time the cost model predicts (kernels.cuda.predict_times / mlp_seconds, the model
+choose_path uses, built from bench/gpu_static.py's reading of the compiled kernels; no model
+for the dense path with TF32), so a first GPU run shows at once where the model is wrong. Peak memory is the CuPy memory pool's
 high-water mark for one forward+backward (the pool is emptied before each path, so the bytes it
 holds afterwards are the most it needed at once), inputs and parameters included.
 Writes bench/results/layer_gpu[-quick].json and .md, naming the GPU, driver and library versions.
@@ -212,19 +215,31 @@ def main(argv=None):
     }
     rows = []
 
+    def predicted(dtype, G, path, tf32):
+        """Model (forward ms, forward+backward ms), or (None, None) where it has none."""
+        if path == "mlp":  # FP64 DGEMM is modelled at the SGEMM rate (GEMM_FLOPS)
+            fb = kc.mlp_seconds(I, O, B, tf32=tf32) * 1e3
+            return fb / 3, fb
+        if tf32:
+            return None, None
+        t = kc.predict_times(G, k, dtype, I, O, B)[path]
+        return t["forward"] * 1e3, (t["forward"] + t["backward"]) * 1e3
+
     def record(dtype, G, path, tf32, fwd_ms, fb_ms, peak, note=""):
         terms = 1 if path.startswith("mlp") else (k + 2)
         flops_f = 2.0 * B * I * O * terms
+        model_f, model_fb = predicted(dtype, G, path, tf32)
         rows.append(dict(
             dtype=np.dtype(dtype).name, G=G, path=path, tf32=tf32, B=B, I=I, O=O, k=k,
-            fwd_ms=fwd_ms, fwd_bwd_ms=fb_ms,
+            fwd_ms=fwd_ms, fwd_bwd_ms=fb_ms, model_fwd_ms=model_f, model_fwd_bwd_ms=model_fb,
             fwd_tflops=None if fwd_ms is None else flops_f / (fwd_ms * 1e-3) / 1e12,
             fwd_bwd_tflops=None if fb_ms is None else 3 * flops_f / (fb_ms * 1e-3) / 1e12,
             peak_bytes=peak, note=note))
         r = rows[-1]
+        show = lambda v: v if v is None else round(v, 3)  # noqa: E731
         print(f"{r['dtype']:8s} G={G:<4d} {path:10s} tf32={str(tf32):5s} "
-              f"fwd {fwd_ms if fwd_ms is None else round(fwd_ms, 3)} ms, "
-              f"fwd+bwd {fb_ms if fb_ms is None else round(fb_ms, 3)} ms, "
+              f"fwd {show(fwd_ms)} ms (model {show(model_f)}), "
+              f"fwd+bwd {show(fb_ms)} ms (model {show(model_fb)}), "
               f"peak {peak / 2**20 if peak else 0:.0f} MiB {note}", flush=True)
 
     for dtname in args.dtypes.split(","):
@@ -263,10 +278,8 @@ def main(argv=None):
                         record(dtype, G, path, tf32, None, None, None, f"out of memory: {exc}")
                     mode.set(False)
                     cp.get_default_memory_pool().free_all_blocks()
-            auto = kc.choose_path(G, k, dtype, I, O, B, tf32=False)
-            auto_tf32 = kc.choose_path(G, k, dtype, I, O, B, tf32=True)
             rows.append(dict(dtype=dtype.name, G=G, path="choose_path", tf32=None,
-                             note=f"strict: {auto}, tf32: {auto_tf32}"))
+                             note=f"picks {kc.choose_path(G, k, dtype, I, O, B)}"))
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = args.out or ("layer_gpu-quick" if args.quick else "layer_gpu")
@@ -276,8 +289,9 @@ def main(argv=None):
              f"numba {env['numba']}, numba-cuda {env['numba_cuda']}, {env['date']}", "",
              "Useful TFLOP/s count the k+2 non-zero terms per edge (MLP: 1). Times: median of "
              f"{repeats} after {warmup} warm-up, CUDA events. Peak: CuPy pool high-water.", "",
-             "| dtype | G | path | TF32 | fwd ms | fwd+bwd ms | fwd TFLOP/s | fwd+bwd TFLOP/s "
-             "| peak MiB | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| dtype | G | path | TF32 | fwd ms | model fwd ms | fwd+bwd ms | model fwd+bwd ms "
+             "| fwd TFLOP/s | fwd+bwd TFLOP/s | peak MiB | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(v, spec):
         return "" if v is None else format(v, spec)
@@ -285,7 +299,8 @@ def main(argv=None):
     for r in rows:
         lines.append(
             f"| {r['dtype']} | {r['G'] or '-'} | {r['path']} | {'' if r['tf32'] is None else r['tf32']} "
-            f"| {fmt(r.get('fwd_ms'), '.3f')} | {fmt(r.get('fwd_bwd_ms'), '.3f')} "
+            f"| {fmt(r.get('fwd_ms'), '.3f')} | {fmt(r.get('model_fwd_ms'), '.3f')} "
+            f"| {fmt(r.get('fwd_bwd_ms'), '.3f')} | {fmt(r.get('model_fwd_bwd_ms'), '.3f')} "
             f"| {fmt(r.get('fwd_tflops'), '.2f')} | {fmt(r.get('fwd_bwd_tflops'), '.2f')} "
             f"| {fmt(None if r.get('peak_bytes') is None else r['peak_bytes'] / 2**20, '.0f')} "
             f"| {r.get('note', '')} |")

@@ -1,65 +1,53 @@
 """Numba CUDA kernels of a KAN layer: span search, local B-spline basis, fused forward, fused
 deterministic backward, and the dense (basis matrix x cuBLAS) path.
 
-Every kernel mirrors the math of cpu.py and has a twin in reference.py; the host-side launch
-functions take the same arguments in the same order as the CPU kernels, so a model can call
-either backend:
+Every kernel has a twin in reference.py, and the host functions take the arguments of the CPU
+kernels in the same order, so a model calls either backend the same way:
 
     span_basis(x, knots, k, spans, values, derivs)
     layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y)
     layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
                    dx, dcoef, dw_base, dw_spline, dbias)
     layer_forward_dense(...), layer_backward_dense(...)   same signatures, dense path
-    choose_path(G, k, dtype, I, O, B, tf32=False) -> "fused" | "dense"
+    choose_path(G, k, dtype, I, O, B, path=None) -> "fused" | "dense"   (forward + backward pair)
 
-Arrays are device arrays: CuPy arrays (or anything with __cuda_array_interface__), and NumPy
-arrays under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1). Kernels are specialised per dtype
-(float32, float64) by a factory that closes over the Numba scalar type, so every constant and
-every local/shared array of a float32 kernel is float32: the float32 PTX has no .f64 instruction
-(tests/test_cuda_kernels.py checks this). k is a run-time argument up to MAX_K; local arrays are
-sized MAX_K + 1.
+Arrays are device arrays: CuPy arrays, or NumPy arrays under Numba's CUDA simulator
+(NUMBA_ENABLE_CUDASIM=1). Each kernel is built per (dtype, k), lazily, and cached: the float
+type is closed over (float32 PTX has no .f64 instruction) and the spline order k is a
+compile-time constant, so every loop over the k+1 bases unrolls and every local array lives in
+registers. Offsets are 32-bit unsigned (no 64-bit index arithmetic, no negative-index
+wraparound), so a layer must have fewer than 2**32 elements in each array.
 
-Launch configuration (compile-time tile sizes below):
+Parameters are repacked per call (one pass over the coefficients, see repack): mask*w_spline is
+folded into the coefficients and mask*w_base into wb, the outputs are tiled by TO = 128 and
+padded, and k zero rows pad each input's G+k basis rows on both sides, so the k+1 rows of a span
+s are rows s..s+k of the padded block at constant offsets and need no bounds test.
 
-fused forward       grid (ceil(B/FWD_TB), ceil(O/FWD_TO)), block (32, FWD_WARPS) = 256 threads.
-                    A block owns FWD_TB = 32 samples x FWD_TO = 64 outputs. It walks the inputs in
-                    chunks of FWD_TI = 8: first every thread evaluates ONE (sample, input) pair of
-                    the chunk (32 x 8 = 256 pairs: span by binary search, k+1 basis values by the
-                    Cox-de Boor triangle, base value) into shared memory; then the lanes of each warp
-                    sweep 32 consecutive outputs (2 per lane) for 4 samples per thread, reusing the
-                    staged basis across the whole output tile. Per (sample, input, output) the
-                    inner loop is k+1 coefficient loads and k+3 FMAs.
-                    The coefficient rows are read coalesced through L1/L2, not staged in shared
-                    memory: a warp's read coef[i, m, o0:o0+32] is one 128-byte (float32) line that
-                    all 32 lanes use, so no byte is wasted; a block touches at most
-                    FWD_TB*(k+1) of the G+k rows of each input, so staging the whole
-                    (G+k) x 64 slab would load mostly unused rows for large G, and its size (and so
-                    the occupancy) would depend on G. Rows shared by nearby samples hit L1, the
-                    slab of one o-tile is shared by all sample blocks in L2. Memory is
-                    O(B*(I+O)) + parameters for any G.
-fused backward dx   grid (ceil(B/32), ceil(I/8)), block (32, 8). Each thread first evaluates the
-                    derivative basis of one (sample, input) pair into shared memory; then warp w
-                    (input i0+w) reduces over the outputs with its lanes on consecutive o
-                    (coalesced reads of g, coef, w_*), DX_R pairs at a time; lane partials go to
-                    shared memory and one thread per pair sums its 32 partials in lane order.
-fused backward      the parameter gradients only need, per input i, the reductions over the batch
- parameters             C[i, m, o] = sum_b B_m(x[b,i]) g[b,o]     D[i, o] = sum_b base(x[b,i]) g[b,o]
-                    because dcoef = mask w_spline C, dw_spline = mask sum_m coef C, dw_base = mask D
-                    and dbias = sum_b g. Kernel 1: grid (ceil(I/4), ceil(O/32), n_chunks), block
-                    (32, 4): warp = one input i, lanes = 32 outputs, blockIdx.z = one batch chunk.
-                    The warp stages 32 samples' bases (one per lane) in shared memory and then each
-                    lane adds them into ITS OWN column of C (no two threads share an element: no
-                    atomics, a fixed sample order). The column lives in dynamic shared memory when
-                    4*(G+k)*32 values fit in PG_DYN_SMEM_MAX bytes, else directly in the global
-                    workspace. Partials go to a workspace (n_chunks, I, G+k, O). Kernel 2 (finalize,
-                    grid over (o, i)) sums the chunks in fixed order 0..n_chunks-1 and applies the
-                    mask/w_spline/coef factors. n_chunks depends on the shapes and dtype only, so
-                    the gradients are bit-identical run to run.
-dense path          one thread per (sample, input) writes its row segment of the basis matrix
-                    A = [basis (B, I*(G+k)) | base(x) (B, I)] (zeros outside the span, the k+1
-                    non-zeros from the same triangle), and of the derivative matrix for dx; the
-                    contraction with W = [mask*w_spline*coef ; mask*w_base] is xp.matmul
-                    (cupy on a GPU, numpy in the simulator tests).
+fused forward    grid (ceil(B/32), O/128), block (32, 8). Per chunk of 8 inputs every thread
+                 stages one (sample, input) pair: span s, k+1 bases, base value (shared memory).
+                 Then each thread sweeps 4 samples x 4 consecutive outputs of the tile for each
+                 of the 8 inputs: per (sample, input) one staged row, k+1 staged bases and
+                 (k+1) x 4 coalesced coefficient loads feed 4 (k+2) FMAs.
+fused dx         grid (ceil(B/32), ceil(I/8)), block (32, 8). Stages the derivative bases of the
+                 block's pairs (and stores row, bases and base value of each pair, i-major, for
+                 the parameter kernel); each thread accumulates, for 4 samples, its 4 outputs of
+                 every output tile; 32 lane partials per sample are summed by one thread in lane
+                 order.
+fused params     C[i, p, o] = sum_b B_{p-k}(x[b, i]) g[b, o] from the stored bases (no basis is
+                 evaluated here). Block (32, PG_WARPS): warp = input, lane = 4 outputs, each lane
+                 owns its columns of the warp's slab in dynamic shared memory (no atomics, no
+                 global read-modify-write, samples in increasing order). The G+2k span starts are
+                 split into windows of rw rows (slab rw+k rows, within PG_SMEM) across blocks,
+                 and the batch into chunks (param_split, by shape only). A finalize kernel sums
+                 chunk and window partials in fixed order and applies the weights;
+                 dw_base = mask (base values)^T g and dbias = sum_b g are GEMM/sum calls.
+dense path       A = [basis | base] (B, I*(G+k+1)) zero-filled by a memset, one thread per pair
+                 scatters its k+1 non-zeros; y = A W + bias and A^T g by xp.matmul (cuBLAS on a
+                 GPU); dx from the fused dx kernel.
+
+bench/gpu_static.py reads these kernels back from ptxas and nvdisasm (registers, spills,
+occupancy, SASS instructions per (sample, input, output)) and holds the roofline model whose
+constants choose_path uses.
 """
 import math
 import os
@@ -74,438 +62,416 @@ except Exception:  # pragma: no cover - depends on the machine
     _cupy = None
 
 MAX_K = 5
-MAXK1 = MAX_K + 1
 WARP = 32
-NO_SPAN = -(1 << 20)  # sentinel "first basis index" of a sample outside the knot range
+RO = 4                       # consecutive outputs per thread
+TO = WARP * RO               # outputs per warp = output tile of the repacked coefficients
+WARPS = 8                    # warps per block, forward and dx
+TB = 32                      # samples per block, forward and dx
+RB = TB // WARPS             # samples per thread
+TI = WARP * WARPS // TB      # inputs staged per chunk (one (sample, input) pair per thread)
+RED = WARP + 1               # padded row of the dx lane-partial buffer
+PG_WARPS = {4: 4, 8: 2}      # inputs per parameter-gradient block, by itemsize
+PG_SMEM = 22 * 1024          # accumulator slabs of one parameter-gradient block (bytes)
+SPL = 8                      # samples per lane in the parameter kernel's window filter
+PG_TARGET_BLOCKS = 2048      # about two waves of 7 blocks on each of 132 SMs
+PG_MAX_CHUNKS = 16
+PG_MIN_CHUNK = 256            # fewest samples per batch chunk
+FIN_TO, FIN_TI = 32, 8
+LAUNCH_BOUNDS = {4: {"forward": (WARP * WARPS, 4), "backward_dx": (WARP * WARPS, 4)}, 8: {}}
+# (sample, input, output) triples one iteration of a kernel's sweep loop handles per thread
+SWEEP_TRIPLES = {"forward": RB * RO, "backward_dx": RB * RO, "backward_params": RO}
 
-# fused forward tiles
-FWD_WARPS = 8                      # blockDim.y
-FWD_TB = 32                        # samples per block
-FWD_RB = FWD_TB // FWD_WARPS       # samples per thread
-FWD_RO = 2                         # outputs per thread (stride 32)
-FWD_TO = WARP * FWD_RO             # outputs per block
-FWD_TI = (WARP * FWD_WARPS) // FWD_TB  # inputs staged per chunk: one pair per thread
-FWD_ACC = FWD_RB * FWD_RO          # accumulators per thread
-# fused backward, dx
-DX_TB = 32                         # samples per block (= one per lane in the staging step)
-DX_TI = 8                          # inputs per block (= warps per block)
-DX_R = 8                           # pairs a warp reduces before the lane partials are summed
-DX_ROWS = DX_TI * DX_R             # rows of the lane-partial buffer
-WARP_PAD = WARP + 1                # padded row: conflict-free column and row access
-# fused backward, parameter gradients
-PG_WARPS = 4                       # inputs per block (one warp each)
-PG_SUB = WARP                      # samples staged at a time (one per lane)
-PG_MIN_CHUNK = 256                 # fewest samples per batch chunk
-PG_TARGET_WARPS = 16384            # about two full waves of warps on a 132-SM H100
-PG_MAX_CHUNKS = 16                 # workspace is at most this many copies of the coefficients
-PG_WS_MAX_BYTES = 512 * 1024 * 1024
-PG_DYN_SMEM_MAX = 40 * 1024        # dynamic smem for C columns (48 KiB default minus static)
-FIN_TO = 32
-FIN_TI = 8
-
-assert FWD_TB * FWD_TI == WARP * FWD_WARPS
-assert FWD_TB % FWD_WARPS == 0
-assert DX_TB == WARP and DX_TB % DX_R == 0
+assert TB * TI == WARP * WARPS and TB % WARPS == 0
 
 
-def _build(nbtype):
-    """Compile-time specialisation of every device function and kernel for one float type."""
+def _build(nbtype, K):
+    """Every kernel for one float type and one spline order K (a compile-time constant)."""
     DT = nbtype
-    i32 = types.int32
+    u32 = types.uint32
+    u64 = types.uint64  # a 32-bit base offset widened once, plus compile-time constants that
+    #                     fold into the load's immediate offset
+    K1 = K + 1
+    KV = 4 if K1 <= 4 else 8    # staged basis stride: one 128-bit shared load for K <= 3
+    PAIRS = TI * TB             # (sample, input) pairs staged per chunk
+    PAIR_VALS = PAIRS * KV
+    RED_SIZE = WARPS * RB * RED
+    ACC = RB * RO
+    PGW = PG_WARPS[DT.bitwidth // 8]
+    ROWS = PG_SMEM // (DT.bitwidth // 8) // (PGW * TO)   # slab rows per warp
+    RW = ROWS - K                                         # span starts per row window
+    SLAB = PGW * ROWS * TO
+    LIST = PGW * WARP
+    SCAN = 2 * LIST
+    GROUP = WARP * SPL                                    # samples a warp filters at once
+    LISTED = PGW * GROUP
 
     @cuda.jit(device=True, inline=True)
-    def find_span(knots, i, x):
-        n = knots.shape[1]
-        if not (x >= knots[i, 0] and x < knots[i, n - 1]):
+    def knot(kn, row, n, j):
+        # knot j of the vector starting at kn[row], continued past both ends at the end spacing
+        if j < 0:
+            return kn[row] + DT(j) * (kn[row + 1] - kn[row])
+        if j >= n:
+            return kn[row + n - 1] + DT(j - n + 1) * (kn[row + n - 1] - kn[row + n - 2])
+        return kn[row + j]
+
+    @cuda.jit(device=True, inline=True)
+    def find_span(kn, row, n, x):
+        """s with t_s <= x < t_{s+1}; -1 outside [t_0, t_{n-1})."""
+        if not (x >= kn[row] and x < kn[row + n - 1]):
             return -1
         lo = 0
         hi = n - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if x >= knots[i, mid]:
+            if x >= kn[row + mid]:
                 lo = mid
             else:
                 hi = mid
         return lo
 
     @cuda.jit(device=True, inline=True)
-    def knot(knots, i, j):
-        # knots[i, j] continued past both ends at the spacing of the end cells (see cpu._knot)
-        n = knots.shape[1]
-        if j < 0:
-            return knots[i, 0] + DT(j) * (knots[i, 1] - knots[i, 0])
-        if j >= n:
-            return knots[i, n - 1] + DT(j - n + 1) * (knots[i, n - 1] - knots[i, n - 2])
-        return knots[i, j]
-
-    @cuda.jit(device=True, inline=True)
-    def basis_at(knots, i, s, x, k, values, derivs, left, right, with_derivs):
-        zero = DT(0)
-        values[0] = DT(1)
-        derivs[0] = values[0]
-        for j in range(1, k + 1):
-            left[j] = x - knot(knots, i, s + 1 - j)
-            right[j] = knot(knots, i, s + j) - x
-            saved = zero
+    def basis(kn, row, n, s, x, vals, ders, with_derivs):
+        """The K+1 bases s-K..s at x (Cox-de Boor triangle) and, optionally, their slopes."""
+        left = cuda.local.array(K1, DT)
+        right = cuda.local.array(K1, DT)
+        vals[0] = DT(1)
+        ders[0] = DT(1)
+        for j in range(1, K1):
+            left[j] = x - knot(kn, row, n, s + 1 - j)
+            right[j] = knot(kn, row, n, s + j) - x
+            saved = DT(0)
             for r in range(j):
-                temp = values[r] / (right[r + 1] + left[j - r])
-                values[r] = saved + right[r + 1] * temp
+                temp = vals[r] / (right[r + 1] + left[j - r])
+                vals[r] = saved + right[r + 1] * temp
                 saved = left[j - r] * temp
-            values[j] = saved
-            if with_derivs and j == k - 1:
-                for r in range(k):
-                    derivs[r] = values[r]
+            vals[j] = saved
+            if with_derivs and j == K - 1:
+                for r in range(K):
+                    ders[r] = vals[r]
         if with_derivs:
-            order = DT(k)
-            for r in range(k, -1, -1):
-                rising = zero
-                falling = zero
+            for r in range(K, -1, -1):
+                rising = DT(0)
+                falling = DT(0)
                 if r >= 1:
-                    rising = derivs[r - 1] / (knot(knots, i, s + r) - knot(knots, i, s - k + r))
-                if r < k:
-                    falling = derivs[r] / (knot(knots, i, s + r + 1) - knot(knots, i, s - k + r + 1))
-                derivs[r] = order * (rising - falling)
+                    rising = ders[r - 1] / (knot(kn, row, n, s + r) - knot(kn, row, n, s - K + r))
+                if r < K:
+                    falling = ders[r] / (knot(kn, row, n, s + r + 1)
+                                         - knot(kn, row, n, s - K + r + 1))
+                ders[r] = DT(K) * (rising - falling)
 
     @cuda.jit(device=True, inline=True)
     def base_value(x, base):
-        one = DT(1)
         if base == 0:
-            return x * (one / (one + math.exp(-x)))
+            return x / (DT(1) + math.exp(-x))
         if base == 1:
             return x
         return DT(0)
 
     @cuda.jit(device=True, inline=True)
     def base_slope(x, base):
-        one = DT(1)
         if base == 0:
-            sig = one / (one + math.exp(-x))
-            return sig * (one + x * (one - sig))
+            sig = DT(1) / (DT(1) + math.exp(-x))
+            return sig * (DT(1) + x * (DT(1) - sig))
         if base == 1:
-            return one
+            return DT(1)
         return DT(0)
 
     @cuda.jit(device=True, inline=True)
-    def local_basis(knots, i, xv, k, n_basis, values, derivs, left, right, with_derivs):
-        """Span -> first basis index s-k (NO_SPAN outside); out-of-range bases zeroed."""
-        s = find_span(knots, i, xv)
+    def stage_pair(x, kn, n, B, I, b, i, vals, ders, with_derivs):
+        """Padded first row s (= span; 0 outside the knot range, with zero bases) of pair (b, i)."""
+        for r in range(K1):
+            vals[r] = DT(0)
+            ders[r] = DT(0)
+        if b >= B or i >= I:
+            return 0
+        row = i * n
+        xv = x[b * I + i]
+        s = find_span(kn, row, n, xv)
         if s < 0:
-            return NO_SPAN
-        basis_at(knots, i, s, xv, k, values, derivs, left, right, with_derivs)
-        m0 = s - k
-        for r in range(k + 1):
-            m = m0 + r
-            if m < 0 or m >= n_basis:
-                values[r] = DT(0)
-                derivs[r] = DT(0)
-        return m0
+            return 0
+        basis(kn, row, n, s, xv, vals, ders, with_derivs)
+        return s
 
     # ------------------------------------------------------------------ span_basis
-    def span_basis_kernel(x, knots, k, spans, values, derivs):
+    def span_basis_kernel(x, kn, B, I, n, spans, values, derivs):
         idx = cuda.grid(1)
-        B = x.shape[0]
-        I = x.shape[1]
         if idx >= B * I:
             return
         b = idx // I
         i = idx - b * I
-        n_basis = knots.shape[1] - 1 - k
-        vals = cuda.local.array(MAXK1, DT)
-        ders = cuda.local.array(MAXK1, DT)
-        left = cuda.local.array(MAXK1, DT)
-        right = cuda.local.array(MAXK1, DT)
-        xv = x[b, i]
-        m0 = local_basis(knots, i, xv, k, n_basis, vals, ders, left, right, True)
-        if m0 == NO_SPAN:
-            spans[b, i] = -1
-            for r in range(k + 1):
-                values[b, i, r] = DT(0)
-                derivs[b, i, r] = DT(0)
-            return
-        spans[b, i] = m0 + k
-        for r in range(k + 1):
-            values[b, i, r] = vals[r]
-            derivs[b, i, r] = ders[r]
+        vals = cuda.local.array(K1, DT)
+        ders = cuda.local.array(K1, DT)
+        s = stage_pair(x, kn, n, B, I, b, i, vals, ders, True)
+        xv = x[idx]
+        inside = xv >= kn[i * n] and xv < kn[i * n + n - 1]
+        spans[b, i] = s if inside else -1
+        for r in range(K1):
+            m = s - K + r
+            ok = inside and m >= 0 and m < n - K1
+            values[b, i, r] = vals[r] if ok else DT(0)
+            derivs[b, i, r] = ders[r] if ok else DT(0)
 
     # ------------------------------------------------------------------ fused forward
-    def forward_kernel(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-        sh_m0 = cuda.shared.array((FWD_TI, FWD_TB), i32)
-        sh_v = cuda.shared.array((FWD_TI, FWD_TB, MAXK1), DT)
-        sh_base = cuda.shared.array((FWD_TI, FWD_TB), DT)
-        vals = cuda.local.array(MAXK1, DT)
-        ders = cuda.local.array(MAXK1, DT)
-        left = cuda.local.array(MAXK1, DT)
-        right = cuda.local.array(MAXK1, DT)
-        acc = cuda.local.array(FWD_ACC, DT)
-        zero = DT(0)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * WARP + tx
-        b0 = cuda.blockIdx.x * FWD_TB
-        o0 = cuda.blockIdx.y * FWD_TO
-        B = x.shape[0]
-        I = x.shape[1]
-        n_basis = coef.shape[1]
-        O = coef.shape[2]
-        for j in range(FWD_ACC):
-            acc[j] = zero
-        pb = t % FWD_TB  # the pair this thread stages
-        pi = t // FWD_TB
-        for ic in range(0, I, FWD_TI):
-            # stage: span, k+1 basis values and base value of one (sample, input) pair
-            b = b0 + pb
-            i = ic + pi
-            m0 = NO_SPAN
-            bv = zero
-            if b < B and i < I:
-                xv = x[b, i]
-                bv = base_value(xv, base)
-                m0 = local_basis(knots, i, xv, k, n_basis, vals, ders, left, right, False)
-                if m0 != NO_SPAN:
-                    for r in range(k + 1):
-                        sh_v[pi, pb, r] = vals[r]
-            sh_m0[pi, pb] = m0
-            sh_base[pi, pb] = bv
+    def forward_kernel(x, kn, B, I, n, wp, wb, nbp, OP, bias, base, y, O):
+        """y = bias + sum_i (wb base(x) + sum_r wp[i, tile, s+r, :] B_r(x)), one 128-output tile."""
+        sh_row = cuda.shared.array(PAIRS, types.int32)
+        sh_v = cuda.shared.array(PAIR_VALS, DT)
+        sh_bv = cuda.shared.array(PAIRS, DT)
+        vals = cuda.local.array(K1, DT)
+        ders = cuda.local.array(K1, DT)
+        acc = cuda.local.array(ACC, DT)
+        tx = u32(cuda.threadIdx.x)
+        ty = u32(cuda.threadIdx.y)
+        t = u32(ty * WARP + tx)
+        b0 = u32(cuda.blockIdx.x * TB)
+        ot = u32(cuda.blockIdx.y)
+        OT = u32(OP // TO)
+        lane_o = u32(ot * TO + RO * tx)
+        for j in range(RB * RO):
+            acc[j] = DT(0)
+        pb = u32(t % TB)
+        pi = u32(t // TB)
+        for ic in range(0, I, TI):
+            b = u32(b0 + pb)
+            i = u32(ic + pi)
+            s = stage_pair(x, kn, n, B, I, b, i, vals, ders, False)
+            sh_row[t] = s
+            sh_bv[t] = base_value(x[b * I + i], base) if (b < B and i < I) else DT(0)
+            for r in range(K1):
+                sh_v[u32(t * KV + r)] = vals[r]
             cuda.syncthreads()
-            # sweep: lanes over outputs, the staged basis reused across the output tile
-            for ii in range(FWD_TI):
-                i = ic + ii
+            for ii in range(TI):
+                i = u32(ic + ii)
                 if i < I:
-                    for ro in range(FWD_RO):
-                        o = o0 + tx + WARP * ro
-                        if o < O:
-                            eb = mask[i, o] * w_base[i, o]
-                            es = mask[i, o] * w_spline[i, o]
-                            for rb in range(FWD_RB):
-                                bb = ty + FWD_WARPS * rb
-                                m0 = sh_m0[ii, bb]
-                                spline = zero
-                                if m0 != NO_SPAN:
-                                    for r in range(k + 1):
-                                        m = m0 + r
-                                        if m >= 0 and m < n_basis:
-                                            spline += coef[i, m, o] * sh_v[ii, bb, r]
-                                acc[rb * FWD_RO + ro] += eb * sh_base[ii, bb] + es * spline
+                    tile = u32((i * OT + ot) * nbp)
+                    w = cuda.local.array(RO, DT)
+                    w0 = u64(u32(i * OP + lane_o))
+                    for j in range(RO):
+                        w[j] = wb[w0 + u64(j)]
+                    for rb in range(RB):
+                        p = u32(ii * TB + ty + WARPS * rb)
+                        c0 = u64(u32((tile + u32(sh_row[p])) * TO + RO * tx))
+                        pv = u64(u32(p * KV))
+                        bv = sh_bv[p]
+                        for j in range(RO):
+                            acc[rb * RO + j] += w[j] * bv
+                        for r in range(K1):
+                            v = sh_v[pv + u64(r)]
+                            for j in range(RO):
+                                acc[rb * RO + j] += wp[c0 + u64(r * TO + j)] * v
             cuda.syncthreads()
-        for rb in range(FWD_RB):
-            b = b0 + ty + FWD_WARPS * rb
+        for rb in range(RB):
+            b = u32(b0 + ty + WARPS * rb)
             if b < B:
-                for ro in range(FWD_RO):
-                    o = o0 + tx + WARP * ro
+                for j in range(RO):
+                    o = u32(lane_o + j)
                     if o < O:
-                        y[b, o] = bias[o] + acc[rb * FWD_RO + ro]
+                        y[u32(b * O + o)] = bias[o] + acc[rb * RO + j]
 
     # ------------------------------------------------------------------ fused backward: dx
-    def backward_dx_kernel(x, g, knots, coef, w_base, w_spline, mask, k, base, dx):
-        sh_m0 = cuda.shared.array((DX_TI, DX_TB), i32)
-        sh_d = cuda.shared.array((DX_TI, DX_TB, MAXK1), DT)
-        sh_bs = cuda.shared.array((DX_TI, DX_TB), DT)
-        red = cuda.shared.array((DX_ROWS, WARP_PAD), DT)
-        vals = cuda.local.array(MAXK1, DT)
-        ders = cuda.local.array(MAXK1, DT)
-        left = cuda.local.array(MAXK1, DT)
-        right = cuda.local.array(MAXK1, DT)
-        zero = DT(0)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * WARP + tx
-        b0 = cuda.blockIdx.x * DX_TB
-        i0 = cuda.blockIdx.y * DX_TI
-        B = x.shape[0]
-        I = x.shape[1]
-        n_basis = coef.shape[1]
-        O = coef.shape[2]
-        # stage: the derivative basis of pair (sample b0+tx, input i0+ty)
-        b = b0 + tx
-        i = i0 + ty
-        m0 = NO_SPAN
-        bs = zero
+    def backward_dx_kernel(x, kn, B, I, n, g, wp, wb, nbp, OP, base, dx, st_row, st_val, st_bv):
+        """dx[b, i] = sum_o g[b, o] (wb base'(x) + sum_r wp[.., s+r, o] B'_r(x)).
+
+        Also stores each pair's padded row, K+1 basis values and base value (i-major) for the
+        parameter-gradient kernel, which then never evaluates a basis.
+        """
+        sh_row = cuda.shared.array(PAIRS, types.int32)
+        sh_d = cuda.shared.array(PAIR_VALS, DT)
+        sh_bs = cuda.shared.array(PAIRS, DT)
+        red = cuda.shared.array(RED_SIZE, DT)
+        vals = cuda.local.array(K1, DT)
+        ders = cuda.local.array(K1, DT)
+        part = cuda.local.array(RB, DT)
+        tx = u32(cuda.threadIdx.x)
+        ty = u32(cuda.threadIdx.y)
+        t = u32(ty * WARP + tx)
+        b0 = u32(cuda.blockIdx.x * TB)
+        ic = u32(cuda.blockIdx.y * TI)
+        OT = u32(OP // TO)
+        pb = u32(t % TB)
+        pi = u32(t // TB)
+        b = u32(b0 + pb)
+        i = u32(ic + pi)
+        s = stage_pair(x, kn, n, B, I, b, i, vals, ders, True)
+        sh_row[t] = s
+        bs = DT(0)
         if b < B and i < I:
-            xv = x[b, i]
+            xv = x[b * I + i]
             bs = base_slope(xv, base)
-            m0 = local_basis(knots, i, xv, k, n_basis, vals, ders, left, right, True)
-            if m0 != NO_SPAN:
-                for r in range(k + 1):
-                    sh_d[ty, tx, r] = ders[r]
-        sh_m0[ty, tx] = m0
-        sh_bs[ty, tx] = bs
+            q = u32(i * B + b)
+            st_row[q] = s
+            st_bv[q] = base_value(xv, base)
+            for r in range(K1):
+                st_val[u32(q * K1 + r)] = vals[r]
+        sh_bs[t] = bs
+        for r in range(K1):
+            sh_d[u32(t * KV + r)] = ders[r]
         cuda.syncthreads()
-        # warp ty reduces over o for input i0+ty, DX_R samples per round
-        for q in range(DX_TB // DX_R):
-            for jj in range(DX_R):
-                bb = q * DX_R + jj
-                b = b0 + bb
-                part = zero
-                if b < B and i < I:
-                    m0 = sh_m0[ty, bb]
-                    bs = sh_bs[ty, bb]
-                    for o in range(tx, O, WARP):
-                        dsp = zero
-                        if m0 != NO_SPAN:
-                            for r in range(k + 1):
-                                m = m0 + r
-                                if m >= 0 and m < n_basis:
-                                    dsp += coef[i, m, o] * sh_d[ty, bb, r]
-                        part += g[b, o] * mask[i, o] * (w_base[i, o] * bs + w_spline[i, o] * dsp)
-                red[ty * DX_R + jj, tx] = part
-            cuda.syncthreads()
-            if t < DX_TI * DX_R:
-                wi = t // DX_R
-                jj = t - wi * DX_R
-                bo = b0 + q * DX_R + jj
-                io = i0 + wi
-                total = zero
-                for lane in range(WARP):  # fixed lane order: deterministic
-                    total += red[t, lane]
-                if bo < B and io < I:
-                    dx[bo, io] = total
-            cuda.syncthreads()
+        for ii in range(TI):
+            i = u32(ic + ii)
+            if i < I:  # uniform over the block
+                for rb in range(RB):
+                    part[rb] = DT(0)
+                for ot in range(OT):
+                    tile = u32((i * OT + ot) * nbp)
+                    o = u32(ot * TO + RO * tx)
+                    w = cuda.local.array(RO, DT)
+                    w0 = u64(u32(i * OP + o))
+                    for j in range(RO):
+                        w[j] = wb[w0 + u64(j)]
+                    for rb in range(RB):
+                        p = u32(ii * TB + ty + WARPS * rb)
+                        bb = min(u32(b0 + ty + WARPS * rb), u32(B - 1))
+                        c0 = u64(u32((tile + u32(sh_row[p])) * TO + RO * tx))
+                        pv = u64(u32(p * KV))
+                        g0 = u64(u32(bb * OP + o))
+                        bsv = sh_bs[p]
+                        tv = cuda.local.array(RO, DT)
+                        for j in range(RO):
+                            tv[j] = w[j] * bsv
+                        for r in range(K1):
+                            d = sh_d[pv + u64(r)]
+                            for j in range(RO):
+                                tv[j] += wp[c0 + u64(r * TO + j)] * d
+                        for j in range(RO):
+                            part[rb] += g[g0 + u64(j)] * tv[j]
+                for rb in range(RB):
+                    red[u32((ty * RB + rb) * RED + tx)] = part[rb]
+                cuda.syncthreads()
+                if t < TB:  # one thread per sample sums its 32 lane partials in lane order
+                    row = u32((t % WARPS) * RB + t // WARPS)
+                    total = DT(0)
+                    for lane in range(WARP):
+                        total += red[u32(row * RED + lane)]
+                    bt = u32(b0 + t)
+                    if bt < B:
+                        dx[bt, i] = total
+                cuda.syncthreads()
 
     # ------------------------------------------------------------------ fused backward: params
-    @cuda.jit(device=True, inline=True)
-    def param_chunk(x, g, knots, k, base, chunk_len, acc, abase, astride, copy_out,
-                    ws_c, ws_d, ws_bias, sh_m0, sh_v, sh_bv):
-        vals = cuda.local.array(MAXK1, DT)
-        ders = cuda.local.array(MAXK1, DT)
-        left = cuda.local.array(MAXK1, DT)
-        right = cuda.local.array(MAXK1, DT)
-        zero = DT(0)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        B = x.shape[0]
-        I = x.shape[1]
-        O = g.shape[1]
-        n_basis = knots.shape[1] - 1 - k
-        i = cuda.blockIdx.x * PG_WARPS + ty
-        o = cuda.blockIdx.y * WARP + tx
-        c = cuda.blockIdx.z
-        bstart = c * chunk_len
-        bend = min(B, bstart + chunk_len)
-        active = i < I and o < O
-        if active:
-            for m in range(n_basis):
-                acc[abase + m * astride] = zero
-        dsum = zero
-        bsum = zero
-        for sb in range(bstart, bend, PG_SUB):
-            b = sb + tx
-            m0 = NO_SPAN
-            bv = zero
-            if i < I and b < bend:
-                xv = x[b, i]
-                bv = base_value(xv, base)
-                m0 = local_basis(knots, i, xv, k, n_basis, vals, ders, left, right, False)
-                if m0 != NO_SPAN:
-                    for r in range(k + 1):
-                        sh_v[ty, tx, r] = vals[r]
-            sh_m0[ty, tx] = m0
-            sh_bv[ty, tx] = bv
-            cuda.syncthreads()
-            if active:
-                nb = min(PG_SUB, bend - sb)
-                for j in range(nb):  # samples in order: each lane owns its column of C
-                    gv = g[sb + j, o]
-                    dsum += sh_bv[ty, j] * gv
-                    if i == 0:
-                        bsum += gv
-                    m0 = sh_m0[ty, j]
-                    if m0 != NO_SPAN:
-                        for r in range(k + 1):
-                            m = m0 + r
-                            if m >= 0 and m < n_basis:
-                                acc[abase + m * astride] += sh_v[ty, j, r] * gv
-            cuda.syncthreads()
-        if active:
-            if copy_out:
-                wbase = ((c * I + i) * n_basis) * O + o
-                for m in range(n_basis):
-                    ws_c[wbase + m * O] = acc[abase + m * astride]
-            ws_d[(c * I + i) * O + o] = dsum
-            if i == 0:
-                ws_bias[c * O + o] = bsum
+    def backward_params_kernel(st_row, st_val, B, I, g, OP, n_win, chunk_len, ws):
+        """Partial C[i, p, o] = sum_b B_{p-K}(x[b, i]) g[b, o] of one batch chunk and row window.
 
-    def backward_params_kernel(x, g, knots, k, base, chunk_len, use_smem, ws_c, ws_d, ws_bias):
-        dyn = cuda.shared.array(0, DT)
-        sh_m0 = cuda.shared.array((PG_WARPS, PG_SUB), i32)
-        sh_v = cuda.shared.array((PG_WARPS, PG_SUB, MAXK1), DT)
-        sh_bv = cuda.shared.array((PG_WARPS, PG_SUB), DT)
-        I = x.shape[1]
-        O = g.shape[1]
-        n_basis = knots.shape[1] - 1 - k
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        if use_smem:
-            param_chunk(x, g, knots, k, base, chunk_len, dyn, ty * n_basis * WARP + tx, WARP,
-                        True, ws_c, ws_d, ws_bias, sh_m0, sh_v, sh_bv)
-        else:
-            i = cuda.blockIdx.x * PG_WARPS + ty
-            o = cuda.blockIdx.y * WARP + tx
-            c = cuda.blockIdx.z
-            param_chunk(x, g, knots, k, base, chunk_len, ws_c, ((c * I + i) * n_basis) * O + o,
-                        O, False, ws_c, ws_d, ws_bias, sh_m0, sh_v, sh_bv)
+        Block (32, PGW): warp = input, lane = RO consecutive outputs of the tile blockIdx.y;
+        blockIdx.z = chunk * n_win + window. The window owns the samples whose first padded row s
+        lies in [w0, w0 + RW); their rows s..s+K fall in the warp's slab of RW + K rows in
+        shared memory, each lane owning its columns (no two threads write one element, no
+        atomics, samples in increasing order). Samples are read SPL per lane, 32 SPL at a time;
+        a prefix sum over the lanes lists those in the window, and the warp sweeps only them.
+        The slab goes to ws[chunk, window, i, tile] and the finalize kernel sums the overlaps.
+        """
+        sh_c = cuda.shared.array(SLAB, DT)
+        sh_scan = cuda.shared.array(SCAN, types.int32)
+        sh_list = cuda.shared.array(LISTED, types.int32)
+        tx = u32(cuda.threadIdx.x)
+        ty = u32(cuda.threadIdx.y)
+        i = u32(cuda.blockIdx.x * PGW + ty)
+        ot = u32(cuda.blockIdx.y)
+        win = u32(cuda.blockIdx.z % n_win)
+        chunk = u32(cuda.blockIdx.z // n_win)
+        slab = u32(ty * ROWS * TO + RO * tx)
+        for r in range(ROWS):
+            for j in range(RO):
+                sh_c[slab + u32(r * TO + j)] = DT(0)
+        w0 = u32(win * RW)
+        o = u32(ot * TO + RO * tx)
+        lane = u32(ty * WARP + tx)
+        lo = u32(chunk * chunk_len)
+        hi = min(u32(lo + chunk_len), u32(B))
+        for gb in range(lo, hi, GROUP):  # the same trip count for every warp of the block
+            sv = cuda.local.array(SPL, types.uint32)
+            hits = 0
+            for u in range(SPL):
+                b = u32(gb + tx * SPL + u)
+                sv[u] = u32(0xFFFFFFFF)
+                if i < I and b < hi:
+                    sv[u] = u32(st_row[u32(i * B + b)])
+                if sv[u] >= w0 and sv[u] < w0 + RW:
+                    hits += 1
+            count = hits  # inclusive prefix sum over the warp's lanes (Hillis-Steele)
+            sh_scan[lane] = count
+            cuda.syncthreads()
+            for step in range(5):
+                d = 1 << step
+                src = u32((step % 2) * LIST + lane)
+                if tx >= d:
+                    count += sh_scan[src - d]
+                sh_scan[u32(((step + 1) % 2) * LIST + lane)] = count
+                cuda.syncthreads()
+            slot = u32(ty * GROUP + count - hits)
+            for u in range(SPL):  # list the window's samples, in increasing order
+                if sv[u] >= w0 and sv[u] < w0 + RW:
+                    sh_list[slot] = (sv[u] - w0) << 8 | (tx * SPL + u)
+                    slot += 1
+            cuda.syncthreads()
+            total = sh_scan[u32(LIST + ty * WARP + WARP - 1)]
+            for h in range(total):
+                e = u32(sh_list[u32(ty * GROUP + h)])
+                bb = u32(gb + (e & 255))
+                gv = cuda.local.array(RO, DT)
+                g0 = u64(u32(bb * OP + o))
+                for j in range(RO):
+                    gv[j] = g[g0 + u64(j)]
+                c0 = u64(u32(slab + (e >> 8) * TO))
+                v0 = u64(u32((i * B + bb) * K1))
+                for r in range(K1):
+                    v = st_val[v0 + u64(r)]
+                    acc = cuda.local.array(RO, DT)
+                    for j in range(RO):
+                        acc[j] = sh_c[c0 + u64(r * TO + j)]
+                    for j in range(RO):
+                        sh_c[c0 + u64(r * TO + j)] = acc[j] + v * gv[j]
+            cuda.syncthreads()
+        if i < I:
+            OT = u32(OP // TO)
+            dst = u64(u32((((chunk * n_win + win) * I + i) * OT + ot) * ROWS * TO + RO * tx))
+            for r in range(ROWS):
+                for j in range(RO):
+                    ws[dst + u64(r * TO + j)] = sh_c[slab + u32(r * TO + j)]
 
-    def backward_finalize_kernel(coef, w_spline, mask, n_chunks, ws_c, ws_d, ws_bias,
-                                 dcoef, dw_base, dw_spline, dbias):
+    def backward_finalize_kernel(ws, I, OP, nbp, rw, n_win, n_chunks, coef, w_spline, mask,
+                                 dcoef, dw_spline):
+        """Sum the partials in fixed order (chunk, then window) and apply the weights."""
         o = cuda.blockIdx.x * FIN_TO + cuda.threadIdx.x
         i = cuda.blockIdx.y * FIN_TI + cuda.threadIdx.y
-        I = coef.shape[0]
         n_basis = coef.shape[1]
         O = coef.shape[2]
         if i >= I or o >= O:
             return
-        zero = DT(0)
+        OT = OP // TO
+        ot = o // TO
+        oo = o - ot * TO
+        rows = rw + K
         es = mask[i, o] * w_spline[i, o]
-        dws = zero
+        dws = DT(0)
         for m in range(n_basis):
-            cs = zero
-            for c in range(n_chunks):  # fixed chunk order
-                cs += ws_c[((c * I + i) * n_basis + m) * O + o]
+            p = m + K
+            cs = DT(0)
+            for c in range(n_chunks):
+                for win in range(max(0, (p - rows) // rw + 1), min(n_win, p // rw + 1)):
+                    cs += ws[((((c * n_win + win) * I + i) * OT + ot) * rows + p - win * rw) * TO
+                             + oo]
             dcoef[i, m, o] = es * cs
             dws += coef[i, m, o] * cs
         dw_spline[i, o] = mask[i, o] * dws
-        ds = zero
-        for c in range(n_chunks):
-            ds += ws_d[(c * I + i) * O + o]
-        dw_base[i, o] = mask[i, o] * ds
-        if i == 0:
-            bs = zero
-            for c in range(n_chunks):
-                bs += ws_bias[c * O + o]
-            dbias[o] = bs
 
     # ------------------------------------------------------------------ dense basis matrix
-    def dense_basis_kernel(x, knots, k, base, with_derivs, A, Ad):
+    def dense_basis_kernel(x, kn, B, I, n, base, A):
+        """Scatter the K+1 non-zero bases and the base value of pair (b, i) into the zeroed A."""
         idx = cuda.grid(1)
-        B = x.shape[0]
-        I = x.shape[1]
         if idx >= B * I:
             return
         b = idx // I
         i = idx - b * I
-        n_basis = knots.shape[1] - 1 - k
-        vals = cuda.local.array(MAXK1, DT)
-        ders = cuda.local.array(MAXK1, DT)
-        left = cuda.local.array(MAXK1, DT)
-        right = cuda.local.array(MAXK1, DT)
-        zero = DT(0)
-        col0 = i * n_basis
-        for m in range(n_basis):
-            A[b, col0 + m] = zero
-        if with_derivs:
-            for m in range(n_basis):
-                Ad[b, col0 + m] = zero
-        xv = x[b, i]
-        m0 = local_basis(knots, i, xv, k, n_basis, vals, ders, left, right, with_derivs)
-        if m0 != NO_SPAN:
-            for r in range(k + 1):
-                m = m0 + r
-                if m >= 0 and m < n_basis:
-                    A[b, col0 + m] = vals[r]
-                    if with_derivs:
-                        Ad[b, col0 + m] = ders[r]
-        A[b, I * n_basis + i] = base_value(xv, base)
-        if with_derivs:
-            Ad[b, I * n_basis + i] = base_slope(xv, base)
+        n_basis = n - K1
+        vals = cuda.local.array(K1, DT)
+        ders = cuda.local.array(K1, DT)
+        s = stage_pair(x, kn, n, B, I, b, i, vals, ders, False)
+        for r in range(K1):
+            m = s - K + r
+            if m >= 0 and m < n_basis:
+                A[b, i * n_basis + m] = vals[r]
+        A[b, I * n_basis + i] = base_value(x[idx], base)
 
     pyfuncs = {
         "span_basis": span_basis_kernel,
@@ -515,41 +481,71 @@ def _build(nbtype):
         "backward_finalize": backward_finalize_kernel,
         "dense_basis": dense_basis_kernel,
     }
-    kernels = {name: cuda.jit(fn) for name, fn in pyfuncs.items()}
-    return kernels, pyfuncs
+    return pyfuncs
 
 
+_PYFUNCS = {}
 _KERNELS = {}
 
 
-def _get(dtype):
+def _dtype(dtype):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"CUDA kernels support float32 and float64, got {dtype}")
-    if dtype not in _KERNELS:
-        nbtype = types.float32 if dtype == np.float32 else types.float64
-        _KERNELS[dtype] = _build(nbtype)
-    return _KERNELS[dtype]
+    return dtype
 
 
-def kernel_signatures(dtype):
-    """(name, python function, Numba signature) of every CUDA kernel for C-contiguous arrays.
+def _check_k(k):
+    if not isinstance(k, (int, np.integer)) or not 0 <= int(k) <= MAX_K:
+        raise ValueError(f"spline order k must be an integer in 0..{MAX_K}, got {k!r}")
+    return int(k)
+
+
+def _pyfuncs(dtype, k):
+    key = (_dtype(dtype), _check_k(k))
+    if key not in _PYFUNCS:
+        _PYFUNCS[key] = _build(types.float32 if key[0] == np.float32 else types.float64, key[1])
+    return _PYFUNCS[key]
+
+
+def launch_bounds(name, dtype):
+    """(threads per block, blocks per SM) promised to ptxas for kernel `name`, or None.
+
+    float32 forward and dx: 4 blocks of 256 threads, which caps them at 64 registers (50%
+    occupancy); they fit without spilling (bench/gpu_static.py checks).
+    """
+    return LAUNCH_BOUNDS[_dtype(dtype).itemsize].get(name)
+
+
+def _kernel(name, dtype, k):
+    """The jitted kernel `name` for (dtype, k), built on first use and cached."""
+    key = (name, _dtype(dtype), _check_k(k))
+    if key not in _KERNELS:
+        bounds = launch_bounds(name, dtype)
+        opts = {"launch_bounds": bounds} if bounds and not _numba_config.ENABLE_CUDASIM else {}
+        _KERNELS[key] = cuda.jit(**opts)(_pyfuncs(dtype, k)[name])
+    return _KERNELS[key]
+
+
+def kernel_signatures(dtype, k):
+    """(name, python function, Numba signature) of every CUDA kernel for (dtype, k).
 
     For ahead-of-time checks: `numba.cuda.compile_ptx(fn, sig, cc=(9, 0))`.
     """
-    _, pyfuncs = _get(dtype)
-    T = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    T = types.float32 if _dtype(dtype) == np.float32 else types.float64
     a1, a2, a3 = (types.Array(T, n, "C") for n in (1, 2, 3))
-    i64, i2 = types.int64, types.Array(types.int64, 2, "C")
+    i64, u4 = types.int64, types.Array(types.int32, 1, "C")
+    l2 = types.Array(types.int64, 2, "C")
     sigs = {
-        "span_basis": (a2, a2, i64, i2, a3, a3),
-        "forward": (a2, a2, a3, a2, a2, a1, a2, i64, i64, a2),
-        "backward_dx": (a2, a2, a2, a3, a2, a2, a2, i64, i64, a2),
-        "backward_params": (a2, a2, a2, i64, i64, i64, types.boolean, a1, a1, a1),
-        "backward_finalize": (a3, a2, a2, i64, a1, a1, a1, a3, a2, a2, a1),
-        "dense_basis": (a2, a2, i64, i64, types.boolean, a2, a2),
+        "span_basis": (a1, a1, i64, i64, i64, l2, a3, a3),
+        "forward": (a1, a1, i64, i64, i64, a1, a1, i64, i64, a1, i64, a1, i64),
+        "backward_dx": (a1, a1, i64, i64, i64, a1, a1, a1, i64, i64, i64, a2, u4, a1, a1),
+        "backward_params": (u4, a1, i64, i64, a1, i64, i64, i64, a1),
+        "backward_finalize": (a1, i64, i64, i64, i64, i64, i64, a3, a2, a2, a3, a2),
+        "dense_basis": (a1, a1, i64, i64, i64, i64, a2),
     }
-    return [(name, pyfuncs[name], sigs[name]) for name in pyfuncs]
+    funcs = _pyfuncs(dtype, k)
+    return [(name, funcs[name], sigs[name]) for name in funcs]
 
 
 # ---------------------------------------------------------------------- host-side helpers
@@ -585,113 +581,156 @@ def _stream(*arrays):
     return _STREAMS[ptr]
 
 
-def _check_k(k):
-    if not 0 <= int(k) <= MAX_K:
-        raise ValueError(f"spline order k must be in 0..{MAX_K}, got {k}")
-
-
 def _cdiv(a, b):
     return (a + b - 1) // b
+
+
+def _flat(xp, a):
+    """C-contiguous 1-D view (a copy only when a is not contiguous): kernels index flat offsets."""
+    return xp.ascontiguousarray(a).reshape(-1)
+
+
+def repack(xp, coef, w_base, w_spline, mask, k):
+    """Per-call repack of the parameters into the layout the fused kernels read.
+
+        wp (I, OT, G+3k, TO): mask*w_spline*coef, outputs tiled by TO = 128 and padded to OT*TO
+                              with zeros, k zero rows before and after the G+k basis rows, so
+                              the k+1 rows of a span are constant offsets (TO apart) and never
+                              out of range;
+        wb (I, OT*TO):        mask*w_base, zero-padded.
+    Returns flat wp, flat wb, G+3k, OT*TO. Costs one pass over the coefficients.
+    """
+    I, n_basis, O = coef.shape
+    OP = _cdiv(O, TO) * TO
+    folded = (mask * w_spline)[:, None, :] * coef
+    wp = xp.zeros((I, n_basis + 2 * k, OP), dtype=coef.dtype)
+    wp[:, k:k + n_basis, :O] = folded
+    wp = wp.reshape(I, n_basis + 2 * k, OP // TO, TO).transpose(0, 2, 1, 3)
+    wb = xp.zeros((I, OP), dtype=coef.dtype)
+    wb[:, :O] = mask * w_base
+    return _flat(xp, wp), _flat(xp, wb), n_basis + 2 * k, OP
+
+
+def _padded_outputs(xp, g, OP):
+    """g (B, O) as flat (B, OP), zero-padded when O is not a multiple of TO."""
+    B, O = g.shape
+    if O == OP:
+        return _flat(xp, g)
+    gp = xp.zeros((B, OP), dtype=g.dtype)
+    gp[:, :O] = g
+    return gp.reshape(-1)
 
 
 # ---------------------------------------------------------------------- fused path
 def span_basis(x, knots, k, spans, values, derivs):
     """Spans (B, I) int64 and the k+1 local basis values and derivatives (B, I, k+1)."""
-    _check_k(k)
-    kern = _get(values.dtype)[0]["span_basis"]
+    xp = _xp(x)
     B, I = x.shape
-    n = B * I
-    if n == 0:
+    if B * I == 0:
         return
-    threads = 256
-    kern[_cdiv(n, threads), threads, _stream(x)](x, knots, int(k), spans, values, derivs)
+    kern = _kernel("span_basis", values.dtype, k)
+    kern[_cdiv(B * I, 256), 256, _stream(x)](_flat(xp, x), _flat(xp, knots), B, I,
+                                             knots.shape[1], spans, values, derivs)
 
 
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     """Fused sparse forward: writes y (B, O)."""
-    _check_k(k)
-    kern = _get(coef.dtype)[0]["forward"]
-    B = x.shape[0]
+    xp = _xp(x)
+    B, I = x.shape
     O = coef.shape[2]
     if B == 0 or O == 0:
         return
-    grid = (_cdiv(B, FWD_TB), _cdiv(O, FWD_TO))
-    kern[grid, (WARP, FWD_WARPS), _stream(x)](
-        x, knots, coef, w_base, w_spline, bias, mask, int(k), int(base), y)
+    if I == 0:
+        y[...] = bias
+        return
+    wp, wb, nbp, OP = repack(xp, coef, w_base, w_spline, mask, _check_k(k))
+    out = y if y.flags.c_contiguous else xp.empty_like(y)
+    kern = _kernel("forward", coef.dtype, k)
+    kern[(_cdiv(B, TB), OP // TO), (WARP, WARPS), _stream(x)](
+        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], wp, wb, nbp, OP, bias,
+        int(base), out.reshape(-1), O)
+    if out is not y:
+        y[...] = out
 
 
-def backward_chunks(B, I, O, n_basis, itemsize):
-    """(n_chunks, chunk_len) of the batch split of the parameter gradients.
+def param_split(B, I, O, nbp, k, dtype):
+    """(rows per window, windows, samples per chunk, chunks) of the parameter-gradient kernel.
 
-    Depends on shapes and dtype only, so the reduction order (and so every bit of the result)
-    is the same on every run.
+    A warp's slab holds PG_SMEM / (PG_WARPS TO itemsize) rows, so a window owns that many
+    minus k span starts; chunks split the batch until about PG_TARGET_BLOCKS blocks run.
+    Depends on the shapes and dtype only, so the reduction order - and every bit of the
+    result - is fixed.
     """
-    warps = _cdiv(I, PG_WARPS) * PG_WARPS * _cdiv(O, WARP)
-    n = min(_cdiv(max(B, 1), PG_MIN_CHUNK), _cdiv(PG_TARGET_WARPS, max(warps, 1)), PG_MAX_CHUNKS)
-    n = min(n, max(1, PG_WS_MAX_BYTES // max(1, I * n_basis * O * itemsize)))
-    n = max(1, n)
-    chunk_len = _cdiv(_cdiv(max(B, 1), n), PG_SUB) * PG_SUB
-    return _cdiv(max(B, 1), chunk_len), chunk_len
+    itemsize = _dtype(dtype).itemsize
+    warps = PG_WARPS[itemsize]
+    rw = PG_SMEM // (warps * TO * itemsize) - k
+    if rw < 1:
+        raise ValueError(f"PG_SMEM = {PG_SMEM} holds no row window for k = {k}")
+    n_win = _cdiv(nbp - k, rw)
+    blocks = _cdiv(I, warps) * _cdiv(O, TO) * n_win
+    n_chunks = max(1, min(_cdiv(PG_TARGET_BLOCKS, blocks), _cdiv(max(B, 1), PG_MIN_CHUNK),
+                              PG_MAX_CHUNKS))
+    chunk_len = _cdiv(max(B, 1), n_chunks)
+    return rw, n_win, chunk_len, _cdiv(max(B, 1), chunk_len)
 
 
 def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
-                   dx, dcoef, dw_base, dw_spline, dbias, use_smem=None, chunk_len=None):
-    """Fused deterministic backward of sum(g * y): overwrites dx and every parameter gradient.
-
-    use_smem: None picks by size (C columns in shared memory when they fit); True/False forces.
-    chunk_len: None picks the batch split by shape (backward_chunks); an int forces it. Both
-    overrides exist for the tests, which exercise every variant at tiny sizes.
-    """
-    _check_k(k)
-    kerns = _get(coef.dtype)[0]
+                   dx, dcoef, dw_base, dw_spline, dbias):
+    """Fused deterministic backward of sum(g * y): overwrites dx and every parameter gradient."""
+    xp = _xp(x)
+    k = _check_k(k)
     B, I = x.shape
-    n_basis = coef.shape[1]
     O = coef.shape[2]
-    dtype = np.dtype(coef.dtype)
+    dtype = _dtype(coef.dtype)
     stream = _stream(x)
-    if B > 0 and I > 0:
-        grid = (_cdiv(B, DX_TB), _cdiv(I, DX_TI))
-        kerns["backward_dx"][grid, (WARP, DX_TI), stream](
-            x, g, knots, coef, w_base, w_spline, mask, int(k), int(base), dx)
-    if chunk_len is None:
-        n_chunks, chunk_len = backward_chunks(B, I, O, n_basis, dtype.itemsize)
-    else:
-        chunk_len = max(1, int(chunk_len))
-        n_chunks = _cdiv(max(B, 1), chunk_len)
-    ws_c = _empty(x, (n_chunks * I * n_basis * O,), dtype)
-    ws_d = _empty(x, (n_chunks * I * O,), dtype)
-    ws_bias = _empty(x, (n_chunks * O,), dtype)
-    smem = PG_WARPS * n_basis * WARP * dtype.itemsize
-    if use_smem is None:
-        use_smem = smem <= PG_DYN_SMEM_MAX
-    if I > 0 and O > 0:
-        grid = (_cdiv(I, PG_WARPS), _cdiv(O, WARP), n_chunks)
-        kerns["backward_params"][grid, (WARP, PG_WARPS), stream, smem if use_smem else 0](
-            x, g, knots, int(k), int(base), int(chunk_len), bool(use_smem), ws_c, ws_d, ws_bias)
-        grid = (_cdiv(O, FIN_TO), _cdiv(I, FIN_TI))
-        kerns["backward_finalize"][grid, (FIN_TO, FIN_TI), stream](
-            coef, w_spline, mask, int(n_chunks), ws_c, ws_d, ws_bias,
-            dcoef, dw_base, dw_spline, dbias)
-    elif O > 0:  # no inputs: only the bias gradient
-        dbias[...] = g.sum(axis=0)
+    if B == 0 or I == 0 or O == 0:
+        dx[...] = 0
+        dcoef[...] = 0
+        dw_base[...] = 0
+        dw_spline[...] = 0
+        dbias[...] = g.sum(axis=0) if B > 0 else 0
+        return
+    wp, wb, nbp, OP = repack(xp, coef, w_base, w_spline, mask, k)
+    gp = _padded_outputs(xp, g, OP)
+    st_row = xp.empty(I * B, dtype=np.int32)
+    st_val = xp.empty(I * B * (k + 1), dtype=dtype)
+    st_bv = xp.empty(I * B, dtype=dtype)
+    _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), stream](
+        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], gp, wp, wb, nbp, OP, int(base),
+        dx, st_row, st_val, st_bv)
+    _parameter_gradients(xp, B, I, O, k, g, gp, OP, nbp, st_row, st_val, st_bv,
+                         coef, w_spline, mask, dcoef, dw_base, dw_spline, dbias, stream)
+
+
+def _parameter_gradients(xp, B, I, O, k, g, gp, OP, nbp, st_row, st_val, st_bv,
+                         coef, w_spline, mask, dcoef, dw_base, dw_spline, dbias, stream):
+    dtype = _dtype(coef.dtype)
+    warps = PG_WARPS[dtype.itemsize]
+    rw, n_win, chunk_len, n_chunks = param_split(B, I, O, nbp, k, dtype)
+    rows = rw + k
+    ws = xp.empty(n_chunks * n_win * I * OP * rows, dtype=dtype)
+    _kernel("backward_params", dtype, k)[(_cdiv(I, warps), OP // TO, n_chunks * n_win),
+                                         (WARP, warps), stream](
+        st_row, st_val, B, I, gp, OP, n_win, chunk_len, ws)
+    _kernel("backward_finalize", dtype, k)[(_cdiv(O, FIN_TO), _cdiv(I, FIN_TI)),
+                                           (FIN_TO, FIN_TI), stream](
+        ws, I, OP, nbp, rw, n_win, n_chunks, coef, w_spline, mask, dcoef, dw_spline)
+    # the base branch and the bias are plain reductions over the batch: GEMM and sum
+    dw_base[...] = mask * xp.matmul(st_bv.reshape(I, B), g)
+    dbias[...] = g.sum(axis=0)
 
 
 # ---------------------------------------------------------------------- dense path
-def dense_basis(x, knots, k, base, A, Ad=None):
-    """Write the basis matrix A = [B_m(x_i) (I*(G+k) cols) | base(x_i) (I cols)] of shape
-    (B, I*(G+k+1)); Ad (same shape, optional) gets the derivatives [B'_m | base'].
-    """
-    _check_k(k)
-    kern = _get(A.dtype)[0]["dense_basis"]
+def dense_basis(x, knots, k, base, A):
+    """Basis matrix A = [B_m(x_i) (I*(G+k) columns) | base(x_i) (I columns)] (B, I*(G+k+1)):
+    zero-filled by a memset, then one thread per (sample, input) scatters its k+1 non-zeros."""
+    xp = _xp(x)
     B, I = x.shape
-    n = B * I
-    if n == 0:
+    A[...] = 0
+    if B * I == 0:
         return
-    with_derivs = Ad is not None
-    threads = 128
-    kern[_cdiv(n, threads), threads, _stream(x)](
-        x, knots, int(k), int(base), with_derivs, A,
-        Ad if with_derivs else _empty(x, (1, 1), A.dtype))  # never A twice (host copies)
+    _kernel("dense_basis", A.dtype, k)[_cdiv(B * I, 128), 128, _stream(x)](
+        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], int(base), A)
 
 
 def dense_weights(xp, coef, w_base, w_spline, mask):
@@ -701,81 +740,148 @@ def dense_weights(xp, coef, w_base, w_spline, mask):
     return xp.concatenate([top, mask * w_base], axis=0)
 
 
-def dense_forward_contract(xp, A, coef, w_base, w_spline, bias, mask, y):
-    """y = A @ W + bias (plain array code: cupy on a GPU, numpy in tests)."""
-    W = dense_weights(xp, coef, w_base, w_spline, mask)
-    xp.matmul(A, W, out=y)
-    y += bias
-
-
-def dense_backward_contract(xp, A, Ad, g, coef, w_base, w_spline, mask,
-                            dx, dcoef, dw_base, dw_spline, dbias):
-    """Gradients from the basis matrices (plain array code: cupy on a GPU, numpy in tests).
-
-        AG = A^T g  (I*(G+k) + I, O);  C = AG[:I*(G+k)] as (I, G+k, O)
-        dcoef = mask w_spline C,  dw_spline = mask sum_m coef C,  dw_base = mask AG[I*(G+k):]
-        P = g W^T (B, I*(G+k+1));  dx[b, i] = sum over the columns j of input i of Ad[b, j] P[b, j]
-    """
-    I, n_basis, O = coef.shape
-    B = A.shape[0]
-    nI = I * n_basis
-    AG = xp.matmul(A.T, g)
-    C = AG[:nI].reshape(I, n_basis, O)
-    dcoef[...] = (mask * w_spline)[:, None, :] * C
-    dw_spline[...] = mask * (coef * C).sum(axis=1)
-    dw_base[...] = mask * AG[nI:]
-    dbias[...] = g.sum(axis=0)
-    W = dense_weights(xp, coef, w_base, w_spline, mask)
-    P = xp.matmul(g, W.T)
-    P *= Ad
-    dx[...] = P[:, :nI].reshape(B, I, n_basis).sum(axis=2) + P[:, nI:]
-
-
 def layer_forward_dense(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-    """Dense-path forward: basis matrix kernel, then one GEMM. Writes y (B, O)."""
+    """Dense-path forward: basis matrix, then one GEMM y = A W + bias. Writes y (B, O)."""
     xp = _xp(x)
     B, I = x.shape
-    n_basis = coef.shape[1]
-    A = xp.empty((B, I * (n_basis + 1)), dtype=coef.dtype)
+    A = xp.empty((B, I * (coef.shape[1] + 1)), dtype=coef.dtype)
     dense_basis(x, knots, k, base, A)
-    dense_forward_contract(xp, A, coef, w_base, w_spline, bias, mask, y)
+    y[...] = xp.matmul(A, dense_weights(xp, coef, w_base, w_spline, mask)) + bias
 
 
 def layer_backward_dense(x, g, knots, coef, w_base, w_spline, mask, k, base,
                          dx, dcoef, dw_base, dw_spline, dbias):
-    """Dense-path backward: basis and derivative matrices, then GEMMs. Overwrites the outputs."""
+    """Dense-path backward: AG = A^T g gives the parameter gradients,
+
+        C = AG[:I*(G+k)] as (I, G+k, O):  dcoef = mask w_spline C,  dw_spline = mask sum_m coef C,
+        dw_base = mask AG[I*(G+k):],  dbias = sum_b g;
+    dx comes from the fused dx kernel (a dense dx would need a second basis matrix and a GEMM
+    of the same size for k+1 useful terms per edge).
+    """
     xp = _xp(x)
     B, I = x.shape
-    n_basis = coef.shape[1]
+    I, n_basis, O = coef.shape
     A = xp.empty((B, I * (n_basis + 1)), dtype=coef.dtype)
-    Ad = xp.empty_like(A)
-    dense_basis(x, knots, k, base, A, Ad)
-    dense_backward_contract(xp, A, Ad, g, coef, w_base, w_spline, mask,
-                            dx, dcoef, dw_base, dw_spline, dbias)
+    dense_basis(x, knots, k, base, A)
+    AG = xp.matmul(A.T, g)
+    C = AG[:I * n_basis].reshape(I, n_basis, O)
+    dcoef[...] = (mask * w_spline)[:, None, :] * C
+    dw_spline[...] = mask * (coef * C).sum(axis=1)
+    dw_base[...] = mask * AG[I * n_basis:]
+    dbias[...] = g.sum(axis=0)
+    if B > 0 and I > 0 and O > 0:
+        k = _check_k(k)
+        wp, wb, nbp, OP = repack(xp, coef, w_base, w_spline, mask, k)
+        dtype = _dtype(coef.dtype)
+        st_row = xp.empty(I * B, dtype=np.int32)
+        st_val = xp.empty(I * B * (k + 1), dtype=dtype)
+        st_bv = xp.empty(I * B, dtype=dtype)
+        _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), _stream(x)](
+            _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], _padded_outputs(xp, g, OP),
+            wp, wb, nbp, OP, int(base), dx, st_row, st_val, st_bv)
+    else:
+        dx[...] = 0
+
+
+# ---------------------------------------------------------------------- cost model
+# Roofline model of both paths on an H100 SXM (bench/gpu_static.py prints it; choose_path uses
+# it). The instruction counts are read from the compiled kernels by bench/gpu_static.py at k=3
+# (tests/test_gpu_static.py holds these constants to its committed report); other k are scaled
+# by the FMA count (k+2)/5. The hardware figures are datasheet peaks and ASSUMPTIONS (L2
+# bandwidth, achieved GEMM rates): nothing here has been measured on a GPU yet.
+SM_COUNT = 132
+CLOCK_HZ = 1.98e9
+ISSUE_PER_CLOCK = 4                # warp instructions per SM per clock (4 schedulers)
+HBM_BYTES_PER_S = 3.35e12
+L2_BYTES_PER_S = 7.0e12            # assumed L2 -> SM bandwidth (published: ~5.5-12 TB/s)
+GEMM_FLOPS = {4: 50e12, 8: 50e12}  # achieved strict-FP32 SGEMM / FP64-tensor-core DGEMM
+TF32_GEMM_FLOPS = 400e12           # achieved TF32 GEMM (the MLP comparator only)
+DENSE_MAX_BYTES = 8 * 1024 ** 3    # the dense path's basis matrix must fit
+LAUNCH_SECONDS = 4e-6              # assumed cost of one kernel launch or array-library call
+# launches per call (array-library calls of repack and the contractions included)
+LAUNCHES = {"fused": {"forward": 5, "backward": 11}, "dense": {"forward": 8, "backward": 17}}
+# Thread instructions at k=3 read from the sm_90 SASS (bench/gpu_static.py model_constants):
+# forward, backward_dx, backward_params: per (sample, input, output) in the sweep;
+# forward_stage: per (sample, input, output tile), the forward's staging loop;
+# dx_pair: per (sample, input), dx's staging and lane reduction (all 8 warps counted: an upper
+# bound); params_filter: per thread, per 256-sample group and row window.
+MODEL_INSTR = {
+    4: dict(forward=14.94, backward_dx=17.81, backward_params=14.25, forward_stage=658,
+            dx_pair=3718, params_filter=384),
+    8: dict(forward=16.31, backward_dx=17.25, backward_params=16.25, forward_stage=568,
+            dx_pair=3689, params_filter=374),
+}
+
+
+def rows_touched(samples, G, k):
+    """Expected distinct coefficient rows that `samples` uniform samples touch in one input."""
+    spans = np.arange(k, G + k)  # spans of inputs inside the grid; span s touches rows s..s+k
+    cover = [np.mean((spans <= p) & (spans >= p - k)) for p in range(G + 3 * k)]
+    return float(sum(1.0 - (1.0 - q) ** samples for q in cover))
+
+
+def _issue_seconds(thread_instructions):
+    return thread_instructions / WARP / (SM_COUNT * ISSUE_PER_CLOCK * CLOCK_HZ)
+
+
+def predict_times(G, k, dtype, I, O, B):
+    """Predicted seconds {"fused": {"forward", "backward"}, "dense": {...}} of one layer call.
+
+    Each kernel takes the longest of its issue time (thread instructions / (32 x 4 x SMs x
+    clock)), its L2 -> SM traffic and its HBM traffic, plus LAUNCH_SECONDS per launch. The dense
+    path's GEMMs run at GEMM_FLOPS and stream the basis matrix once; its backward includes the
+    fused dx kernel.
+    """
+    item = _dtype(dtype).itemsize
+    cost = MODEL_INSTR[item]
+    sw = {name: cost[name] * (k + 2) / 5.0 for name in SWEEP_TRIPLES}
+    OT = _cdiv(O, TO)
+    OP = OT * TO
+    nb, nbp = G + k, G + 3 * k
+    triples = B * I * O
+    row_bytes = TO * item
+    coef_l2 = _cdiv(B, TB) * I * OT * rows_touched(TB, G, k) * row_bytes
+    wp_bytes = I * nbp * OP * item
+
+    def kernel(instr, l2, hbm):
+        return max(_issue_seconds(instr), l2 / L2_BYTES_PER_S, hbm / HBM_BYTES_PER_S)
+
+    fwd = kernel(triples * sw["forward"] + B * I * OT * cost["forward_stage"],
+                 coef_l2 + B * I * item * OT,
+                 B * (I + O) * item + 3 * wp_bytes)
+    dx = kernel(triples * sw["backward_dx"] + B * I * cost["dx_pair"],
+                coef_l2 + B * OP * item * _cdiv(I, TI),
+                B * (2 * I + O) * item + B * I * (k + 3) * item + 3 * wp_bytes)
+    rw, n_win, _, n_chunks = param_split(B, I, O, nbp, k, dtype)
+    groups = _cdiv(B, WARP * SPL) * I * OT * n_win
+    params = kernel(triples * sw["backward_params"] + groups * WARP * cost["params_filter"],
+                    B * I * OT * (4 * n_win + (k + 1) * item) + B * OP * item * _cdiv(I, PG_WARPS[item]),
+                    B * I * (k + 2) * item + 2 * n_chunks * n_win * I * OP * (rw + k) * item
+                    + 3 * I * nb * O * item)
+    base_gemm = 2.0 * B * I * O / GEMM_FLOPS[item] + B * (I + O) * item / HBM_BYTES_PER_S
+    basis_bytes = B * I * (nb + 1) * item
+    dense_basis_s = (basis_bytes + B * I * (k + 2) * 32) / HBM_BYTES_PER_S
+    gemm = 2.0 * B * I * (nb + 1) * O / GEMM_FLOPS[item] + basis_bytes / HBM_BYTES_PER_S
+    launch = {p: {d: n * LAUNCH_SECONDS for d, n in v.items()} for p, v in LAUNCHES.items()}
+    return {"fused": {"forward": fwd + launch["fused"]["forward"],
+                      "backward": dx + params + base_gemm + launch["fused"]["backward"],
+                      "backward_dx": dx, "backward_params": params + base_gemm},
+            "dense": {"forward": dense_basis_s + gemm + launch["dense"]["forward"],
+                      "backward": dense_basis_s + gemm + dx + launch["dense"]["backward"]}}
+
+
+def mlp_seconds(I, O, B, tf32=False):
+    """Predicted forward + backward of the equal-width MLP layer: three GEMMs of 2BIO flops."""
+    return 6.0 * B * I * O / (TF32_GEMM_FLOPS if tf32 else GEMM_FLOPS[4])
 
 
 # ---------------------------------------------------------------------- path choice
-# Cost model of DESIGN section 3. ASSUMED figures (H100 SXM datasheet peaks and guessed
-# efficiencies): they MUST be replaced by the crossovers measured with bench/layer_gpu.py
-# (a separate issue); until then the rule only encodes the expected shape of the trade-off.
-PEAK_FP32_FLOPS = 67e12           # FP32 FMA units (fused path, and strict-FP32 SGEMM)
-PEAK_TF32_FLOPS = 495e12          # TF32 tensor cores, dense
-PEAK_FP64_FLOPS = 34e12           # FP64 FMA units (fused path)
-PEAK_FP64_TENSOR_FLOPS = 67e12    # FP64 tensor cores (DGEMM)
-HBM_BYTES_PER_S = 3.35e12
-FUSED_EFFICIENCY = 0.35           # assumed share of FMA peak the fused kernels reach
-DENSE_GEMM_EFFICIENCY = 0.70      # assumed SGEMM/DGEMM efficiency at these shapes
-DENSE_TF32_EFFICIENCY = 0.50      # assumed TF32 GEMM efficiency
-DENSE_MAX_BYTES = 8 * 1024 ** 3   # the dense path's matrices (A, A', P in backward) must fit
-
-
-def choose_path(G, k, dtype, I, O, B, tf32=False, path=None):
-    """'fused' or 'dense' for a layer of this shape, by the cost model above.
+def choose_path(G, k, dtype, I, O, B, path=None):
+    """'fused' or 'dense' for the forward + backward pair of a layer of this shape.
 
     path: 'fused' or 'dense' forces that path; None/'auto' consults the environment variable
-    KANARRAY_CUDA_PATH, then the model. Dense does 2BIO(G+k+1) flops on tensor cores (TF32 when
-    allowed, FP64 tensor cores for float64) or FP32 FMA units, and streams its basis matrix
-    through HBM; fused does 2BIO(k+2) flops on FMA units at lower efficiency.
+    KANARRAY_CUDA_PATH, then picks the pair with the smaller predicted forward + backward time
+    (predict_times); the dense path only while its basis matrix fits DENSE_MAX_BYTES.
     """
     if path is None or path == "auto":
         path = os.environ.get("KANARRAY_CUDA_PATH", "auto")
@@ -783,21 +889,12 @@ def choose_path(G, k, dtype, I, O, B, tf32=False, path=None):
         return path
     if path != "auto":
         raise ValueError(f"path must be 'fused', 'dense' or 'auto', got {path!r}")
-    itemsize = np.dtype(dtype).itemsize
-    K1 = G + k + 1
-    dense_bytes = 3 * B * I * K1 * itemsize
-    if dense_bytes > DENSE_MAX_BYTES:
+    if B * I * (G + k + 1) * _dtype(dtype).itemsize > DENSE_MAX_BYTES:
         return "fused"
-    if itemsize == 4:
-        fused_rate = PEAK_FP32_FLOPS * FUSED_EFFICIENCY
-        dense_rate = (PEAK_TF32_FLOPS * DENSE_TF32_EFFICIENCY if tf32
-                      else PEAK_FP32_FLOPS * DENSE_GEMM_EFFICIENCY)
-    else:
-        fused_rate = PEAK_FP64_FLOPS * FUSED_EFFICIENCY
-        dense_rate = PEAK_FP64_TENSOR_FLOPS * DENSE_GEMM_EFFICIENCY
-    fused_time = 2.0 * B * I * O * (k + 2) / fused_rate
-    dense_time = 2.0 * B * I * O * K1 / dense_rate + 2.0 * B * I * K1 * itemsize / HBM_BYTES_PER_S
-    return "dense" if dense_time < fused_time else "fused"
+    t = predict_times(G, k, dtype, I, O, B)
+    fused = t["fused"]["forward"] + t["fused"]["backward"]
+    dense = t["dense"]["forward"] + t["dense"]["backward"]
+    return "dense" if dense < fused else "fused"
 
 
 FORWARD = {"fused": layer_forward, "dense": layer_forward_dense}

@@ -25,23 +25,28 @@ CHECK = HERE / "cudasim_check.py"
 TIMEOUT = 900
 
 # Few cases, each covering several awkward spots (the simulator runs every CUDA thread as a
-# Python thread). Tile sizes: forward 32 samples x 64 outputs x 8-input chunks; dx 32 x 8;
-# parameter gradients 4 inputs x 32 outputs per block, batch chunks of chunk_len.
+# Python thread). Tiles: forward and dx 32 samples x 8 inputs per block, 128 outputs per warp;
+# parameter gradients 4 (float32) / 2 (float64) inputs x 128 outputs per block, row windows of
+# PG_SMEM-sized slabs, batch chunks of at least PG_MIN_CHUNK samples, 256-sample filter groups.
+# pg_smem / pg_min_chunk shrink those so that tiny shapes use several windows and chunks.
 SIM_CASES = {
     # B > one sample tile (32) and not a multiple; I > one input chunk (8); non-uniform knots;
-    # inputs exactly on every knot, outside, in both end cells; 2 batch chunks, last partial
-    "f64-k3-tiles": dict(dtype="float64", B=40, I=9, O=9, G=5, k=3, base=0, auto=True),
+    # inputs exactly on every knot, outside, in both end cells; 3 row windows x 3 batch chunks
+    "f64-k3-tiles": dict(dtype="float64", B=40, I=9, O=9, G=5, k=3, base=0,
+                         pg_smem=14336, pg_min_chunk=16),
     "f32-k3-tiles": dict(dtype="float32", B=40, I=9, O=9, G=5, k=3, base=0, seed=1),
     # k = 1, uniform knots, identity base, B smaller than every tile
-    "f64-k1-small": dict(dtype="float64", B=7, I=3, O=5, G=3, k=1, base=1, nonuniform=False,
-                         chunk_len=3),
-    # k = 5 with G < k (most spans touch a dropped basis index), zero base
+    "f64-k1-small": dict(dtype="float64", B=7, I=3, O=5, G=3, k=1, base=1, nonuniform=False),
+    # k = 5 with G < k (most spans touch a dropped basis index), zero base, 1-row windows
     "f64-k5-dropped": dict(dtype="float64", B=10, I=5, O=9, G=4, k=5, base=2, seed=2,
-                           chunk_len=4),
-    # k = 2, O = 70: two forward output tiles and three gradient output tiles
-    "f32-k2-wide": dict(dtype="float32", B=9, I=3, O=70, G=7, k=2, base=0, seed=3, chunk_len=5),
+                           pg_smem=12288, pg_min_chunk=4),
+    # k = 2, O = 130: two output tiles, the second padded
+    "f32-k2-wide": dict(dtype="float32", B=9, I=3, O=130, G=7, k=2, base=0, seed=3),
     # k = 4, non-uniform, G = 9
-    "f64-k4": dict(dtype="float64", B=12, I=4, O=6, G=9, k=4, base=0, seed=4, chunk_len=5),
+    "f64-k4": dict(dtype="float64", B=12, I=4, O=6, G=9, k=4, base=0, seed=4),
+    # B = 300: more than one 256-sample filter group per chunk, 3 chunks, last partial
+    "f32-k3-groups": dict(dtype="float32", B=300, I=2, O=3, G=6, k=3, base=0, seed=5,
+                          pg_min_chunk=100),
 }
 
 
@@ -125,27 +130,62 @@ def test_choose_path_forced_and_env(kc, monkeypatch):
         kc.choose_path(5, 3, np.float32, 256, 256, 16384, path="gemm")
 
 
-def test_choose_path_cost_model_shape(kc, monkeypatch):
+def _model_pick(kc, *shape):
+    t = kc.predict_times(*shape)
+    fused = t["fused"]["forward"] + t["fused"]["backward"]
+    dense = t["dense"]["forward"] + t["dense"]["backward"]
+    return "dense" if dense < fused else "fused"
+
+
+def test_choose_path_picks_the_faster_forward_backward_pair_of_the_model(kc, monkeypatch):
     monkeypatch.delenv("KANARRAY_CUDA_PATH", raising=False)
-    args = (3, np.float32, 256, 256, 16384)
-    # TF32 tensor cores: dense for small grids, fused for large ones
-    assert kc.choose_path(5, *args, tf32=True) == "dense"
-    assert kc.choose_path(200, *args, tf32=True) == "fused"
-    # strict FP32 and large grids favour the fused path
-    assert kc.choose_path(100, *args) == "fused"
-    # a basis matrix that does not fit forces the fused path
-    assert kc.choose_path(5, 3, np.float32, 4096, 256, 1 << 22, tf32=True) == "fused"
-    # monotone in G: once fused, it stays fused for larger grids
-    picks = [kc.choose_path(G, *args, tf32=True) for G in (2, 5, 10, 20, 50, 100, 200)]
-    assert picks == sorted(picks, key=lambda p: p == "fused")
+    picks = []
+    for dtype in (np.float32, np.float64):
+        for G, k in ((1, 1), (3, 1), (5, 3), (20, 3), (200, 3), (10, 5)):
+            for B, I, O in ((64, 2, 1), (4096, 64, 64), (16384, 256, 256)):
+                shape = (G, k, dtype, I, O, B)
+                assert kc.choose_path(*shape) == _model_pick(kc, *shape), shape
+                picks.append(kc.choose_path(*shape))
+    assert {"fused", "dense"} <= set(picks)  # the model does tell the paths apart
+    # at the benchmark shape: dense only for the coarsest grids, fused from G = 5 up
+    bench = (3, np.float32, 256, 256, 16384)
+    assert kc.choose_path(1, 1, np.float32, 256, 256, 16384) == "dense"
+    assert [kc.choose_path(G, *bench) for G in (5, 10, 20, 50, 100, 200)] == ["fused"] * 6
 
 
-def test_backward_chunks_depend_on_shape_only(kc):
-    n1 = kc.backward_chunks(65536, 256, 256, 103, 4)
-    assert n1 == kc.backward_chunks(65536, 256, 256, 103, 4)
-    n_chunks, chunk_len = n1
-    assert 1 <= n_chunks <= kc.PG_MAX_CHUNKS and n_chunks * chunk_len >= 65536
-    assert kc.backward_chunks(10, 3, 3, 8, 8) == (1, 32)
+def test_cost_model_covers_forward_and_backward(kc):
+    t = kc.predict_times(20, 3, np.float32, 256, 256, 16384)
+    for path in ("fused", "dense"):
+        assert 0 < t[path]["forward"] < t[path]["backward"]
+    # the fused backward is its dx and parameter kernels; the dense one reuses fused dx
+    assert t["fused"]["backward"] > t["fused"]["backward_dx"] + t["fused"]["backward_params"]
+    assert t["dense"]["backward"] > t["fused"]["backward_dx"]
+    # the dense basis matrix grows with G, the fused path's memory traffic does not up to G=20
+    small, large = (kc.predict_times(G, 3, np.float32, 256, 256, 16384) for G in (5, 20))
+    assert large["dense"]["forward"] > 1.5 * small["dense"]["forward"]
+    assert large["fused"]["forward"] == pytest.approx(small["fused"]["forward"], rel=0.05)
+
+
+def test_choose_path_falls_back_to_fused_when_the_basis_matrix_does_not_fit(kc, monkeypatch):
+    monkeypatch.delenv("KANARRAY_CUDA_PATH", raising=False)
+    assert _model_pick(kc, 1, 1, np.float32, 256, 256, 1 << 22) == "dense"
+    assert kc.choose_path(1, 1, np.float32, 256, 256, 1 << 22) == "fused"
+
+
+def test_param_split_covers_every_row_and_sample(kc):
+    for B, I, O, G, k, dtype in [(65536, 256, 256, 200, 3, np.float32),
+                                 (16384, 256, 256, 5, 3, np.float64),
+                                 (10, 3, 3, 5, 1, np.float32), (1000, 8, 300, 50, 5, np.float64)]:
+        rw, n_win, chunk_len, n_chunks = kc.param_split(B, I, O, G + 3 * k, k, dtype)
+        # the windows own every span start 0..G+2k-1 exactly once, and no window is empty
+        assert rw >= 1 and n_win * rw >= G + 2 * k > (n_win - 1) * rw
+        # the chunks cover the batch, none empty, within the workspace cap
+        assert n_chunks * chunk_len >= B > (n_chunks - 1) * chunk_len
+        assert 1 <= n_chunks <= kc.PG_MAX_CHUNKS
+    # a large problem is already split over many blocks by its windows: one chunk
+    assert kc.param_split(16384, 256, 256, 209, 3, np.float32)[3] == 1
+    # a small batch is not cut below PG_MIN_CHUNK samples per chunk
+    assert kc.param_split(300, 4, 4, 8, 3, np.float32)[3] == 2
 
 
 # ---------------------------------------------------------------------- real GPU
