@@ -119,8 +119,16 @@ def test_regressor_keeps_the_shape_of_a_multi_output_target():
     X, y = far_off_grid_data(0, n=60)
     Y = np.column_stack([y, -2 * y])
     est = KANRegressor(hidden=(), steps=10).fit(X, Y)
-    assert est.predict(X).shape == (60, 2)
+    pred = est.predict(X)
+    assert pred.shape == (60, 2)
+    r2 = 1 - ((Y - pred) ** 2).sum(axis=0) / ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    assert est.score(X, Y) == pytest.approx(r2.mean(), rel=1e-12)  # averaged over the outputs
     assert est.score(X, Y) > 0.99
+    Y[:, 1] = 0.5 * Y[:, 1] + 40 * np.sin(X[:, 0])  # a different second output: scores apart
+    est.fit(X, Y)
+    pred = est.predict(X)
+    r2 = 1 - ((Y - pred) ** 2).sum(axis=0) / ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    assert est.score(X, Y) == pytest.approx(r2.mean(), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -79,3 +79,25 @@ def test_bad_shapes_are_named():
         losses.cross_entropy(np.zeros(3), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="y must have the shape of pred"):
         losses.mse(np.zeros((3, 2)), np.zeros((3, 1)))
+
+
+def _cupy_or_skip():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA GPU")
+    except Exception:
+        pytest.skip("no CUDA GPU")
+    return cupy
+
+
+@pytest.mark.gpu
+def test_cupy_arrays_give_the_numpy_results_on_the_device():
+    cp = _cupy_or_skip()
+    logits, labels = logits_and_labels(0)
+    loss, grad = losses.cross_entropy(cp.asarray(logits), cp.asarray(labels))
+    want_loss, want_grad = losses.cross_entropy(logits, labels)
+    assert type(grad).__module__.startswith("cupy")
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(grad), want_grad, rtol=1e-12, atol=1e-15)
+    assert losses.accuracy(cp.asarray(logits), cp.asarray(labels)) == losses.accuracy(logits, labels)
