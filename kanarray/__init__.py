@@ -16,6 +16,8 @@ EXPORTS = {
     "load": "kanarray.model",
     "create_dataset": "kanarray.data",
     "from_arrays": "kanarray.data",
+    "KANRegressor": "kanarray.estimators",
+    "KANClassifier": "kanarray.estimators",
 }
 __all__ = [*EXPORTS, "__version__"]
 

@@ -133,7 +133,7 @@ def run(args, comm, say):
     say(f"kanarray fit: {args.data}, {len(inputs)} inputs -> {', '.join(targets)} ({args.task}), "
         f"model {model.width}, grid {args.grid}" + (f", {comm.Get_size()} ranks" if comm else ""))
     fit_kwargs = dict(opt=args.opt, steps=args.steps, comm=comm, log=args.log, seed=args.seed,
-                      loss="ce" if classification else "mse")
+                      loss="ce" if classification else "mse", threads=args.threads)
     table = []
 
     def stage(name, model, lamb=0.0, update_grid=True):

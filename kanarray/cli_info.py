@@ -29,7 +29,8 @@ def kernel_cache_is_warm(folder):
 
 
 def set_threads(n):
-    """Cap the threads of the CPU kernels at n (at most NUMBA_NUM_THREADS)."""
+    """Cap the threads of the CPU kernels at n for the rest of the process (at most
+    NUMBA_NUM_THREADS; kanarray.kernels.cpu.thread_limit is the scoped form)."""
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

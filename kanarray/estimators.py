@@ -11,21 +11,20 @@ the constructor's signature; what fit learns ends in an underscore (model_, n_fe
 history_, classes_); predict before fit raises NotFittedError. With scikit-learn installed they
 pass its check_estimator and work in Pipeline, GridSearchCV, cross_val_score and clone.
 
-Training: inputs are mapped column by column onto the grid range [-1, 1] (min-max on the training
-rows); regression targets are standardised. A KAN of widths [n_features, *hidden, n_outputs] is
-trained with kanarray's fit at `grid`, then at each grid of `refine` in turn (grid extension).
-The classifier has one output per class (its logits) and trains on softmax cross-entropy.
+Training: the model maps inputs column by column onto the grid range [-1, 1] (min-max on the
+training rows) and standardises regression targets (KAN.set_scaling), so model_ takes and gives
+raw units. A KAN of widths [n_features, *hidden, n_outputs] is trained with kanarray's fit at
+`grid`, then at each grid of `refine` in turn (grid extension). The classifier has one output
+per class (its logits) and trains on softmax cross-entropy (fit's loss="ce").
 """
 import inspect
 import numbers
-import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 
-from .losses import accuracy, cross_entropy
+from .model import KAN, from_state
 from .tabular import held_out_mask
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -115,71 +114,9 @@ def _check_int_param(value, name, minimum):
     return int(value)
 
 
-def _model_to_bytes(model):
-    """A KAN as the bytes of its checkpoint (kanarray.io: plain arrays, no pickle)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.npz")
-        model.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def _model_from_bytes(data):
-    from .io import load
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.npz")
-        with open(path, "wb") as f:
-            f.write(data)
-        return load(path)
-
-
-# ---------------------------------------------------------------------------- scaling
-class _Scaling:
-    """Affine maps between the user's units and the model's: each input column min-max onto
-    GRID_RANGE (a constant column onto its centre), regression targets standardised.
-
-    The estimators' one place for scaling: KAN.set_scaling, once the model carries these maps,
-    replaces this class (construction in _BaseKAN._fit_scaling, use in _BaseKAN._raw_outputs and
-    _BaseKAN.formula_).
-    """
-
-    def __init__(self, X, Y=None):
-        lo, hi = X.min(axis=0), X.max(axis=0)
-        g0, g1 = GRID_RANGE  # inputs(x) = (x - x_shift) / x_scale maps [lo, hi] onto [g0, g1]
-        self.x_scale = np.where(hi > lo, (hi - lo) / (g1 - g0), 1.0)
-        self.x_shift = np.where(hi > lo, lo - g0 * self.x_scale, lo - (g0 + g1) / 2)
-        if Y is None:
-            self.y_shift, self.y_scale = 0.0, 1.0
-        else:
-            std = Y.std(axis=0)
-            self.y_shift, self.y_scale = Y.mean(axis=0), np.where(std > 0, std, 1.0)
-
-    def inputs(self, X):
-        return (X - self.x_shift) / self.x_scale
-
-    def targets(self, Y):
-        return (Y - self.y_shift) / self.y_scale
-
-    def outputs(self, Z):
-        return Z * self.y_scale + self.y_shift
-
-    def formulas(self, model, var_names):
-        """The model's symbolic formulas with the maps folded in: in var_names, in raw units."""
-        scaled = [f"(({v} - {float(s)!r})/{float(c)!r})"
-                  for v, s, c in zip(var_names, self.x_shift, self.x_scale)]
-        shifts = np.broadcast_to(self.y_shift, (model.width[-1],))
-        scales = np.broadcast_to(self.y_scale, (model.width[-1],))
-        probe = model.symbolic_formula(var_names=[f"u{i}" for i in range(len(var_names))])
-        if all(isinstance(f, str) for f in probe):  # no sympy: substitute in the text
-            out = model.symbolic_formula(var_names=scaled)
-            return [f"{float(c)!r}*({f}) + {float(s)!r}" for f, s, c in zip(out, shifts, scales)]
-        import sympy
-
-        raw = [sympy.Symbol(v) for v in var_names]
-        swap = {sympy.Symbol(f"u{i}"): (x - float(s)) / float(c)
-                for i, (x, s, c) in enumerate(zip(raw, self.x_shift, self.x_scale))}
-        return [float(c) * f.xreplace(swap) + float(s) for f, s, c in zip(probe, shifts, scales)]
+def _model_copy(model):
+    """An independent copy of a KAN (config and state arrays: no pickle involved)."""
+    return from_state(model.config(), model.state_arrays())
 
 
 # ---------------------------------------------------------------------------- estimators
@@ -254,19 +191,12 @@ class _BaseKAN:
         return hidden, grid, refine
 
     # ------------------------------------------------------------------ training
-    def _fit_scaling(self, X, Y):
-        """The maps from the user's units to the model's (see _Scaling)."""
-        return _Scaling(X, Y if self._estimator_type == "regressor" else None)
-
-    def _train(self, X, Y, fit_kwargs, test_metric=None):
-        """Train a fresh KAN on X (n, n_features) and targets Y (n, n_out); set the learned state.
-
-        test_metric: (name, metric(outputs, targets) -> float) recorded in the history after
-        every step on the test rows. Everything is computed before any attribute is set, so a
-        failed fit leaves the estimator as it was.
+    def _train(self, X, Y, loss):
+        """Train a fresh KAN on X (n, n_features) and targets Y (n, n_out) or class ids (n,);
+        set the learned state. The model maps raw units itself (KAN.set_scaling: inputs onto
+        the grid range, regression targets standardised). Everything is computed before any
+        attribute is set, so a failed fit leaves the estimator as it was.
         """
-        from .model import KAN
-
         hidden, grid, refine = self._checked_params()
         if X.shape[0] < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to fit, got "
@@ -276,39 +206,28 @@ class _BaseKAN:
             is_train = ~is_test
         else:  # no hold-out: the history's test columns are measured on the training rows
             is_train = is_test = np.ones(X.shape[0], dtype=bool)
-        scaling = self._fit_scaling(X[is_train], Y[is_train])
-        Xm = scaling.inputs(X)
-        Ym = scaling.targets(Y) if self._estimator_type == "regressor" else Y
-        dataset = {"train_input": Xm[is_train], "train_label": Ym[is_train],
-                   "test_input": Xm[is_test], "test_label": Ym[is_test]}
-        callback = None
-        if test_metric is not None:
-            name, metric = test_metric
-
-            def callback(step, model, results):
-                with warnings.catch_warnings():  # predict warns about off-grid inputs, not this
-                    warnings.simplefilter("ignore", UserWarning)
-                    outputs = model(dataset["test_input"])
-                results.setdefault(name, []).append(metric(outputs, dataset["test_label"]))
-
-        model = KAN(width=[X.shape[1], *hidden, Y.shape[1]], grid=grid, k=self.k,
+        dataset = {"train_input": X[is_train], "train_label": Y[is_train],
+                   "test_input": X[is_test], "test_label": Y[is_test]}
+        n_out = Y.shape[1] if loss == "mse" else int(Y.max()) + 1
+        model = KAN(width=[X.shape[1], *hidden, n_out], grid=grid, k=self.k,
                     grid_range=GRID_RANGE, seed=self.seed, dtype=self.dtype, device=self.device)
+        model.set_scaling(X[is_train], Y[is_train] if loss == "mse" else None)
         history = []
         for stage, stage_grid in enumerate((grid, *refine)):
             if stage > 0:
                 model = model.refine(stage_grid)
-            results = model.fit(dataset, opt=self.opt, steps=self.steps, lr=self.lr,
-                                lamb=self.lamb, seed=self.seed, callback=callback, **fit_kwargs)
+            results = model.fit(dataset, opt=self.opt, steps=self.steps, lr=self.lr, log=0,
+                                lamb=self.lamb, seed=self.seed, loss=loss)
             history.append({"grid": stage_grid, **results})
         self.model_ = model
-        self._scaling = scaling
         self.n_features_in_ = X.shape[1]
         self.history_ = history
 
     def _raw_outputs(self, X):
         """The model's outputs for raw inputs X, in the user's units: (n, n_out) float64."""
-        out = self.model_(self._scaling.inputs(X))
-        return self._scaling.outputs(np.asarray(out, dtype=np.float64))
+        with warnings.catch_warnings():  # off-grid inputs are legal here and need no advice
+            warnings.simplefilter("ignore", UserWarning)
+            return np.asarray(self.model_(X), dtype=np.float64)
 
     # ------------------------------------------------------------------ formula and pickling
     def formula_(self, var_names=None, lib=None, r2_threshold=0.0, weight_simple=0.8):
@@ -329,20 +248,20 @@ class _BaseKAN:
             str(v) for v in var_names]
         if len(names) != self.n_features_in_:
             raise ValueError(f"var_names must have {self.n_features_in_} names, got {len(names)}")
-        model = _model_from_bytes(_model_to_bytes(self.model_))
+        model = _model_copy(self.model_)
         model.auto_symbolic(lib=lib, r2_threshold=r2_threshold, weight_simple=weight_simple,
                             x=self.model_.cache_data_, verbose=0)
-        return self._scaling.formulas(model, names)
+        return model.symbolic_formula(var_names=names)
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        if "model_" in state:  # a KAN holds modules and device arrays: store its checkpoint
-            state["model_"] = _model_to_bytes(state["model_"])
+        if "model_" in state:  # a KAN holds modules and device arrays: store its plain state
+            state["model_"] = (state["model_"].config(), state["model_"].state_arrays())
         return state
 
     def __setstate__(self, state):
-        if isinstance(state.get("model_"), bytes):
-            state = {**state, "model_": _model_from_bytes(state["model_"])}
+        if isinstance(state.get("model_"), tuple):
+            state = {**state, "model_": from_state(*state["model_"])}
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ scikit-learn hooks
@@ -383,8 +302,8 @@ class KANRegressor(_BaseKAN):
     seed        initial parameters, hold-out and batch draws: the same seed gives the same model
     dtype, device  "float64"/"float32", "cpu"/"cuda"
 
-    Learned: model_ (the kanarray.KAN, on inputs mapped to [-1, 1] and standardised targets),
-    n_features_in_, history_ (one dict of kanarray.train.fit's results per grid, with "grid").
+    Learned: model_ (the kanarray.KAN, taking raw inputs: it maps them onto [-1, 1] and its
+    outputs from standardised targets itself), n_features_in_, history_ (one dict of kanarray.train.fit's results per grid, with "grid").
     y may be (n_samples,) or (n_samples, n_outputs); predict returns the same shape.
     """
 
@@ -399,7 +318,7 @@ class KANRegressor(_BaseKAN):
             raise ValueError(f"y must hold numbers, got dtype {y.dtype}") from None
         if not np.isfinite(Y).all():
             raise ValueError("Input y contains NaN or infinity")
-        self._train(X, Y, {})
+        self._train(X, Y, "mse")
         self._single_target = y.ndim == 1
         return self
 
@@ -417,23 +336,6 @@ class KANRegressor(_BaseKAN):
         r2 = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1.0),
                       np.where(residual == 0, 1.0, 0.0))
         return float(r2.mean())
-
-
-def _classification_targets(encoded, n_classes):
-    """Model targets and fit arguments for class ids `encoded` (n,).
-
-    kanarray.train.fit's loss_fn hook takes labels shaped like the outputs, so the classes go in
-    as one-hot rows and the loss recovers the ids by argmax. (With fit(loss="ce") this becomes
-    (encoded, {"loss": "ce"}).)
-    """
-    def onehot_cross_entropy(logits, onehot):
-        return cross_entropy(logits, onehot.argmax(axis=1))
-
-    return np.eye(n_classes)[encoded], {"loss_fn": onehot_cross_entropy}
-
-
-def _onehot_accuracy(logits, onehot):
-    return accuracy(np.asarray(logits), onehot.argmax(axis=1))
 
 
 def _class_labels(estimator, y, n_rows):
@@ -482,8 +384,7 @@ class KANClassifier(_BaseKAN):
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class "
                              f"({classes[0]!r})")
-        targets, fit_kwargs = _classification_targets(encoded, len(classes))
-        self._train(X, targets, fit_kwargs, ("test_accuracy", _onehot_accuracy))
+        self._train(X, encoded.astype(np.int64), "ce")
         self.classes_ = classes
         return self
 

@@ -28,6 +28,7 @@ from . import prune as prunelib
 from . import symbolic
 from . import train
 from .backend import return_like
+from .kernels import cpu as cpu_kernels
 from .checks import check_int
 from .distributed import MPIObjective
 from .network import Network, range_to_grid
@@ -171,7 +172,7 @@ class KAN(Network):
             grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-            lamb_coefdiff=0.0, loss="mse"):
+            lamb_coefdiff=0.0, loss="mse", threads=None):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -200,6 +201,9 @@ class KAN(Network):
                     sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
                     entropy of the edge magnitudes and the coefficient L1 and smoothness terms
                     weighted by the other four (kanarray.regularize; pykan's names and defaults)
+        threads     cap on the CPU kernels' threads while fitting (None: all of Numba's threads;
+                    with comm: 1, one thread per rank, so that ranks sharing a node do not
+                    oversubscribe its cores). Results are bit-identical for any thread count.
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
            test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
@@ -213,6 +217,8 @@ class KAN(Network):
                     stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
                     callback=callback, lbfgs_iters=lbfgs_iters)
         train.check_loop_arguments(**loop)
+        if threads is not None:
+            check_int(threads, "threads", 1)
         if loss_fn is not None:
             if not callable(loss_fn):
                 raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or "
@@ -234,7 +240,8 @@ class KAN(Network):
                             checkpoint=checkpoint is None, reg=reg)
             objective = MPIObjective(self, dataset, comm, loss, reg, cuda_aware, agree_on)
         self.cache_data_ = objective.x_train
-        return train.fit(self, objective, checkpoint=checkpoint, **loop)
+        with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
+            return train.fit(self, objective, checkpoint=checkpoint, **loop)
 
     # ------------------------------------------------------------------ attribution and pruning
     def attribute(self, x=None):

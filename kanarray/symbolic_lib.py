@@ -453,11 +453,11 @@ def _sp_abs_floor(z):
 
 
 def _txt_abs_floor(z):
-    return f"max(abs({z}), {X_EPS!r})"
+    return f"maximum(abs({z}), {X_EPS!r})"
 
 
 def _txt_clip(z, lo, hi):
-    return f"max(min({z}, {hi!r}), {lo!r})"
+    return f"maximum(minimum({z}, {hi!r}), {lo!r})"
 
 
 def _register_builtins():
@@ -469,7 +469,7 @@ def _register_builtins():
     for n, comp in ((2, 2), (3, 3), (4, 3), (5, 3)):
         f, df = _power(n)
         reg(f"x^{n}", f, df, comp, (lambda n: lambda z: z ** n)(n),
-            (lambda n: lambda z: f"({z})^{n}")(n), (-3.0, 3.0),
+            (lambda n: lambda z: f"({z})**{n}")(n), (-3.0, 3.0),
             _canon(homogeneous=n, symmetry=_EVEN if n % 2 == 0 else _ODD))
     for n, comp in ((1, 2), (2, 2), (3, 3), (4, 4), (5, 5)):
         f, df = _inverse_power(n)
@@ -477,19 +477,19 @@ def _register_builtins():
         if n % 2:  # odd: sign(z) / max(|z|, eps)^n
             sym = (lambda n: lambda z: _sympy().sign(z) / _sp_abs_floor(z) ** n)(n)
             txt = (lambda n: lambda z: f"sign({z})/{_txt_abs_floor(z)}"
-                   + ("" if n == 1 else f"^{n}"))(n)
+                   + ("" if n == 1 else f"**{n}"))(n)
         else:      # even: 1 / max(|z|, eps)^n
             sym = (lambda n: lambda z: 1 / _sp_abs_floor(z) ** n)(n)
-            txt = (lambda n: lambda z: f"1/{_txt_abs_floor(z)}^{n}")(n)
+            txt = (lambda n: lambda z: f"1/{_txt_abs_floor(z)}**{n}")(n)
         reg(name, f, df, comp, sym, txt, (0.2, 5.0),
             _canon(homogeneous=-n, symmetry=_EVEN if n % 2 == 0 else _ODD))
     reg("sqrt", _sqrt_f, _sqrt_df, 2, lambda z: _sympy().sqrt(_sp_max(z, 0)),
-        lambda z: f"sqrt(max({z}, 0))", (0.01, 5.0), _canon(homogeneous=0.5))
+        lambda z: f"sqrt(maximum({z}, 0))", (0.01, 5.0), _canon(homogeneous=0.5))
     reg("x^1.5", _pow15_f, _pow15_df, 4, lambda z: _sympy().sqrt(_sp_max(z, 0)) ** 3,
-        lambda z: f"max({z}, 0)^1.5", (0.01, 5.0), _canon(homogeneous=1.5))
+        lambda z: f"maximum({z}, 0)**1.5", (0.01, 5.0), _canon(homogeneous=1.5))
     reg("1/sqrt(x)", _invsqrt_f, _invsqrt_df, 2,
         lambda z: 1 / _sympy().sqrt(_sp_max(z, _sympy().Float(X_EPS))),
-        lambda z: f"1/sqrt(max({z}, {X_EPS!r}))", (0.01, 5.0), None)
+        lambda z: f"1/sqrt(maximum({z}, {X_EPS!r}))", (0.01, 5.0), None)
     reg("exp", _exp_f, _exp_df, 2, _sp_func("exp"), lambda z: f"exp({z})", (-5.0, 5.0),
         _canon(exp_shift=True))
     reg("log", _log_f, _log_df, 2, lambda z: _sympy().log(_sp_abs_floor(z)),
@@ -522,7 +522,7 @@ def _register_builtins():
     reg("0", _zero_f, _zero_f, 0, lambda z: _sympy().Integer(0), lambda z: "0", (-5.0, 5.0),
         _canon(zero=True))
     reg("gaussian", _gauss_f, _gauss_df, 3, lambda z: _sympy().exp(-(z ** 2)),
-        lambda z: f"exp(-({z})^2)", (-4.0, 4.0), _canon(symmetry=_EVEN))
+        lambda z: f"exp(-({z})**2)", (-4.0, 4.0), _canon(symmetry=_EVEN))
 
 
 _register_builtins()

@@ -156,10 +156,10 @@ def test_classifier_records_accuracy_on_held_out_rows():
 def test_classifier_minimises_softmax_cross_entropy():
     X, y = blobs(0)
     est = KANClassifier(hidden=(), steps=4).fit(X, y)
-    logits = est.model_(est._scaling.inputs(X))
+    logits = est.model_(X)  # the model takes raw inputs: it scales them itself
     expected, _ = cross_entropy(logits, np.searchsorted(est.classes_, y))
-    # the fit loop logs sqrt(loss) of the last step, taken on every training row
-    assert est.history_[-1]["train_loss"][-1] ** 2 == pytest.approx(expected, rel=1e-9)
+    # with loss="ce" the fit loop logs the cross-entropy of the last step, on every training row
+    assert est.history_[-1]["train_loss"][-1] == pytest.approx(expected, rel=1e-9)
 
 
 def test_classifier_needs_two_classes_and_class_labels():
