@@ -22,6 +22,7 @@ layer's inputs on data or on a sweep of its grid range) with every library funct
 """
 import numpy as np
 
+from . import symbolic_fit as sfit
 from . import symbolic_lib as slib
 
 # --------------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def fix_symbolic(model, l, i, j, name, fit_params=True, a_range=(-10, 10), b_ran
     xs = edge_samples(model, l, i, x, acts)
     ys = layer.spline_curves(i, xs)[:, j]
     if fit_params:
-        params, r2 = slib.fit_affine(xs, ys, fn, a_range=a_range, b_range=b_range)
+        params, r2 = sfit.fit_affine(xs, ys, fn, a_range=a_range, b_range=b_range)
     else:
         params = np.array([1.0, 0.0, 1.0, 0.0])
         sse = float(((slib.evaluate_affine(fn, params, xs) - ys) ** 2).sum())
@@ -110,7 +111,7 @@ def suggest_symbolic(model, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8
     layer = _check_edge(model, l, i, j)
     xs = edge_samples(model, l, i, x, acts)
     ys = layer.spline_curves(i, xs)[:, j]
-    rows = slib.suggest(xs, ys, lib=lib, topk=topk, weight_simple=weight_simple,
+    rows = sfit.suggest(xs, ys, lib=lib, topk=topk, weight_simple=weight_simple,
                         r2_threshold=r2_threshold)
     if verbose:
         print(f"edge ({l},{i},{j}):")
