@@ -63,6 +63,13 @@ def check_seed(value, name="seed"):
     return check_int(value, name, 0)
 
 
+def check_bool(value, name):
+    """True or False (Python or NumPy bool; not 0/1, not a string); returns a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def check_callable(value, name):
     """Any callable; returns it unchanged."""
     if not callable(value):

@@ -5,27 +5,25 @@ A dataset is a dict of float64 NumPy arrays: "train_input" (N_train, n_var), "tr
 """
 import numpy as np
 
-from .checks import check_callable, check_int, check_real, check_real_array, check_seed
+from .checks import check_bool, check_callable, check_int, check_real, check_real_array, check_seed
 
 
 def _ranges(ranges, n_var):
     """(lo, hi) for every variable, or one pair for all -> (n_var, 2) float64."""
-    message = f"ranges must be one pair (lo, hi) or {n_var} pairs, with finite lo < hi"
+    message = f"ranges must be one pair (lo, hi) or {n_var} pairs, with finite lo < hi and hi - lo"
     try:
         bounds = np.asarray(check_real_array(ranges, "ranges"), dtype=np.float64)
     except TypeError as exc:
         raise TypeError(f"{message}; {exc}") from None
     if bounds.shape == (2,):
         bounds = np.tile(bounds, (n_var, 1))
-    if bounds.shape != (n_var, 2) or not np.all(np.isfinite(bounds)) or np.any(bounds[:, 0] >= bounds[:, 1]):
+    if bounds.shape != (n_var, 2) or not np.all(np.isfinite(bounds)):
+        raise ValueError(f"{message}, got {np.asarray(ranges).tolist()}")
+    with np.errstate(over="ignore"):  # an overflowing width is refused below
+        width = bounds[:, 1] - bounds[:, 0]
+    if not np.all((width > 0) & np.isfinite(width)):
         raise ValueError(f"{message}, got {np.asarray(ranges).tolist()}")
     return bounds
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def create_dataset(f, n_var=2, ranges=(-1, 1), train_num=1000, test_num=1000, seed=0,
@@ -51,7 +49,7 @@ def create_dataset(f, n_var=2, ranges=(-1, 1), train_num=1000, test_num=1000, se
     train_num = check_int(train_num, "train_num", 1)
     test_num = check_int(test_num, "test_num", 1)
     seed = check_seed(seed)
-    normalize_label = _check_bool(normalize_label, "normalize_label")
+    normalize_label = check_bool(normalize_label, "normalize_label")
     bounds = _ranges(ranges, n_var)
     rng = np.random.default_rng(seed)
     dataset = {}

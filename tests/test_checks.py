@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kanarray.checks import check_callable, check_choice, check_int, check_real, check_seed
+from kanarray.checks import check_bool, check_callable, check_choice, check_int, check_real, check_seed
 
 
 def test_check_real_accepts_python_and_numpy_reals_and_returns_a_python_float():
@@ -62,6 +62,13 @@ def test_check_seed():
         check_seed(None, "rng_seed")
     with pytest.raises(TypeError, match="seed must be an integer, got float"):
         check_seed(1.0)
+
+
+def test_check_bool():
+    assert check_bool(np.bool_(True), "update_grid") is True
+    for value in (1, "False", None):
+        with pytest.raises(TypeError, match="update_grid must be True or False"):
+            check_bool(value, "update_grid")
 
 
 def test_check_callable():

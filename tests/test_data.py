@@ -76,6 +76,7 @@ def test_same_seed_same_dataset_other_seed_other_inputs():
     ({"ranges": (1, -1)}, ValueError, "ranges must be one pair"),
     ({"ranges": [(0, 1)] * 3}, ValueError, "ranges must be one pair .* or 2 pairs"),
     ({"ranges": (0, np.nan)}, ValueError, "ranges must be one pair"),
+    ({"ranges": (-1e308, 1e308)}, ValueError, "ranges must be one pair .* finite lo < hi and hi - lo"),
     ({"ranges": ("a", "b")}, TypeError, "ranges must be one pair"),
     ({"ranges": None}, TypeError, "ranges must be one pair"),
     ({"f": lambda x: x[:3, 0]}, ValueError, "must return shape"),

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from kanarray.grid import design_matrices, extend_knots, knots_from_samples, refit_coef, subdivide_knots, uniform_knots
+from kanarray.grid import (design_matrices, extend_knots, knots_from_samples, refit_coef,
+                           subdivide_knots, uniform_knots)
 
 # Two inputs, nine samples each (deliberately unsorted). With grid = 4 the quantile knots are
 # sorted samples number floor(j * 9 / 4) = 0, 2, 4, 6 and the last one, 8.
@@ -107,7 +108,8 @@ def test_subdivided_then_extended_knots_keep_the_old_ones():
 
 @pytest.mark.parametrize("call, error, words", [
     (lambda: extend_knots(np.array([[0.0, 1e308]]), 2), ValueError, "not distinct finite"),
-    (lambda: extend_knots(np.array([[0.0, 0.0, 1.0]]), 1), ValueError, "interior must hold finite, strictly increasing"),
+    (lambda: extend_knots(np.array([[0.0, 0.0, 1.0]]), 1), ValueError,
+     "interior must hold finite, strictly increasing"),
     (lambda: extend_knots(np.array([[0.0, np.nan]]), 1), ValueError, "interior must hold finite"),
     (lambda: extend_knots(np.array([0.0, 1.0]), 1), ValueError, "interior must be a 2-D array"),
     (lambda: extend_knots(np.array([[0.0, 1.0]]), -1), ValueError, "k must be >= 0"),
@@ -120,7 +122,8 @@ def test_subdivided_then_extended_knots_keep_the_old_ones():
     (lambda: design_matrices(np.full((4, 1), np.inf), uniform_knots(1, 4, 3, (-1, 1)), 3), ValueError,
      "x contains NaN or Inf"),
     (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.zeros((1, 6, 2)),
-                        uniform_knots(1, 8, 3, (-1, 1)), 3, 3), ValueError, r"old_coef must have shape \(1, 7, outputs\)"),
+                        uniform_knots(1, 8, 3, (-1, 1)), 3, 3), ValueError,
+     r"old_coef must have shape \(1, 7, outputs\)"),
     (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.full((1, 7, 2), np.nan),
                         uniform_knots(1, 8, 3, (-1, 1)), 3, 3), ValueError, "old_coef contains NaN"),
     (lambda: refit_coef(np.zeros((0, 1)), uniform_knots(1, 4, 3, (-1, 1)), np.zeros((1, 7, 2)),

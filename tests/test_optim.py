@@ -313,6 +313,17 @@ def test_lbfgs_non_finite_start_fails_without_evaluating(loss, grad):
     np.testing.assert_array_equal(x_new, x)
 
 
+def test_lbfgs_zero_gradient_change_is_not_stored_as_curvature():
+    """On a linear loss the gradient never changes (y = 0, y.s = 0): the step still goes
+    downhill, and the pair is skipped instead of forming rho = 1 / (y.s)."""
+    fun = lambda x: (float(-x.sum()), -np.ones_like(x))  # noqa: E731
+    x = np.zeros(3)
+    x_new, loss_new, _, state, info = lbfgs_step(fun, x, *fun(x), lbfgs_init(), max_ls=5)
+    assert not info["failed"] and info["step"] > 0 and loss_new < 0.0
+    assert state.s_hist == state.y_hist == state.rho == () and state.gamma == 1.0
+    assert state.n_iter == 1
+
+
 def test_lbfgs_trial_step_that_underflows_to_zero_ends_without_error():
     """lr = 5e-324 times 1/|grad|_1 rounds to a zero step: the line search keeps trying t = 0
     (interpolating between two equal steps must not divide by zero) and reports no progress."""
