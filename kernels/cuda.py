@@ -558,14 +558,6 @@ def _xp(a):
     return _cupy if _is_cupy(a) else np
 
 
-def _empty(like, shape, dtype):
-    if _is_cupy(like):
-        return _cupy.empty(shape, dtype=dtype)
-    if isinstance(like, np.ndarray):
-        return np.empty(shape, dtype=dtype)
-    return cuda.device_array(shape, dtype=dtype)
-
-
 _STREAMS = {}
 
 
@@ -681,7 +673,6 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
     k = _check_k(k)
     B, I = x.shape
     O = coef.shape[2]
-    dtype = _dtype(coef.dtype)
     stream = _stream(x)
     if B == 0 or I == 0 or O == 0:
         dx[...] = 0
@@ -690,16 +681,24 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
         dw_spline[...] = 0
         dbias[...] = g.sum(axis=0) if B > 0 else 0
         return
+    gp, OP, nbp, staged = _fused_dx(xp, x, g, knots, coef, w_base, w_spline, mask, k, base, dx)
+    _parameter_gradients(xp, B, I, O, k, g, gp, OP, nbp, *staged,
+                         coef, w_spline, mask, dcoef, dw_base, dw_spline, dbias, stream)
+
+
+def _fused_dx(xp, x, g, knots, coef, w_base, w_spline, mask, k, base, dx):
+    """Launch the dx kernel; -> (padded g, OP, G+3k, (rows, values, base values) it stored)."""
+    B, I = x.shape
+    dtype = _dtype(coef.dtype)
     wp, wb, nbp, OP = repack(xp, coef, w_base, w_spline, mask, k)
     gp = _padded_outputs(xp, g, OP)
     st_row = xp.empty(I * B, dtype=np.int32)
     st_val = xp.empty(I * B * (k + 1), dtype=dtype)
     st_bv = xp.empty(I * B, dtype=dtype)
-    _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), stream](
+    _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), _stream(x)](
         _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], gp, wp, wb, nbp, OP, int(base),
         dx, st_row, st_val, st_bv)
-    _parameter_gradients(xp, B, I, O, k, g, gp, OP, nbp, st_row, st_val, st_bv,
-                         coef, w_spline, mask, dcoef, dw_base, dw_spline, dbias, stream)
+    return gp, OP, nbp, (st_row, st_val, st_bv)
 
 
 def _parameter_gradients(xp, B, I, O, k, g, gp, OP, nbp, st_row, st_val, st_bv,
@@ -769,16 +768,8 @@ def layer_backward_dense(x, g, knots, coef, w_base, w_spline, mask, k, base,
     dw_spline[...] = mask * (coef * C).sum(axis=1)
     dw_base[...] = mask * AG[I * n_basis:]
     dbias[...] = g.sum(axis=0)
-    if B > 0 and I > 0 and O > 0:
-        k = _check_k(k)
-        wp, wb, nbp, OP = repack(xp, coef, w_base, w_spline, mask, k)
-        dtype = _dtype(coef.dtype)
-        st_row = xp.empty(I * B, dtype=np.int32)
-        st_val = xp.empty(I * B * (k + 1), dtype=dtype)
-        st_bv = xp.empty(I * B, dtype=dtype)
-        _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), _stream(x)](
-            _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], _padded_outputs(xp, g, OP),
-            wp, wb, nbp, OP, int(base), dx, st_row, st_val, st_bv)
+    if B > 0 and I > 0 and O > 0:  # (the bases it stores for the parameter kernel go unused)
+        _fused_dx(xp, x, g, knots, coef, w_base, w_spline, mask, _check_k(k), base, dx)
     else:
         dx[...] = 0
 
