@@ -54,7 +54,7 @@ FORWARD_TASK_BYTES = 1 << 19
 # kernels, B*I*(k+1)^2 for span_basis. Measured on the 2-core AMD EPYC, forward+backward of one
 # layer, G=10, float64, workqueue, cores shared with other jobs (load 6-13, no quiet window):
 # serial/parallel time 0.3x at work 5e3, 0.6-0.8x at 5e4, 0.8-0.9x at 1.25e5, 1.0-1.2x at 1.28e6
-# and up (quiet, the gain above it is larger). Below it, waking and joining the second thread costs
+# and up (not measured quiet: no quiet window this session). Below it, waking and joining the second thread costs
 # more than it saves, and a short region often waits for a descheduled thread.
 PARALLEL_WORK = 1 << 20
 
