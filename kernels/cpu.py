@@ -210,16 +210,13 @@ def _block_terms(knots, i, x, first, last, k, n_basis, span, rows, values, deriv
                 rising = derivs[r - 1, c] / (right[r, c] + left[k - r + 1, c]) if r >= 1 else zero
                 falling = derivs[r, c] / (right[r + 1, c] + left[k - r, c]) if r < k else zero
                 derivs[r, c] = order * (rising - falling)
-    for c in range(nb):
-        s = span[c]
-        for r in range(rows.shape[0]):
-            m = s - k + r
-            if s < 0 or r > k or m < 0 or m >= n_basis:
-                rows[r, c] = 0
-                values[r, c] = zero
-                derivs[r, c] = zero
-            else:
-                rows[r, c] = m
+    for r in range(rows.shape[0]):  # written as selects, so that the loop over c vectorises
+        for c in range(nb):
+            m = span[c] - k + r
+            used = span[c] >= 0 and r <= k and m >= 0 and m < n_basis
+            rows[r, c] = m if used else 0
+            values[r, c] = values[r, c] if used else zero
+            derivs[r, c] = derivs[r, c] if used else zero
 
 
 @njit(cache=CACHE)
