@@ -6,10 +6,12 @@ The layer (see reference.py for shapes):
     y[b, o] = bias[o] + sum_i mask[i,o] * ( w_base[i,o] base(x[b,i])
                                            + w_spline[i,o] sum_r coef[i, s-k+r, o] B_r(x[b,i]) )
 where s is the knot span of x[b, i] and B_0..B_k are the only bases that can be non-zero there.
-The basis is never materialised as a (B, I, G+k) tensor: each (sample, input) pair computes its
-span by binary search and its k+1 basis values by the Cox–de Boor triangle (O(k^2) flops), then
-sweeps the O outputs, which read contiguous memory because o is the fastest axis of coef. The cost
-per (b, i, o) is about k+3 multiply-adds whatever the grid size G.
+The basis is never materialised as a (B, I, G+k) tensor: for a block of SAMPLES_PER_TASK samples
+and one input, `_block_terms` finds each span by binary search and runs the Cox–de Boor triangle
+(O(k^2) flops) one entry at a time for the whole block, so its divisions vectorise over samples;
+then each sample sweeps the O outputs, which read contiguous memory because o is the fastest axis
+of coef, applying the k+1 basis terms TERMS at a time. The cost per (b, i, o) is about k+3
+multiply-adds whatever the grid size G.
 
 Serial and parallel forms. Each public kernel (span_basis, layer_forward, layer_backward) is a
 plain Python function that picks one of two compiled forms by the size of the work:
@@ -17,7 +19,8 @@ plain Python function that picks one of two compiled forms by the size of the wo
     <kernel>_parallel   the same per-task code under prange
 Both forms run the same compiled task function (`_*_rows`, `_backward_input`) on the same pieces
 of work, so they give bit-identical results, for any thread count:
-    span_basis, forward   a task owns a block of samples b and writes only their rows
+    span_basis, forward   a task owns a block of samples b and writes only their rows (forward:
+                          FORWARD_TASK_BYTES of rows of y, so coef[i] is read once per task)
     backward              a task owns an input i and writes only dcoef[i], dw_base[i], dw_spline[i]
                           and the column dx[:, i]; sums over b run in sample order inside the task
 The parallel form is compiled only when a launch first needs it (small models never pay for it).
@@ -47,11 +50,12 @@ SAMPLES_PER_TASK = 64  # span_basis: samples of one parallel task; all kernels: 
 # B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
 # ~110 ms with 512 KiB (CPU time on the busy 2-core EPYC, so rough).
 FORWARD_TASK_BYTES = 1 << 19
-# A launch goes parallel only from this much work on: multiply-adds over (b, i, o) for the layer
-# kernels, B*I*(k+1)^2 for span_basis. Measured on a 2-core AMD EPYC (bench note in the report of
-# issue 11): below it the cost of waking and joining the second thread is larger than the time it
-# saves, and on a machine whose cores are busy with other processes a parallel region waits for a
-# descheduled thread (milliseconds) far more often than a long region does.
+# A launch goes parallel only from this much work on: (b, i, o) count times (k+2) for the layer
+# kernels, B*I*(k+1)^2 for span_basis. Measured on the 2-core AMD EPYC, forward+backward of one
+# layer, G=10, float64, workqueue, cores shared with other jobs (load 6-13, no quiet window):
+# serial/parallel time 0.3x at work 5e3, 0.6-0.8x at 5e4, 0.8-0.9x at 1.25e5, 1.0-1.2x at 1.28e6
+# and up (not measured quiet: no quiet window this session). Below it, waking and joining the second thread costs
+# more than it saves, and a short region often waits for a descheduled thread.
 PARALLEL_WORK = 1 << 20
 
 
@@ -206,16 +210,13 @@ def _block_terms(knots, i, x, first, last, k, n_basis, span, rows, values, deriv
                 rising = derivs[r - 1, c] / (right[r, c] + left[k - r + 1, c]) if r >= 1 else zero
                 falling = derivs[r, c] / (right[r + 1, c] + left[k - r, c]) if r < k else zero
                 derivs[r, c] = order * (rising - falling)
-    for c in range(nb):
-        s = span[c]
-        for r in range(rows.shape[0]):
-            m = s - k + r
-            if s < 0 or r > k or m < 0 or m >= n_basis:
-                rows[r, c] = 0
-                values[r, c] = zero
-                derivs[r, c] = zero
-            else:
-                rows[r, c] = m
+    for r in range(rows.shape[0]):  # written as selects, so that the loop over c vectorises
+        for c in range(nb):
+            m = span[c] - k + r
+            used = span[c] >= 0 and r <= k and m >= 0 and m < n_basis
+            rows[r, c] = m if used else 0
+            values[r, c] = values[r, c] if used else zero
+            derivs[r, c] = derivs[r, c] if used else zero
 
 
 @njit(cache=CACHE)
