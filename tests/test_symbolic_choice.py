@@ -17,6 +17,7 @@ sp = pytest.importorskip("sympy")
 
 from kanarray import KAN, create_dataset  # noqa: E402
 from kanarray import symbolic as S  # noqa: E402
+from kanarray.formula import formula_function  # noqa: E402
 from kanarray import symbolic_fit as sfit
 from kanarray import symbolic_lib as slib  # noqa: E402
 
@@ -28,7 +29,7 @@ def formula_gap(model, x, normalize=True):
     """max |formula(x) - model(x)| / max(1, |model(x)|) over the rows of x (first output)."""
     names = [f"x_{i + 1}" for i in range(x.shape[1])]
     formula = model.symbolic_formula(normalize=normalize)[0]
-    got = S.formula_function(formula, names)(x)
+    got = formula_function(formula, names)(x)
     want = np.asarray(model(x))[:, 0]
     return float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
 
@@ -73,7 +74,7 @@ def test_two_input_kan_recovers_sin_plus_square_exactly():
         model.fit(data, opt="lbfgs", steps=20)
         x = data["test_input"]
         formula = model.symbolic_formula()[0]
-        truth_gap = np.max(np.abs(S.formula_function(formula, ["x_1", "x_2"])(x) - f(x)))
+        truth_gap = np.max(np.abs(formula_function(formula, ["x_1", "x_2"])(x) - f(x)))
         return truth_gap < 1e-6 and formula_gap(model, x) < 1e-8
 
     successes, results = count_successes(trial)
@@ -154,7 +155,7 @@ def probe_inputs():
 
 def single_edge_model(name):
     model = KAN([1, 1], seed=0)
-    S.set_symbolic(model.layers[0], 0, 0, name, PARAMS)
+    model.layers[0].set_symbolic(0, 0, name, PARAMS)
     model.layers[0].params["bias"][...] = 0.25
     return model
 
