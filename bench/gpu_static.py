@@ -229,9 +229,15 @@ def roofline(kc):
 def markdown(report):
     lines = ["# CUDA kernels read back from the compiler (no GPU)", "",
              f"numba-cuda {report['env']['numba_cuda']}, ptxas {report['env']['ptxas']}, "
-             f"nvdisasm {report['env']['nvdisasm']}; k = {K}. Method: bench/gpu_static.py "
-             "docstring. Per triple = SASS instructions per (sample, input, output) in the "
-             "kernel's sweep loop (issue slots per thread).", "",
+             f"nvdisasm {report['env']['nvdisasm']}; k = {K} (a compile-time constant).", "",
+             "Counting method: a loop is a backward branch in the SASS (`nvdisasm -c`); its body "
+             "runs from the target label to the branch, NOPs excluded. A hot kernel's sweep is "
+             "its innermost loop with the most FMAs (FFMA / DFMA). Per triple = body / the "
+             "(sample, input, output) triples one iteration handles per thread (forward and dx: "
+             "4 samples x 4 outputs; params: one listed sample x 4 outputs), i.e. warp-issue "
+             "slots per triple. Registers, stack, spills, shared memory: `ptxas -O3 -v`. "
+             "Occupancy: theoretical, from the per-SM register, shared-memory, block and warp "
+             "limits. Details: the bench/gpu_static.py docstring.", "",
              "| kernel | dtype | arch | threads | registers | stack B | spills B | smem B "
              "| occupancy (limit) | sweep / triple |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["kernels"]:
