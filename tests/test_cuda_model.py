@@ -40,6 +40,16 @@ SIMULATED_MODEL = textwrap.dedent("""
         results = model.fit(data, steps=2, lbfgs_iters=4, update_grid=False)
         assert results["stopped"] is None, (seed, results["stopped"])
         assert results["train_loss"][-1] < 0.8 * start, (seed, start, results["train_loss"])
+    # cross-entropy with raw-unit scaling and the regulariser: the same history as on the CPU
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.3).astype(int)
+    classes = {"train_input": 5 * x + 3, "train_label": labels, "test_input": 5 * x[:9] + 3,
+               "test_label": labels[:9]}
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = kanarray.KAN([3, 3, 3], grid=4, seed=4, device=device).set_scaling(classes["train_input"])
+        runs.append(model.fit(classes, loss="ce", steps=2, lbfgs_iters=3, lamb=1e-3))
+    np.testing.assert_allclose(runs[1]["train_loss"], runs[0]["train_loss"], rtol=1e-9)
+    assert runs[1]["test_accuracy"] == runs[0]["test_accuracy"]
     gpu.update_grid(x)
     fine = gpu.refine(8)  # subdivides every cell: exact on the data the grid was fitted to
     np.testing.assert_allclose(fine(x), gpu(x), rtol=1e-8, atol=1e-8)

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.mpi
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "mpi_scripts")
 sys.path.insert(0, SCRIPTS)
-from common import ADAM, ADAM_REG, ADAM_TINY, LBFGS, MODEL, make_dataset  # noqa: E402
+from common import (ADAM, ADAM_CE, ADAM_REG, ADAM_TINY, CE_MODEL, LBFGS, MODEL,  # noqa: E402
+                    make_classes, make_dataset)
 
 TIMEOUT = 120
 N_RANKS = 2
@@ -70,6 +71,8 @@ def reference():
         model = KAN(**MODEL)
         res = model.fit(make_dataset(), **kwargs)
         out[name] = (model, res)
+    model = KAN(**CE_MODEL)
+    out["adam_ce"] = (model, model.fit(make_classes(), **ADAM_CE))
     return out
 
 
@@ -95,11 +98,12 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("name", ["lbfgs", "adam", "adam_reg", "adam_tiny"])
+@pytest.mark.parametrize("name", ["lbfgs", "adam", "adam_reg", "adam_tiny", "adam_ce"])
 def test_two_ranks_match_one_process(ranks, reference, name):
     """Full-batch L-BFGS and mini-batch Adam (same global batches), with grid updates, and Adam
-    with regularisation (global edge magnitudes), and batches of 2 rows (a rank often owns
-    none): each rank holds half the data, and ends where one process holding all of it does."""
+    with regularisation (global edge magnitudes), batches of 2 rows (a rank often owns none)
+    and the cross-entropy loss with its accuracies: each rank holds half the data, and ends
+    where one process holding all of it does."""
     out, outcomes = ranks
     for r in range(N_RANKS):
         assert outcomes[r][name]["status"] == "ok", outcomes[r][name]
@@ -119,6 +123,8 @@ def test_two_ranks_match_one_process(ranks, reference, name):
     assert outcomes[0][name]["test_loss"] == outcomes[1][name]["test_loss"]
     np.testing.assert_allclose(outcomes[0][name]["train_loss"], res["train_loss"], rtol=100 * tol)
     np.testing.assert_allclose(outcomes[0][name]["test_loss"], res["test_loss"], rtol=100 * tol)
+    if "test_accuracy" in outcomes[0][name]:
+        assert outcomes[0][name]["test_accuracy"] == res["test_accuracy"]
     if "reg" in outcomes[0][name]:
         assert outcomes[0][name]["reg"] == outcomes[1][name]["reg"]
         np.testing.assert_allclose(outcomes[0][name]["reg"], res["reg"], rtol=1e-9)

@@ -22,3 +22,17 @@ ADAM_TINY = dict(ADAM, steps=12, batch=2, grid_update_num=6, stop_grid_update_st
 def make_dataset():
     return create_dataset(lambda x: np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2, n_var=2,
                           train_num=201, test_num=51, seed=1)
+
+
+# softmax cross-entropy on three classes (the "ce" loss over ranks), with regularisation
+CE_MODEL = dict(MODEL, width=[2, 3, 3])
+ADAM_CE = dict(ADAM, steps=12, loss="ce", lamb=1e-3)
+
+
+def make_classes():
+    """Three classes by the sign pattern of x1 and x2 (labels 0, 1, 2)."""
+    data = make_dataset()
+    for part in ("train", "test"):
+        x = data[f"{part}_input"]
+        data[f"{part}_label"] = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.3).astype(int)
+    return data

@@ -12,7 +12,8 @@ import numpy as np
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ADAM, ADAM_REG, ADAM_TINY, LBFGS, MODEL, make_dataset  # noqa: E402
+from common import (ADAM, ADAM_CE, ADAM_REG, ADAM_TINY, CE_MODEL, LBFGS, MODEL,  # noqa: E402
+                    make_classes, make_dataset)
 
 from kanarray import KAN, load  # noqa: E402
 from kanarray.distributed import Context, shard  # noqa: E402
@@ -70,6 +71,15 @@ def _():
     res = model.fit(shard(make_dataset(), comm), comm=comm, **ADAM_TINY)
     save_state("adam_tiny", model)
     return {"train_loss": res["train_loss"], "test_loss": res["test_loss"]}
+
+
+@scenario("adam_ce")
+def _():
+    model = KAN(**CE_MODEL)
+    res = model.fit(shard(make_classes(), comm), comm=comm, **ADAM_CE)
+    save_state("adam_ce", model)
+    return {"train_loss": res["train_loss"], "test_loss": res["test_loss"],
+            "test_accuracy": res["test_accuracy"], "reg": res["reg"]}
 
 
 @scenario("mismatched_arguments")
