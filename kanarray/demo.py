@@ -22,7 +22,7 @@ DEMO_LIB = ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"
 DEMO_TARGET = "exp(sin(pi*x_1) + x_2**2)"
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
 PRUNE_TOLERANCE = 1e-2  # a pruned network fits if its test RMSE <= this * std of the labels
-INITS = 3  # initialisations tried before the demo gives up
+INITS = 4  # initialisations tried before the demo gives up
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 
 
