@@ -21,7 +21,7 @@ from .symbolic_lib import optional_sympy
 DEMO_LIB = ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"]
 DEMO_TARGET = "exp(sin(pi*x_1) + x_2**2)"
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
-PRUNE_TOLERANCE = 1e-2  # a pruned network fits if its test RMSE <= this * std of the labels
+PRUNE_TOLERANCE = 1e-2  # a pruned network fits if its train RMSE <= this * std of the labels
 INITS = 4  # initialisations tried before the demo gives up
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 
@@ -58,8 +58,9 @@ def keep_hidden_nodes(model, keep, x):
 
 def prune_to_fewest_nodes(model, dataset, tolerance, steps=30):
     """The pruned and retrained copy of a one-hidden-layer model with the fewest hidden nodes
-    (kept in order of node_variation, idle nodes never) whose test RMSE is at most
-    `tolerance`; the widest one tried if none is. -> (model, test RMSE)."""
+    (kept in order of node_variation, idle nodes never) whose train RMSE is at most
+    `tolerance` (the test data stay held out); the widest one tried if none is.
+    -> (model, train RMSE)."""
     x = dataset["train_input"]
     variation = node_variation(model, x)
     order = np.argsort(-variation, kind="stable")
@@ -67,7 +68,7 @@ def prune_to_fewest_nodes(model, dataset, tolerance, steps=30):
     for k in range(1, len(order) + 1):
         candidate = keep_hidden_nodes(model, np.sort(order[:k]), x).prune_edge(x=x)
         candidate.fit(dataset, opt="lbfgs", steps=steps, log=0)
-        error = rmse(candidate(dataset["test_input"]), dataset["test_label"])
+        error = rmse(candidate(x), dataset["train_label"])
         if error <= tolerance or k == len(order):
             return candidate, error
     raise AssertionError("unreachable: the last candidate is always returned")
@@ -170,7 +171,7 @@ def _pipeline(seed, dataset, record, result, say):
         if error <= tolerance:
             result["stopped"] = None
             break
-        result["stopped"] = (f"no pruned network fits the data: test RMSE {error:.3e} > "
+        result["stopped"] = (f"no pruned network fits the data: train RMSE {error:.3e} > "
                              f"{tolerance:.3e} ({PRUNE_TOLERANCE} x the labels' std)")
         say(f"  init {attempt + 1}: {result['stopped']}")
     if result["stopped"]:
