@@ -124,12 +124,12 @@ def run_demo(seed=0, out="kan_demo.png", plot=True, verbose=True, train_num=1000
     result["seconds"] = total = time.perf_counter() - start_all
 
     say("")
-    say(f"{'stage':<22s} {'width':<11s} {'grid':>4s} {'train RMSE':>11s} {'test RMSE':>11s} "
+    say(f"{'stage':<27s} {'width':<11s} {'grid':>4s} {'train RMSE':>11s} {'test RMSE':>11s} "
         f"{'seconds':>8s}")
     for row in stages:
-        say(f"{row['stage']:<22s} {str(row['width']):<11s} {row['grid']:>4d} "
+        say(f"{row['stage']:<27s} {str(row['width']):<11s} {row['grid']:>4d} "
             f"{row['train_rmse']:11.3e} {row['test_rmse']:11.3e} {row['seconds']:8.2f}")
-    say(f"{'total':<22s} {'':<11s} {'':>4s} {'':>11s} {'':>11s} {total:8.2f}")
+    say(f"{'total':<27s} {'':<11s} {'':>4s} {'':>11s} {'':>11s} {total:8.2f}")
     say("")
     if result["stopped"]:
         say(f"no formula: {result['stopped']}")
@@ -138,7 +138,8 @@ def run_demo(seed=0, out="kan_demo.png", plot=True, verbose=True, train_num=1000
         if result["exact"] is not None:
             say(f"exactly the target {DEMO_TARGET} (pi to 4 decimals): "
                 f"{'yes' if result['exact'] else 'no'}")
-        say("formula report on the test data:")
+        say("formula report (edge R^2: auto-symbolic's fits on the train data; gap and RMSE: "
+            "the test data):")
         for line in report_lines(result["report"]):
             say(line)
     if result["plot"] is not None:
@@ -187,10 +188,10 @@ def _pipeline(seed, dataset, record, result, say):
     fixed = model.auto_symbolic(lib=DEMO_LIB, x=x_train, verbose=0)
     result["fixed"] = fixed
     record("auto-symbolic", model, t0)
-    for (l, i, j), (name, r2) in sorted(fixed.items()):
-        say(f"  edge ({l},{i},{j}) -> {name or 'spline':<6s} R^2 = {r2:.10f}")
     left = [edge for edge, (name, _) in fixed.items() if not name]
     if left:
+        for (l, i, j), (name, r2) in sorted(fixed.items()):
+            say(f"  edge ({l},{i},{j}) -> {name or 'spline':<6s} best R^2 = {r2:.10f}")
         result["stopped"] = (f"{len(left)} edge(s) fit no library function with R^2 >= 0.99 "
                              f"and stay splines: {sorted(left)}")
         return model
@@ -203,5 +204,6 @@ def _pipeline(seed, dataset, record, result, say):
     result["formula"] = formula
     result["formula_rounded"] = rounded = round_formula(formula, 4)
     result["exact"] = matches_target(rounded)
-    result["report"] = formula_report(model, dataset["test_input"], dataset["test_label"])
+    result["report"] = formula_report(model, dataset["test_input"], dataset["test_label"],
+                                      edge_fits=fixed)
     return model

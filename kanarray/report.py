@@ -5,7 +5,9 @@
 
 Three numbers say whether a formula can be trusted:
 - per symbolic edge, the R^2 of its function c f(a x + b) + d against the learned spline it
-  replaced, on the edge's inputs over x (1 = the function is the spline);
+  replaced (1 = the function is the spline): auto_symbolic's values when given, else measured
+  now on the edge's inputs over x (meaningful until the constants are refitted: fit_constants
+  or training may rescale an edge and its neighbours together, away from the old spline);
 - the maximum gap |formula(x) - model(x)| over the rows of x: the formula says what the network
   computes (the gap is round-off, ~1e-12, when it does);
 - the formula's RMSE against the labels y (how well it explains the data).
@@ -37,17 +39,20 @@ def edge_r2(model, x):
     return out
 
 
-def formula_report(model, x, y=None, var_names=None):
+def formula_report(model, x, y=None, var_names=None, edge_fits=None):
     """Check the formula of an all-symbolic model on inputs x (N, width[0]) and labels y.
 
-    -> {"formulas": model.symbolic_formula(var_names) (sympy expressions), "edges": edge_r2,
+    edge_fits: {(l, i, j): (name, r2)} as auto_symbolic returned it (the R^2 of each edge's
+    function against its spline when it was fixed); None: edge_r2(model, x).
+    -> {"formulas": model.symbolic_formula(var_names) (sympy expressions), "edges": edge_fits,
         "max_gap": max over rows and outputs of |formula - model| (None without sympy),
         "rmse": the formula's RMSE against y (None without y or sympy)}
     Raises ValueError when a live edge is still a spline (the formula would not be closed).
     """
     xh = model.backend.to_numpy(model.as_batch(x)).astype(np.float64)
     formulas = model.symbolic_formula(var_names=var_names)
-    report = {"formulas": formulas, "edges": edge_r2(model, xh), "max_gap": None, "rmse": None}
+    edges = edge_r2(model, xh) if edge_fits is None else dict(edge_fits)
+    report = {"formulas": formulas, "edges": edges, "max_gap": None, "rmse": None}
     if slib.optional_sympy() is None:
         return report
     names = formulalib.check_var_names(var_names, model)
