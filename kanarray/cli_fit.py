@@ -23,6 +23,7 @@ from .checks import UserError
 from .formula import round_formula
 from .model import KAN, from_state
 from .network import range_to_grid
+from .report import formula_report, report_lines
 
 def parse_ints(text, option, minimum=1):
     try:
@@ -155,8 +156,8 @@ def run(args, comm, say):
         stage(f"refine {grid}", model)
     if args.symbolic:
         if comm is None or comm.Get_rank() == 0:
-            left = [edge for edge, (name, _) in
-                    model.auto_symbolic(x=data["train_input"], verbose=0).items() if not name]
+            fits = model.auto_symbolic(x=data["train_input"], verbose=0)
+            left = [edge for edge, (name, _) in fits.items() if not name]
             if not left and not classification:  # a formula: fit its constants exactly
                 model.fit_constants(data["train_input"], data["train_label"])
         model = same_model_everywhere(comm, model)
@@ -178,4 +179,8 @@ def run(args, comm, say):
                                            [f"logit_{c}" for c in range(n_out)],
                                            model.symbolic_formula(var_names=inputs)):
                     say(f"{target} = {round_formula(formula, 6)}")
+                if not classification:  # how far to trust it, on the held-out rows
+                    report = formula_report(model, data["test_input"], data["test_label"],
+                                            var_names=inputs, edge_fits=fits)
+                    say("\n".join(["formula check (test rows):"] + report_lines(report)))
     return model

@@ -47,7 +47,7 @@ SIMULATED_MODEL = textwrap.dedent("""
     runs = []
     for device in ("cpu", "cuda"):
         model = kanarray.KAN([3, 3, 3], grid=4, seed=4, device=device).set_scaling(classes["train_input"])
-        runs.append(model.fit(classes, loss="ce", steps=2, lbfgs_iters=3, lamb=1e-3))
+        runs.append(model.fit(classes, loss="ce", steps=1, lbfgs_iters=2, lamb=1e-3))
     np.testing.assert_allclose(runs[1]["train_loss"], runs[0]["train_loss"], rtol=1e-9)
     assert runs[1]["test_accuracy"] == runs[0]["test_accuracy"]
     gpu.update_grid(x)
