@@ -45,7 +45,8 @@ def check_width(width, mult_arity):
         else:
             s, m = _count(w, "width entries"), 0
         if s < 0 or m < 0 or s + m < 1:
-            raise ValueError(f"every level needs at least one node (n_sum, n_mult >= 0), got {w!r}")
+            raise ValueError(f"width entries must be node counts >= 1 or pairs [n_sum, n_mult] of "
+                             f"counts >= 0 with at least one node, got {w!r}")
         n_sum.append(s)
         n_mult.append(m)
     if n_mult[0] or n_mult[-1]:

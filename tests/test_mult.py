@@ -74,7 +74,7 @@ def test_forward_multiplies_the_factor_outputs():
 
 @pytest.mark.parametrize("width,mult_arity,message", [
     ([2, [1, 1, 1], 1], 2, "pair"), ([[1, 1], 2, 1], 2, "hidden"), ([2, [2, 1], [0, 1]], 2, "hidden"),
-    ([2, [0, 0], 1], 2, "at least one node"), ([2, [1, 1], 1], 1, "mult_arity"),
+    ([2, [0, 0], 1], 2, "width entries"), ([2, [1, 1], 1], 1, "mult_arity"),
     ([2, [1, 2], 1], [2, [2], 2], "mult_arity"), ([2, [1, 2], 1], [2, 2], "mult_arity")])
 def test_bad_widths_and_arities_are_refused(width, mult_arity, message):
     with pytest.raises(ValueError, match=message):
