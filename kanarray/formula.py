@@ -1,10 +1,11 @@
 """The formula of a symbolic model: its edges composed through the layers, one per output.
 
-Every node is bias + the sum of its incoming edges, so composing c f(a x + b) + d edge by edge
+Every sum node is bias + the sum of its incoming edges and every multiplication node the product
+of its factors (each factor such a sum; kanarray.nodes), so composing c f(a x + b) + d edge by edge
 gives one sympy expression per output (a plain string without sympy). Numbers keep full float64
 precision; `round_formula` rounds them for display only. Before composing, the parameters (a
 copy: the model is not changed) are brought to a canonical form that leaves the function
-unchanged: each hidden node whose outgoing edges are all symbolic is rescaled so that its first
+unchanged: each hidden sum node whose outgoing edges are all symbolic is rescaled so that its first
 outgoing edge reads f(1*h + b), its constant part (bias + the d of its incoming edges) moves into
 the b of its outgoing edges, and each edge's (a, b, c, d) goes through its library function's
 canonical map (exp: b = 0, powers: |a| = 1, sin: b in [-pi/2, pi/2], ...). That removes the
@@ -51,14 +52,14 @@ def _canonical(name, p):
     return q if np.all(np.isfinite(q)) else p
 
 
-def _normalize(state):
+def _normalize(state, n_sum):
     """Canonical (a, b, c, d) per edge and canonical hidden-node scale and offset (module doc)."""
     for st in state:
         for i, o in zip(*np.nonzero(st["fun"] != "")):
             st["p"][i, o] = _canonical(st["fun"][i, o], st["p"][i, o])
     for l in range(1, len(state)):
         prev, cur = state[l - 1], state[l]
-        for n in range(cur["p"].shape[0]):
+        for n in range(n_sum[l]):  # mult nodes keep their factors' scales
             live_out = np.nonzero(cur["mask"][n] != 0)[0]
             live_in = np.nonzero(prev["mask"][:, n] != 0)[0]
             if live_out.size == 0:
@@ -106,7 +107,7 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
                          "model.fix_symbolic / model.auto_symbolic, prune them, or pass "
                          "allow_splines=True to write them as unknown functions phi_l_i_o")
     if normalize:
-        state = _normalize(state)
+        state = _normalize(state, model.n_sum)
     sp = slib.optional_sympy()
     if sp is not None:
         nodes = [sp.Symbol(v) for v in var_names]
@@ -134,7 +135,7 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
                 parts = [t for t in terms] + ([repr(bias)] if bias != 0 or not terms else [])
                 expr = " + ".join(parts)
             out.append(expr)
-        nodes = out
+        nodes = _multiply(sp, out, model.n_sum[l + 1], model.arities[l + 1])
     if model.output_scaling is not None:  # raw outputs: y * scale + shift
         shift, scale = model.output_scaling
         nodes = [_affine(sp, node, float(c), float(s)) for node, s, c in zip(nodes, shift, scale)]
@@ -158,6 +159,17 @@ def check_var_names(var_names, model):
         raise ValueError(f"var_names must be distinct (two inputs with one name would merge), "
                          f"got {names!r}")
     return names
+
+
+def _multiply(sp, factors, n_sum, arities):
+    """The nodes of a level from the formulas of the layer's outputs: sum nodes pass through,
+    every mult node is the product of its next `arity` factors."""
+    level, start = list(factors[:n_sum]), n_sum
+    for r in arities:
+        group = factors[start:start + r]
+        level.append(sp.Mul(*group) if sp is not None else "*".join(f"({t})" for t in group))
+        start += r
+    return level
 
 
 def _affine(sp, node, scale, shift):

@@ -44,7 +44,11 @@ RENAMED = {"cache_data": "cache_data_", "edge_scores": "edge_scores_",
 class KAN(Network):
     """A Kolmogorov–Arnold Network.
 
-    width       layer widths, e.g. [2, 5, 1]: inputs, hidden nodes, outputs
+    width       layer widths, e.g. [2, 5, 1]: inputs, hidden nodes, outputs; a hidden level may
+                be a pair [n_sum, n_mult] of sum and multiplication nodes (KAN 2.0, pykan's
+                convention: [2, [5, 2], 1]; kanarray.nodes)
+    mult_arity  factors of every multiplication node: an int (default 2), or one entry per
+                level, each an int or a list with one int per mult node of the level
     grid        number of grid intervals G of every spline
     k           spline order (3 = cubic)
     grid_range  initial interval covered by the grid
@@ -65,9 +69,9 @@ class KAN(Network):
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
                  grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
-                 input_ids=None, input_scaling=None, output_scaling=None):
+                 input_ids=None, input_scaling=None, output_scaling=None, mult_arity=2):
         super().__init__(width, grid, k, grid_range, base_fun, grid_eps, seed, dtype, device,
-                         noise_scale, path, input_ids, input_scaling, output_scaling)
+                         noise_scale, path, input_ids, input_scaling, output_scaling, mult_arity)
         self.cache_data_ = None
         self.edge_scores_ = self.node_scores_ = self.feature_score_ = None
         self.metadata_ = {}  # what kanarray.load read beside the model (KAN.save's metadata)

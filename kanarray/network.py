@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import grid as gridlib
+from . import nodes
 from .arrays import is_cupy_array
 from .backend import get_backend
 from .checks import check_batch, check_int, check_real_array
@@ -72,18 +73,12 @@ def range_to_grid(low, high, grid_range):
 
 
 def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
-    """The constructor's structural arguments, validated and normalised."""
-    if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
-        raise ValueError(f"width must be a list of at least 2 layer widths, got {width!r}")
-    width = [check_int(w, "width entries", 1) for w in width]
+    """The constructor's structural arguments but width and mult_arity (kanarray.nodes),
+    validated and normalised."""
     grid = check_int(grid, "grid", 1)
     k = check_int(k, "k", 1)
     if k > MAX_K:
         raise ValueError(f"k must be at most {MAX_K} (the spline order), got {k}")
-    n_params = sum(i * o * (grid + k + 6) + o for i, o in zip(width[:-1], width[1:]))
-    if n_params > MAX_PARAMS:
-        raise ValueError(f"width {width} with grid {grid} would need {n_params:.3g} parameters; at "
-                         f"most {MAX_PARAMS} fit a model (use fewer nodes or grid intervals)")
     if (not hasattr(grid_range, "__len__") or len(grid_range) != 2
             or not all(isinstance(v, numbers.Real) for v in grid_range)
             or not np.all(np.isfinite(grid_range)) or not grid_range[0] < grid_range[1]):
@@ -96,7 +91,7 @@ def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if not isinstance(path, str) or path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-    return width, grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
+    return grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
 
 
 class Network:
@@ -104,9 +99,19 @@ class Network:
 
     def __init__(self, width=(2, 5, 1), grid=5, k=3, grid_range=(-1, 1), base_fun="silu",
                  grid_eps=0.02, seed=0, dtype="float64", device="cpu", noise_scale=0.5, path="auto",
-                 input_ids=None, input_scaling=None, output_scaling=None):
-        width, grid, k, grid_range, dtype = check_config(width, grid, k, grid_range, base_fun,
-                                                         grid_eps, dtype, path)
+                 input_ids=None, input_scaling=None, output_scaling=None, mult_arity=2):
+        grid, k, grid_range, dtype = check_config(width, grid, k, grid_range, base_fun, grid_eps,
+                                                  dtype, path)
+        # width: ints, or [n_sum, n_mult] pairs for levels with multiplication nodes
+        width, self.n_sum, self.n_mult, self.arities, self.mult_arity = nodes.check_width(
+            width, mult_arity)
+        self.n_nodes = nodes.level_nodes(self.n_sum, self.n_mult)
+        shapes = [(i, nodes.n_factors(s, r)) for i, s, r in
+                  zip(self.n_nodes[:-1], self.n_sum[1:], self.arities[1:])]
+        n_params = sum(i * o * (grid + k + 6) + o for i, o in shapes)
+        if n_params > MAX_PARAMS:
+            raise ValueError(f"width {width} with grid {grid} would need {n_params:.3g} parameters; at "
+                             f"most {MAX_PARAMS} fit a model (use fewer nodes or grid intervals)")
         seed = check_int(seed, "seed", 0)
         if (isinstance(noise_scale, bool) or not isinstance(noise_scale, numbers.Real)
                 or not np.isfinite(noise_scale) or noise_scale < 0):
@@ -129,11 +134,8 @@ class Network:
         self.noise_scale = noise_scale
         self.path = path
         self.backend = get_backend(device)
-        self.layers = [
-            KANLayer(i, o, grid, k, gridlib.uniform_knots(i, grid, k, grid_range), base_fun,
-                     self.backend, self.np_dtype, path)
-            for i, o in zip(width[:-1], width[1:])
-        ]
+        self.layers = [KANLayer(i, o, grid, k, gridlib.uniform_knots(i, grid, k, grid_range),
+                                base_fun, self.backend, self.np_dtype, path) for i, o in shapes]
         self._allocate()
         rng = np.random.default_rng(seed)
         for layer in self.layers:
@@ -187,7 +189,10 @@ class Network:
 
     def config(self):
         """Constructor arguments, JSON-serialisable (used by save and by derived models)."""
-        return {"width": list(self.width), "grid": self.grid, "k": self.k,
+        return {"width": [list(w) if isinstance(w, list) else w for w in self.width],
+                "mult_arity": (self.mult_arity if isinstance(self.mult_arity, int)
+                               else [list(a) for a in self.mult_arity]),
+                "grid": self.grid, "k": self.k,
                 "grid_range": list(self.grid_range), "base_fun": self.base_fun,
                 "grid_eps": self.grid_eps, "seed": self.seed, "dtype": self.dtype,
                 "device": self.device, "noise_scale": self.noise_scale, "path": self.path,
@@ -256,15 +261,21 @@ class Network:
         """[h_0, h_1, ..., y] for raw inputs x on the device: h_l is the input of layer l (h_0
         the scaled inputs) and y the raw outputs (the last layer's, through output_scaling).
 
-        out: optional list of preallocated (B, width[l]) arrays for h_1 .. (a training
+        Where level l+1 has multiplication nodes, layer l's outputs are its factors (kept in
+        acts.factors[l + 1] for backward) and h_{l+1} their products (kanarray.nodes).
+        out: optional list of preallocated (B, layer l's outputs) arrays (a training
         workspace), reused across evaluations instead of allocating new ones.
         """
         if self.input_scaling is not None:
             shift, scale = self.input_scaling
             x = (x - self._on_device(shift)) / self._on_device(scale)
-        acts = [x]
+        acts = Activations([x])
         for l, layer in enumerate(self.layers):
-            acts.append(layer.forward(acts[-1], None if out is None else out[l]))
+            z = layer.forward(acts[-1], None if out is None else out[l])
+            if self.n_mult[l + 1]:
+                acts.factors[l + 1] = z
+                z = nodes.multiply(z, self.n_sum[l + 1], self.arities[l + 1])
+            acts.append(z)
         if self.output_scaling is not None:
             shift, scale = self.output_scaling
             acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
@@ -281,6 +292,9 @@ class Network:
         if self.output_scaling is not None:
             g = g * self._on_device(self.output_scaling[1])
         for l in range(self.depth - 1, -1, -1):
+            if self.n_mult[l + 1]:
+                g = nodes.multiply_backward(acts.factors[l + 1], g, self.n_sum[l + 1],
+                                            self.arities[l + 1])
             g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l])
             if reg is not None:
                 g = reg.backward_layer(l, g)
@@ -338,6 +352,15 @@ class Network:
                                   to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
         layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
         layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)
+
+
+class Activations(list):
+    """forward_all's [h_0, ..., y], with `factors`: {level: the (B, n_factors) outputs of the
+    layer feeding a level with multiplication nodes, before their products}."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.factors = {}
 
 
 def _scaling_lists(scaling):

@@ -107,13 +107,13 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
 
 
 class Workspace:
-    """Preallocated (B, width[l]) activation and input-gradient buffers for one batch size."""
+    """Preallocated output and input-gradient buffers of every layer for one batch size."""
 
     def __init__(self, model, n_rows):
         xp, dtype = model.backend.xp, model.np_dtype
         self.n_rows = n_rows
-        self.acts = [xp.empty((n_rows, w), dtype=dtype) for w in model.width[1:]]
-        self.dx = [xp.empty((n_rows, w), dtype=dtype) for w in model.width[:-1]]
+        self.acts = [xp.empty((n_rows, layer.out_dim), dtype=dtype) for layer in model.layers]
+        self.dx = [xp.empty((n_rows, layer.in_dim), dtype=dtype) for layer in model.layers]
 
 
 def step_metrics(loss, data_loss_value, test_pred, y_test, train_pred=None, y_train=None):

@@ -9,7 +9,8 @@ inputs on x when x is given, else the grid range. Symbolic edges are drawn in re
 function's name; spline edges in black. Line and curve opacity follow the edge's importance:
 the attribution scores on x (kanarray.prune.attribute) when x is given, otherwise the mean
 |phi_ij| over the same points, both scaled by the largest of the layer. Pruned edges
-(mask 0) are left out.
+(mask 0) are left out. Multiplication nodes (kanarray.nodes) are white squares marked with a
+times sign; the edges into each of their factors end at them.
 
 Needs matplotlib (the `plot` extra); it draws on an Agg canvas and never touches pyplot's global
 state or the user's backend.
@@ -18,7 +19,7 @@ import os
 
 import numpy as np
 
-from . import prune
+from . import nodes, prune
 from .symbolic import layer_inputs
 
 CURVE_POINTS = 101
@@ -76,7 +77,7 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
     acts = layer_inputs(model, x) if x is not None else None
     ranges = _ranges(model, acts)
     depth = model.depth
-    widths = model.width
+    widths = model.n_nodes
     if var_names is None:
         var_names = [f"x_{i + 1}" for i in model.input_ids]
     if out_names is None:
@@ -106,7 +107,13 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
 
     for l in range(depth + 1):  # nodes
         for n in range(widths[l]):
-            ax.scatter([node_x(n, widths[l])], [l], s=120, color="black", zorder=5)
+            if n < model.n_sum[l]:
+                ax.scatter([node_x(n, widths[l])], [l], s=120, color="black", zorder=5)
+            else:  # multiplication node: a white square marked with a times sign
+                ax.scatter([node_x(n, widths[l])], [l], s=220, marker="s", facecolor="white",
+                           edgecolor="black", zorder=5)
+                ax.text(node_x(n, widths[l]), l, "\u00d7", ha="center", va="center",
+                        fontsize=11, zorder=6)
             if l == 0:
                 ax.text(node_x(n, widths[l]), l - 0.16, var_names[n], ha="center", va="top", fontsize=11)
             elif l == depth:
@@ -115,6 +122,7 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
     inset_h = 0.5  # in layer units
     for l, layer in enumerate(model.layers):
         I, O = layer.in_dim, layer.out_dim
+        owner = nodes.factor_owners(model.n_sum[l + 1], model.arities[l + 1])  # node of output j
         n_slots = I * O
         mask = host(layer.mask)
         names = layer.symbolic_fun
@@ -128,7 +136,7 @@ def plot(model, path, x=None, var_names=None, out_names=None, title=None, dpi=11
                 alpha = float(max(MIN_ALPHA, min(1.0, importance[l][i, j])))
                 symbolic = bool(names[i, j]) and sm[i, j] != 0
                 color = SYMBOLIC_COLOR if symbolic else SPLINE_COLOR
-                xs, ys = node_x(i, I), node_x(j, O)
+                xs, ys = node_x(i, I), node_x(owner[j], widths[l + 1])
                 if not draw_insets:
                     ax.plot([xs, ys], [l, l + 1], color=color, alpha=alpha, lw=1)
                     continue

@@ -17,15 +17,23 @@ identity and averages over the outputs at the end; the propagation is linear, so
 
 So an edge gets the share of its output node's importance that its magnitude carries, a node the
 sum over its outgoing edges, and scores are non-negative, exactly 0 for masked edges, and sum to
-at most 1 per layer. (pykan 0.2 uses the batch standard deviation of phi_io over that of the node
+at most 1 per layer in a network of sum nodes.
+
+Multiplication nodes (kanarray.nodes): the layer feeding a level with mult nodes has one output
+per factor. In the formulas above, node_scores[l+1][o] is then the score of the node that output o
+feeds: a sum node's own score, or, for each factor of a mult node, the mult node's whole score (a
+product vanishes when any one factor does, so every factor carries all of its node's importance;
+pykan does the same). Scores can then sum to more than 1 per layer. (pykan 0.2 uses the batch standard deviation of phi_io over that of the node
 output instead of the mean magnitude over the sum of magnitudes; the mean magnitude also counts
 constant offsets, so that a part removed for a low score really is small on the data.)
 
 Pruning
 -------
 prune_node   a new model without the hidden nodes whose outgoing score (node_scores[l]) and
-             incoming score (sum_i edge_scores[l-1][i, h], never larger) are both below the
-             threshold; widths shrink and every per-edge array of the adjacent layers is sliced.
+             incoming score (sum_i edge_scores[l-1][i, h]; for a mult node the smallest such
+             sum over its factors) are both below the threshold; widths shrink (sum and mult
+             nodes alike) and every per-edge array of the adjacent layers is sliced (a removed
+             mult node takes its factor outputs of the layer before with it).
              The best node of a layer is kept if all fall below.
 prune_edge   masks (in place) the edges whose score is at most the threshold.
 prune        prune_node, then prune_edge on the new model, both on the same data (as pykan).
@@ -50,6 +58,7 @@ import numbers
 import numpy as np
 
 from .arrays import array_module
+from . import nodes
 from .network import check_input_ids
 
 SCORE_EPS = 1e-4
@@ -108,12 +117,25 @@ def subset_layer(src, dst, in_ids, out_ids):
         setattr(dst, name, _take(getattr(src, name), axes, ids).copy())
 
 
-def _derived(model, width, input_ids, keep):
-    """A new model of widths `width` holding the slices keep[l] (node ids per level) of model."""
+def factor_ids(model, level, node_ids):
+    """The outputs of the layer feeding `level` that make up the nodes node_ids (kanarray.nodes)."""
+    return [c for n in node_ids
+            for c in nodes.factor_columns(model.n_sum[level], model.arities[level], int(n))]
+
+
+def _derived(model, input_ids, keep):
+    """A new model holding the nodes keep[l] (ascending node ids per level; sum nodes come
+    first) of model, with every per-layer array sliced to them."""
+    n_sum = [int(np.sum(np.asarray(ids) < s)) for ids, s in zip(keep, model.n_sum)]
+    arities = [[model.arities[l][n - model.n_sum[l]] for n in ids if n >= model.n_sum[l]]
+               for l, ids in enumerate(keep)]
+    width = [s if not a else [s, len(a)] for s, a in zip(n_sum, arities)]
+    mult_arity = model.mult_arity if isinstance(model.mult_arity, int) else arities
     scaling = None if model.input_scaling is None else [v[keep[0]] for v in model.input_scaling]
-    new = model.derived(width=list(width), input_ids=list(input_ids), input_scaling=scaling)
+    new = model.derived(width=width, mult_arity=mult_arity, input_ids=list(input_ids),
+                        input_scaling=scaling)
     for l, (src, dst) in enumerate(zip(model.layers, new.layers)):
-        subset_layer(src, dst, keep[l], keep[l + 1])
+        subset_layer(src, dst, keep[l], factor_ids(model, l + 1, keep[l + 1]))
     return new
 
 
@@ -143,12 +165,14 @@ def _data(model, x):
 
 def attribution_scores(model, x=None):
     """(edge_scores, node_scores) on the data x (default: model.cache_data_): lists of host
-    float64 arrays, (I, O) per layer and (width[l],) per level. Changes nothing."""
+    float64 arrays, (I, O) per layer and (n_nodes[l],) per level. Changes nothing."""
     mags = edge_magnitudes(model, _data(model, x))
     score = np.full(model.width[-1], 1.0 / model.width[-1])
     node_scores = [score]
     edge_scores = []
-    for m in reversed(mags):
+    for l in range(model.depth - 1, -1, -1):
+        m = mags[l]
+        score = score[nodes.factor_owners(model.n_sum[l + 1], model.arities[l + 1])]
         edge = m * (score / (m.sum(axis=0) + SCORE_EPS))[None, :]
         score = edge.sum(axis=1)
         edge_scores.append(edge)
@@ -179,13 +203,15 @@ def prune_node(model, threshold=1e-2, x=None):
     keep = [np.arange(model.width[0])]
     for l in range(1, model.depth):
         outgoing = model.node_scores_[l]
-        incoming = model.edge_scores_[l - 1].sum(axis=0)
+        into_factors = model.edge_scores_[l - 1].sum(axis=0)
+        incoming = np.array([into_factors[factor_ids(model, l, [n])].min()
+                             for n in range(model.n_nodes[l])])
         alive = (outgoing >= threshold) | (incoming >= threshold)
         if not alive.any():
             alive[np.argmax(outgoing)] = True
         keep.append(np.flatnonzero(alive))
     keep.append(np.arange(model.width[-1]))
-    new = _derived(model, [len(ids) for ids in keep], model.input_ids, keep)
+    new = _derived(model, model.input_ids, keep)
     new.cache_data_ = model.cache_data_
     return new
 
@@ -226,9 +252,8 @@ def prune_input(model, threshold=1e-2, active_inputs=None, x=None):
             raise ValueError(f"active_inputs must be distinct indices in 0..{model.width[0] - 1}, "
                              f"got {ids!r}")
         keep = np.asarray(ids, dtype=np.int64)
-    levels = [keep] + [np.arange(w) for w in model.width[1:]]
-    new = _derived(model, [len(keep)] + list(model.width[1:]),
-                   [model.input_ids[j] for j in keep], levels)
+    levels = [keep] + [np.arange(n) for n in model.n_nodes[1:]]
+    new = _derived(model, [model.input_ids[j] for j in keep], levels)
     if model.cache_data_ is not None:
         new.cache_data_ = model.cache_data_[:, model.backend.xp.asarray(keep)]
     return new

@@ -181,3 +181,39 @@ def spline_activations(x, knots, coef, w_base, w_spline, mask, k, base):
     spline = np.einsum("bim,imo->bio", basis, np.asarray(coef, dtype=np.float64))
     return np.asarray(mask, dtype=np.float64) * (np.asarray(w_base, dtype=np.float64) * base_val[:, :, None]
                                                  + np.asarray(w_spline, dtype=np.float64) * spline)
+
+
+def mult_nodes(z, n_sum, arities):
+    """Multiplication step into a level of n_sum sum nodes and mult nodes of the given arities:
+    z (B, n_sum + sum(arities)) -> h (B, n_sum + len(arities)); h keeps the first n_sum columns
+    and each mult node is the product of the next arity columns."""
+    z = np.asarray(z, dtype=np.float64)
+    h = np.empty((z.shape[0], n_sum + len(arities)))
+    h[:, :n_sum] = z[:, :n_sum]
+    col = n_sum
+    for j, r in enumerate(arities):
+        product = np.ones(z.shape[0])
+        for c in range(col, col + r):
+            product = product * z[:, c]
+        h[:, n_sum + j] = product
+        col += r
+    return h
+
+
+def mult_nodes_backward(z, g, n_sum, arities):
+    """dL/dz of mult_nodes for g = dL/dh: a factor's gradient is g of its node times the product
+    of the node's other factors (an explicit product, no division)."""
+    z = np.asarray(z, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    dz = np.empty_like(z)
+    dz[:, :n_sum] = g[:, :n_sum]
+    col = n_sum
+    for j, r in enumerate(arities):
+        for c in range(col, col + r):
+            others = np.ones(z.shape[0])
+            for c2 in range(col, col + r):
+                if c2 != c:
+                    others = others * z[:, c2]
+            dz[:, c] = g[:, n_sum + j] * others
+        col += r
+    return dz
