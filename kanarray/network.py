@@ -9,6 +9,9 @@ face. Everything here works on arrays already on the model's device and dtype.
     net.refined(G)              a new network on a finer grid, splines fitted to these
     net.derived(width=..., ...) a new network of the same kind with other settings
 
+A level of width may be a pair [n_sum, n_mult]: the layer before it then outputs the factors
+of its multiplication nodes, multiplied in forward_all (kanarray.nodes).
+
 Every trainable parameter lives in `params`, one 1-D array; layers hold views into it, so an
 optimizer updating `params` in place updates the layers. Gradients land in `grad` the same way.
 """
@@ -287,7 +290,9 @@ class Network:
 
         reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
         added (parameters and dL/dx) right after layer l's own backward.
-        dx_out: optional list of preallocated (B, width[l]) arrays for the layers' dL/dx.
+        dx_out: optional list of preallocated (B, layer l's inputs) arrays for the layers' dL/dx.
+        Through a level with multiplication nodes g passes kanarray.nodes.multiply_backward at
+        acts.factors (forward_all's), so acts must come from forward_all.
         """
         if self.output_scaling is not None:
             g = g * self._on_device(self.output_scaling[1])
