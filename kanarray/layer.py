@@ -253,9 +253,14 @@ class KANLayer:
         return np.stack([knots[:, self.k], knots[:, -1 - self.k]], axis=1)
 
     def outside_share(self, x):
-        """Share of the entries of x (B, I) outside the layer's extended knot range."""
+        """Share of the entries of x (B, I) outside the layer's extended knot range, counting
+        only the inputs whose spline part is in use (an input whose edges are all symbolic or
+        pruned does not care where its knots are)."""
+        live = self.backend.to_numpy(self.spline_mask().any(axis=1))
+        if not live.any():
+            return 0.0
         outside = (x < self.knots[:, 0]) | (x >= self.knots[:, -1])
-        return float(self.backend.xp.count_nonzero(outside)) / x.size
+        return float(self.backend.xp.count_nonzero(outside[:, live])) / (x.shape[0] * int(live.sum()))
 
 
 class SplineActivations:
