@@ -198,10 +198,14 @@ def fit_constants(model, x, y):
         model.params = params
         return model.backend.to_numpy(model.forward_all(xd)[-1]).astype(np.float64).ravel() - yh
 
-    before = float((residuals(start[index]) ** 2).sum())
-    fit = least_squares(residuals, start[index], method="lm", x_scale="jac", xtol=1e-15,
-                        ftol=1e-15, gtol=1e-15, max_nfev=100 * (index.size + 1))
-    after = float((residuals(fit.x) ** 2).sum())
+    try:  # the residuals move model.params: any failure puts the start back
+        before = float((residuals(start[index]) ** 2).sum())
+        fit = least_squares(residuals, start[index], method="lm", x_scale="jac", xtol=1e-15,
+                            ftol=1e-15, gtol=1e-15, max_nfev=100 * (index.size + 1))
+        after = float((residuals(fit.x) ** 2).sum())
+    except BaseException:
+        model.params = start
+        raise
     if not (np.isfinite(after) and after < before):
         model.params = start
         after = before

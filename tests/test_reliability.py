@@ -296,3 +296,24 @@ def test_digest_covers_the_config(tmp_path):
     np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
     with pytest.raises(ValueError, match="checksum"):
         kanarray.load(path)
+
+
+def test_a_failing_constant_fit_leaves_the_model_as_it_was(monkeypatch):
+    import scipy.optimize
+
+    model = KAN([2, 1], seed=11)
+    model.layers[0].set_symbolic(0, 0, "sin", [1.0, 0.0, 1.0, 0.0])
+    model.layers[0].set_symbolic(1, 0, "x^2", [1.0, 0.0, 1.0, 0.0])
+    x = np.random.default_rng(0).uniform(-1, 1, (30, 2))
+    before = state(model)
+
+    def fails_midway(fun, x0, **kwargs):
+        fun(x0 + 0.5)  # moves the model's constants, as the real solver does
+        raise FloatingPointError("solver failed")
+
+    monkeypatch.setattr(scipy.optimize, "least_squares", fails_midway)
+    with pytest.raises(FloatingPointError):
+        model.fit_constants(x, np.sin(x[:, :1]))
+    assert_same_state(model, before)
+    with pytest.raises(ValueError, match="every live edge symbolic"):
+        KAN([2, 1], seed=11).fit_constants(x, np.sin(x[:, :1]))
