@@ -176,7 +176,7 @@ class KAN(Network):
             grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-            lamb_coefdiff=0.0, loss="mse", threads=None):
+            lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -208,6 +208,11 @@ class KAN(Network):
         threads     cap on the CPU kernels' threads while fitting (None: all of Numba's threads;
                     with comm: 1, one thread per rank, so that ranks sharing a node do not
                     oversubscribe its cores). Results are bit-identical for any thread count.
+        restarts    also train from this many fresh initialisations (seeds drawn from the model's
+                    seed and the restart number) and keep whichever of them and the model's own
+                    start ends with the lowest test loss; the test split then serves as a
+                    validation split, so score the result on data it has not seen
+                    (kanarray.train.fit_restarts; the history gains "restart_test_loss", "restart")
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
            test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
@@ -223,6 +228,7 @@ class KAN(Network):
         train.check_loop_arguments(**loop)
         if threads is not None:
             check_int(threads, "threads", 1)
+        restarts = check_int(restarts, "restarts", 0)
         if loss_fn is not None:
             if not callable(loss_fn):
                 raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or "
@@ -245,7 +251,15 @@ class KAN(Network):
             objective = MPIObjective(self, dataset, comm, loss, reg, cuda_aware, agree_on)
         self.cache_data_ = objective.x_train
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
+            if restarts:
+                return train.fit_restarts(self, objective, restarts, self._fresh_state,
+                                          checkpoint=checkpoint, **loop)
             return train.fit(self, objective, checkpoint=checkpoint, **loop)
+
+    def _fresh_state(self, restart):
+        """snapshot() of a new initialisation for restart number `restart` (>= 1) of fit."""
+        seed = int(np.random.SeedSequence([self.seed, restart]).generate_state(1)[0])
+        return self.derived(seed=seed).snapshot()
 
     # ------------------------------------------------------------------ attribution and pruning
     def attribute(self, x=None):

@@ -2,12 +2,14 @@
 import time
 
 
-def grid_extension(model, dataset, grids, steps=200, refine_on_samples=False, **fit_kwargs):
+def grid_extension(model, dataset, grids, steps=200, refine_on_samples=False, restarts=0,
+                   **fit_kwargs):
     """Train `model` on each grid of `grids` in turn; return the last model and a table.
 
     The first entry of grids must be model.grid. Between stages the model is refined with
     model.refine(G), which subdivides the current knots (or follows the training samples when
-    refine_on_samples is set). fit_kwargs go to model.fit.
+    refine_on_samples is set). restarts goes to the first stage's fit (the later stages refine
+    the initialisation it kept); fit_kwargs go to every stage's model.fit.
     -> (model, [{"grid", "train_rmse", "test_rmse", "seconds", "stopped"}, ...])
     """
     grids = list(grids)
@@ -18,7 +20,7 @@ def grid_extension(model, dataset, grids, steps=200, refine_on_samples=False, **
         start = time.perf_counter()
         if stage:
             model = model.refine(grid, x=dataset["train_input"] if refine_on_samples else None)
-        results = model.fit(dataset, steps=steps, **fit_kwargs)
+        results = model.fit(dataset, steps=steps, restarts=0 if stage else restarts, **fit_kwargs)
         rows.append({"grid": grid, "train_rmse": results["train_loss"][-1],
                      "test_rmse": results["test_loss"][-1], "seconds": time.perf_counter() - start,
                      "stopped": results["stopped"]})

@@ -167,3 +167,33 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
     results.update(objective.finish())
     results["seconds"] = time.perf_counter() - start
     return results
+
+
+def fit_restarts(model, objective, restarts, fresh_state, **loop):
+    """fit from the model's state and from `restarts` fresh initialisations; keep the best.
+
+    Candidate 0 starts from the model as it is, candidate r >= 1 from fresh_state(r) (a
+    model.snapshot() of a new initialisation). Each trains with the same arguments; the one
+    with the lowest held-out loss (the objective's test split, at its last step; NaN counts as
+    worst, ties go to the earlier candidate) is put back in the model and its history returned,
+    with "restart_test_loss" (one entry per candidate) and "restart" (the index kept).
+    An error during a later candidate puts back the best candidate so far and re-raises.
+    """
+    scores, best = [], None
+    for r in range(restarts + 1):
+        if r:
+            model.restore(fresh_state(r))
+        try:
+            history = fit(model, objective, **loop)
+        except BaseException:
+            if best is not None:
+                model.restore(best[1])
+            raise
+        held_out = history["test_loss"][-1] if history["test_loss"] else np.inf
+        scores.append(float(held_out) if np.isfinite(held_out) else np.inf)
+        if best is None or scores[-1] < best[0]:
+            best = (scores[-1], model.snapshot(), history, r)
+    _, state, history, kept = best
+    model.restore(state)
+    history["restart_test_loss"], history["restart"] = scores, kept
+    return history

@@ -255,6 +255,8 @@ def test_constructor_limits_and_types_are_named(kwargs, error, words):
     ({"seed": -1}, ValueError, "seed"),
     ({"opt": "sgd"}, ValueError, "opt"),
     ({"update_grid": "yes"}, TypeError, "update_grid"),
+    ({"restarts": -1}, ValueError, "restarts"),
+    ({"restarts": 1.5}, TypeError, "restarts"),
 ])
 def test_fit_arguments_are_named(data, kwargs, error, words):
     model = KAN([2, 3, 1], seed=8)

@@ -1,0 +1,59 @@
+"""fit(restarts=n): several initialisations, the best on the held-out split kept."""
+import numpy as np
+import pytest
+
+import kanarray
+from kanarray import KAN
+
+
+@pytest.fixture(scope="module")
+def data():
+    return kanarray.create_dataset(lambda x: np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2, n_var=2,
+                                   train_num=200, test_num=100, seed=0)
+
+
+def fitted(data, seed, restarts):
+    model = KAN([2, 3, 1], grid=5, seed=seed)
+    return model, model.fit(data, steps=5, restarts=restarts, log=0)
+
+
+@pytest.mark.filterwarnings("ignore:layer 1")
+def test_restarts_keep_the_candidate_with_the_lowest_test_loss(data):
+    model, history = fitted(data, seed=0, restarts=3)
+    scores = history["restart_test_loss"]
+    assert len(scores) == 4
+    assert history["restart"] == int(np.argmin(scores))
+    # the model holds the kept candidate: its test RMSE is the smallest score
+    rmse = float(np.sqrt(np.mean((model(data["test_input"]) - data["test_label"]) ** 2)))
+    assert rmse == pytest.approx(min(scores), rel=1e-12)
+    assert history["test_loss"][-1] == min(scores)
+
+
+def test_candidate_zero_is_plain_fit_and_the_others_differ(data):
+    _, plain = fitted(data, seed=0, restarts=0)
+    _, history = fitted(data, seed=0, restarts=2)
+    assert history["restart_test_loss"][0] == plain["test_loss"][-1]
+    assert len(set(history["restart_test_loss"])) == 3  # fresh initialisations, not copies
+
+
+def test_restarts_are_deterministic(data):
+    a, ha = fitted(data, seed=1, restarts=2)
+    b, hb = fitted(data, seed=1, restarts=2)
+    assert ha["restart_test_loss"] == hb["restart_test_loss"]
+    np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_an_error_in_a_later_candidate_keeps_the_best_so_far(data):
+    model = KAN([2, 3, 1], grid=5, seed=0)
+    calls = []
+
+    def fail_in_second_candidate(step, model, results):
+        calls.append(step)
+        if len(calls) == 4:  # steps 0, 1 of candidate 0, then step 0, 1 of candidate 1
+            raise KeyboardInterrupt
+
+    reference = KAN([2, 3, 1], grid=5, seed=0)
+    reference.fit(data, steps=2, log=0)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(data, steps=2, restarts=2, log=0, callback=fail_in_second_candidate)
+    np.testing.assert_array_equal(model.params, reference.params)
