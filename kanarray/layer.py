@@ -321,21 +321,26 @@ def _dense_local_basis(layer, x, with_derivs):
     """Basis values (and derivatives) of every (input, sample) as dense (I, B, G+k) arrays.
 
     From the backend's span_basis kernel (k+1 non-zero values a sample), scattered to their basis
-    index with comparisons so the same code runs on NumPy and CuPy.
+    index by one indexed assignment, so the same code runs on NumPy and CuPy. Entries of a bad
+    index or of an off-grid sample go to an extra column G+k that is sliced off (within one
+    sample the k+1 good indices are distinct, so no good entry is written twice).
     """
     xp = layer.backend.xp
     B, I = x.shape
-    k = layer.k
+    k, nb = layer.k, layer.n_basis
     spans = xp.empty((B, I), dtype=xp.int64)
     values = xp.empty((B, I, k + 1), dtype=layer.dtype)
     derivs = xp.empty((B, I, k + 1), dtype=layer.dtype)
     layer.backend.kernels.span_basis(x, layer.knots, k, spans, values, derivs)
-    index = xp.arange(layer.n_basis)
-    A = xp.zeros((B, I, layer.n_basis), dtype=layer.dtype)
-    Ad = xp.zeros_like(A) if with_derivs else None
-    for r in range(k + 1):  # entries of a bad index or of an off-grid sample hold 0
-        hit = (spans - k + r)[:, :, None] == index
-        A += values[:, :, r, None] * hit
-        if with_derivs:
-            Ad += derivs[:, :, r, None] * hit
-    return A.transpose(1, 0, 2), None if Ad is None else Ad.transpose(1, 0, 2)
+    spans = spans.T[:, :, None]  # (I, B, 1)
+    cols = spans - k + xp.arange(k + 1)  # (I, B, k+1)
+    cols = xp.where((spans >= 0) & (cols >= 0) & (cols < nb), cols, nb)
+    at = (xp.arange(I)[:, None, None], xp.arange(B)[None, :, None], cols)
+    A = xp.zeros((I, B, nb + 1), dtype=layer.dtype)
+    A[at] = values.transpose(1, 0, 2)
+    Ad = None
+    if with_derivs:
+        Ad = xp.zeros((I, B, nb + 1), dtype=layer.dtype)
+        Ad[at] = derivs.transpose(1, 0, 2)
+        Ad = Ad[:, :, :nb]
+    return A[:, :, :nb], Ad
