@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kanarray
-from kanarray import demo
+from kanarray import demo, discover
 from kanarray.report import formula_report, report_lines
 
 sp = pytest.importorskip("sympy")
@@ -43,7 +43,7 @@ def test_formula_report_refuses_a_model_with_splines():
 
 
 def test_a_collapsed_fit_stops_the_demo_with_a_plain_message(monkeypatch, capsys):
-    monkeypatch.setattr(demo, "COLLAPSE_R2", 1.5)  # no fit can reach it: every init "collapses"
+    monkeypatch.setattr(discover, "COLLAPSE_R2", 1.5)  # no fit reaches it: every init "collapses"
     monkeypatch.setattr(demo, "INITS", 1)
     result = demo.run_demo(seed=0, plot=False, train_num=200)
     text = capsys.readouterr().out
