@@ -52,6 +52,8 @@ def build_parser():
     f.add_argument("--steps", type=int, default=50, help="steps per stage (default: 50)")
     f.add_argument("--opt", choices=("lbfgs", "adam"), default="lbfgs")
     f.add_argument("--lamb", type=float, default=0.0, help="sparsity regularisation of the first fit")
+    f.add_argument("--restarts", type=int, default=0,
+                   help="first fit: also train this many fresh initialisations, keep the best on the test rows")
     f.add_argument("--prune", action="store_true", help="prune weak nodes and edges, then refit")
     f.add_argument("--symbolic", action="store_true", help="fix every edge to a formula, fine-tune")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

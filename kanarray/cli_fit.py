@@ -1,7 +1,8 @@
 """`kanarray fit DATA --target COL`: from a data file to a trained, saved (and explained) KAN.
 
 Stages, each a fit of `--steps` steps and a row of the closing table:
-    fit        at --grid, with --lamb sparsity regularisation
+    fit        at --grid, with --lamb sparsity regularisation (and --restarts more initialisations,
+               the best on the test rows kept)
     prune      (--prune) weak nodes and edges removed on the training rows, then a fit
     refine     one per grid of --refine (grid extension), each followed by a fit
     symbolic   (--symbolic) every edge fixed to its best library function, the constants of the
@@ -50,7 +51,8 @@ def check_fit_options(args):
     if refine and (refine[0] <= args.grid or any(b <= a for a, b in zip(refine, refine[1:]))):
         raise UserError(f"--refine grids must increase and exceed --grid {args.grid}, got {args.refine}")
     for option, value, minimum in (("--grid", args.grid, 1), ("--steps", args.steps, 1),
-                                   ("--threads", 1 if args.threads is None else args.threads, 1)):
+                                   ("--threads", 1 if args.threads is None else args.threads, 1),
+                                   ("--restarts", args.restarts, 0)):
         if value < minimum:
             raise UserError(f"{option} must be >= {minimum}, got {value}")
     if not 0 < args.test_frac < 1:
@@ -137,16 +139,20 @@ def run(args, comm, say):
                       loss="ce" if classification else "mse", threads=args.threads)
     table = []
 
-    def stage(name, model, lamb=0.0, update_grid=True):
+    def stage(name, model, lamb=0.0, update_grid=True, restarts=0):
         start = time.perf_counter()
-        results = model.fit(data, lamb=lamb, update_grid=update_grid, **fit_kwargs)
+        results = model.fit(data, lamb=lamb, update_grid=update_grid, restarts=restarts,
+                            **fit_kwargs)
         key = "accuracy" if classification else "loss"
         table.append((name, list(model.width), model.grid, results[f"train_{key}"][-1],
                       results[f"test_{key}"][-1], time.perf_counter() - start))
         if results["stopped"]:
             say(f"  stopped early: {results['stopped']}")
+        if restarts:
+            scores = ", ".join(f"{v:.4e}" for v in results["restart_test_loss"])
+            say(f"  restarts: kept start {results['restart']} of {restarts + 1} (test loss {scores})")
 
-    stage("fit", model, lamb=args.lamb)
+    stage("fit", model, lamb=args.lamb, restarts=args.restarts)
     if args.prune:
         pruned = model.prune(x=data["train_input"]) if comm is None or comm.Get_rank() == 0 else model
         model = same_model_everywhere(comm, pruned)

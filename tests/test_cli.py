@@ -98,6 +98,7 @@ def mistakes(tmp_path):
         "grid 0": (fit + ["--grid", "0"], "--grid"),
         "test-frac 1.5": (fit + ["--test-frac", "1.5"], "--test-frac"),
         "steps 0": (fit + ["--steps", "0"], "--steps"),
+        "restarts -1": (fit + ["--restarts", "-1"], "--restarts"),
         "refine below grid": (fit + ["--refine", "3"], "--refine"),
         "bad width": (fit + ["--width", "a"], "--width"),
         "bad task": (fit + ["--task", "ranking"], "--task"),
@@ -140,3 +141,16 @@ def test_bench_prints_a_table(capsys):
     code, out, _ = run(["bench", "--repeats", "1"], capsys)
     rows = out.strip().splitlines()
     assert code == 0 and len(rows) == 5 and all("GFLOP/s" in row for row in rows)
+
+
+def test_fit_with_restarts_keeps_the_best_start(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    x = np.random.default_rng(0).uniform(-1, 1, (120, 2))
+    np.savetxt(data, np.column_stack([x, np.sin(3 * x[:, 0]) + x[:, 1]]), delimiter=",",
+               header="a,b,y", comments="")
+    model = str(tmp_path / "m.npz")
+    code, out, err = run(["fit", str(data), "--target", "y", "--width", "2", "--steps", "3",
+                          "--restarts", "2", "--out", model], capsys)
+    assert code == 0, err
+    assert "restarts: kept start" in out and "of 3 (test loss" in out
+    assert "saved" in out and (tmp_path / "m.npz").exists()
