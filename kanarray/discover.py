@@ -10,13 +10,20 @@ The stages, for a network with one hidden layer:
    varies on the data (node_variation), the top 1, 2, ... kept and retrained until the train
    RMSE is at most prune_tolerance x the labels' standard deviation;
 3. refine the grid on the training inputs and train again;
-4. auto_symbolic: every edge to its best library function (kanarray.symbolic_fit's score);
+4. auto_symbolic layer by layer: every edge of the first layer to its best library function
+   (kanarray.symbolic_fit's score), then a fit so that the later layers' splines adapt to those
+   exact functions, then the next layer. Fixing everything at once would ask the output edges
+   to match splines shaped around the first layer's approximate curves: for x*y through
+   [2, 2, 1] the hidden edges come out near-linear and the output splines only near-quadratic,
+   close enough to a sine arch that the sine fits better than x^2;
 5. the constants of the closed formula by Levenberg–Marquardt (KAN.fit_constants), and the
    formula's report (kanarray.report) on the test split.
 Stages 1-4 can fail for a given initialisation: the regularised fit collapses towards a
 constant (train R^2 < COLLAPSE_R2), no pruned network fits, or an edge fits no library function
 with R^2 >= 0.99. The pipeline then starts again from another initialisation, up to `inits` of
-them, and says why it stopped when none gets through, instead of returning a wrong formula.
+them (after a collapse with lamb weakened by COLLAPSE_LAMB_FACTOR: the regulariser outweighs
+the data term of labels with a small spread), and says why it stopped when none gets through,
+instead of returning a wrong formula.
 Every decision is taken on the training rows; the test rows only score the result.
 """
 import time
@@ -29,6 +36,8 @@ from .objective import rmse
 from .report import formula_report
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
+COLLAPSED = "the regularised fit collapsed towards a constant"
+COLLAPSE_LAMB_FACTOR = 0.1  # after a collapse the next initialisation gets lamb times this
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 
 
@@ -101,7 +110,8 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     -> {"model": the last model, "stopped": None or why no formula came out, "formula":
         the first output's formula (sympy expression or string) or None, "report":
         kanarray.report.formula_report on the test split or None, "fixed": auto_symbolic's
-        result, "init": the initialisation that got through (0-based) or None}
+        result, "init": the initialisation that got through (0-based) or None, "lamb": the
+        regularisation it was trained with}
     """
     width = _check_width(width)
     seed = check_int(seed, "seed", 0)
@@ -115,7 +125,7 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     x_train, y_train = dataset["train_input"], dataset["train_label"]
     tolerance = prune_tolerance * float(np.std(y_train))
     result = {"model": None, "stopped": None, "formula": None, "report": None, "fixed": {},
-              "init": None}
+              "init": None, "lamb": None}
     for attempt in range(inits):
         label = "" if attempt == 0 else f", init {attempt + 1}"
         init = seed if attempt == 0 else int(np.random.default_rng([seed, attempt]).integers(2**31))
@@ -124,9 +134,11 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                                          on_stage)
         result["model"], result["stopped"] = model, stopped
         if stopped is None:
-            result["init"] = attempt
+            result["init"], result["lamb"] = attempt, lamb
             break
         say(f"  init {attempt + 1}: {stopped}")
+        if stopped.startswith(COLLAPSED):  # too strong for this data's scale: weaken it
+            lamb *= COLLAPSE_LAMB_FACTOR
     if result["stopped"]:
         result["stopped"] += f" (the last of {inits} initialisations tried)"
         return result
@@ -150,8 +162,7 @@ def _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps, lamb, l
     on_stage(f"fit [{','.join(map(str, width))}] + reg{label}", model, t0)
     r2 = model.score(x_train, y_train)
     if r2 < COLLAPSE_R2:
-        return model, (f"the regularised fit collapsed towards a constant (train R^2 = "
-                       f"{r2:.3f} < {COLLAPSE_R2})")
+        return model, f"{COLLAPSED} (train R^2 = {r2:.3f} < {COLLAPSE_R2}, lamb = {lamb:g})"
     t0 = time.perf_counter()
     model, error = prune_to_fewest_nodes(model, dataset, tolerance)
     on_stage("prune + fit" + label, model, t0)
@@ -163,7 +174,11 @@ def _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps, lamb, l
     model.fit(dataset, opt="lbfgs", steps=30, update_grid=False, log=0)
     on_stage(f"refine grid {refine_grid} + fit" + label, model, t0)
     t0 = time.perf_counter()
-    fixed = model.auto_symbolic(lib=lib, x=x_train, verbose=0)
+    fixed = {}
+    for l in range(model.depth):
+        fixed.update(model.auto_symbolic(lib=lib, x=x_train, verbose=0, layers=[l]))
+        if l < model.depth - 1 and all(name for name, _ in fixed.values()):
+            model.fit(dataset, opt="lbfgs", steps=30, update_grid=False, log=0)
     result["fixed"] = fixed
     on_stage("auto-symbolic" + label, model, t0)
     left = sorted(edge for edge, (name, _) in fixed.items() if not name)

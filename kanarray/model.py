@@ -301,10 +301,12 @@ class KAN(Network):
         return symbolic.suggest_symbolic(self, l, i, j, topk, lib, x, weight_simple, r2_threshold,
                                          verbose)
 
-    def auto_symbolic(self, lib=None, r2_threshold=0.99, weight_simple=0.8, x=None, verbose=1):
-        """Fix every live edge to its best library function; returns {(l, i, j): (name, r2)}
-        (name "" where no candidate reached r2_threshold and the edge stays a spline)."""
-        return symbolic.auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose)
+    def auto_symbolic(self, lib=None, r2_threshold=0.99, weight_simple=0.8, x=None, verbose=1,
+                      layers=None):
+        """Fix every live edge (of `layers`, default all) to its best library function; returns
+        {(l, i, j): (name, r2)} (name "" where no candidate reached r2_threshold and the edge
+        stays a spline)."""
+        return symbolic.auto_symbolic(self, lib, r2_threshold, weight_simple, x, verbose, layers)
 
     def fit_constants(self, x, y):
         """Levenberg–Marquardt fit of the constants of an all-symbolic model (after auto_symbolic);

@@ -20,6 +20,8 @@ Fitting: an edge's function is chosen by fitting its learned curve (the spline b
 layer's inputs on data or on a sweep of its grid range) with every library function
 (kanarray.symbolic_lib). Formulas of a symbolic model: kanarray.formula.
 """
+import numbers
+
 import numpy as np
 
 from . import symbolic_fit as sfit
@@ -121,8 +123,12 @@ def suggest_symbolic(model, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8
     return rows
 
 
-def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8, x=None, verbose=1):
+def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8, x=None, verbose=1,
+                  layers=None):
     """Fix every live edge (mask != 0) that is not symbolic yet to its best library candidate.
+
+    layers: the layer indices to work on (None: all), e.g. [0] to fix the first layer, retrain
+    the splines after it, then fix the next.
 
     The candidate is the best-scoring one (symbolic_lib.score) among those with R^2 >=
     r2_threshold; when no candidate reaches r2_threshold the edge stays a spline (printed when
@@ -132,9 +138,17 @@ def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8,
     name "" (an edge left a spline, as in layer.symbolic_fun) with the best R^2 any candidate
     reached. Edges already symbolic are skipped and not listed.
     """
+    if layers is None:
+        layers = range(model.depth)
+    elif (isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__")
+          or not all(isinstance(l, numbers.Integral) and not isinstance(l, bool)
+                     and 0 <= l < model.depth for l in layers)):
+        raise ValueError(f"layers must be None or layer indices in [0, {model.depth}), got {layers!r}")
     fixed = {}
     host = model.backend.to_numpy
     for l, layer in enumerate(model.layers):
+        if l not in layers:
+            continue
         acts = layer_inputs(model, x) if x is not None else None
         mask = host(layer.mask)
         for i in range(layer.in_dim):

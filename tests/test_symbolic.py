@@ -322,3 +322,14 @@ def test_symbolic_edges_on_the_gpu_match_the_cpu():
         z = cupy.linspace(-2, 2, 11)
         assert isinstance(slib.LIBRARY[name].f(z), cupy.ndarray), name
         assert isinstance(slib.LIBRARY[name].df(z), cupy.ndarray), name
+
+
+def test_auto_symbolic_fixes_only_the_layers_asked_for():
+    model = kanarray.KAN([2, 2, 1], grid=5, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (50, 2))
+    fixed = model.auto_symbolic(lib=["x", "x^2", "sin"], x=x, verbose=0, r2_threshold=0.0,
+                                layers=[0])
+    assert {l for l, _, _ in fixed} == {0}
+    assert np.all(model.layers[0].symbolic_fun != "") and np.all(model.layers[1].symbolic_fun == "")
+    with pytest.raises(ValueError, match="layers"):
+        model.auto_symbolic(lib=["x"], x=x, verbose=0, layers=[2])
