@@ -5,8 +5,10 @@
 1797 images of 64 pixels (0..16), 10 classes; a stratified 75/25 split (random_state=0). Both
 models see the same split; the MLP gets its inputs min-max scaled to [0, 1] in a Pipeline, the KAN
 scales its own. Fit seconds are the median of --repeats fits after one warm-up fit (Numba
-compiles on first use); accuracy is on the held-out quarter. The target: the KAN reaches
->= 97% test accuracy in under 60 s on a 2-core CPU. Writes classify_digits.{json,md}.
+compiles on first use); accuracy is on the held-out quarter. Then the KAN's accuracy for model
+seeds 0-4 on splits random_state 0-2 (min / median / max), so that no lucky seed stands for the
+result. The target: the KAN reaches >= 97% test accuracy in under 60 s on a 2-core CPU. Writes
+classify_digits.{json,md}.
 """
 import argparse
 import json
@@ -19,7 +21,12 @@ import numpy as np
 
 from kanarray.estimators import KANClassifier
 
-KAN_PARAMS = dict(hidden=(32,), grid=3, steps=5, seed=0)
+# Adam on batches of 64: the noise of small batches keeps the KAN from fitting the training
+# images exactly in the first steps, as full-batch L-BFGS does (95.1-97.1% over seeds with
+# hidden=(32,), grid=3, steps=5); sparsity regularisation (lamb 1e-3, 1e-2), grid 1 or 2, k=1
+# and wider layers did not close that gap
+KAN_PARAMS = dict(hidden=(32,), grid=3, steps=600, opt="adam", lr=1e-2, batch=64, seed=0)
+SEEDS, SPLITS = range(5), range(3)  # the spread: model seeds x split seeds
 MLP_PARAMS = dict(hidden_layer_sizes=(100,), max_iter=1000, random_state=0)
 TARGET_ACCURACY, TARGET_SECONDS = 0.97, 60.0
 
@@ -65,9 +72,26 @@ def main():
                      "test_accuracy": accuracy, "fit_seconds": seconds})
         print(f"{name:14s} test accuracy {accuracy:.4f}  fit {seconds:.1f} s (median of "
               f"{args.repeats})", flush=True)
+    spread = []
+    for split in SPLITS:
+        Xa, Xb, ya, yb = train_test_split(X, y, test_size=0.25, random_state=split, stratify=y)
+        for seed in SEEDS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fitted = KANClassifier(**{**KAN_PARAMS, "seed": seed}).fit(Xa, ya)
+            spread.append({"split": split, "seed": seed,
+                           "test_accuracy": float(np.mean(fitted.predict(Xb) == yb))})
+    accuracies = [r["test_accuracy"] for r in spread]
+    summary = {"min": min(accuracies), "median": statistics.median(accuracies),
+               "max": max(accuracies), "n": len(accuracies),
+               "at_least_target": sum(a >= TARGET_ACCURACY for a in accuracies)}
+    print(f"KAN over model seeds {list(SEEDS)} x splits {list(SPLITS)}: min {summary['min']:.4f}, "
+          f"median {summary['median']:.4f}, max {summary['max']:.4f}; "
+          f"{summary['at_least_target']} of {summary['n']} >= {TARGET_ACCURACY:.0%}")
     load_after = os.getloadavg()[0]
     kan = rows[0]
-    met = kan["test_accuracy"] >= TARGET_ACCURACY and kan["fit_seconds"] < TARGET_SECONDS
+    met = (summary["min"] >= TARGET_ACCURACY and kan["test_accuracy"] >= TARGET_ACCURACY
+           and kan["fit_seconds"] < TARGET_SECONDS)
     print(f"target (>= {TARGET_ACCURACY:.0%} in < {TARGET_SECONDS:.0f} s): "
           f"{'met' if met else 'NOT met'}; 1-min load {load_before:.2f} before, "
           f"{load_after:.2f} after")
@@ -80,7 +104,8 @@ def main():
     with open(os.path.join(args.out, "classify_digits.json"), "w") as out:
         json.dump({"machine": machine, "split": "stratified 75/25, random_state=0",
                    "n_train": len(y_train), "n_test": len(y_test), "repeats": args.repeats,
-                   "target_met": met, "rows": rows}, out, indent=2)
+                   "target_met": met, "rows": rows, "kan_spread": spread,
+                   "kan_spread_summary": summary}, out, indent=2)
     lines = ["# 8x8 digits: KANClassifier beside MLPClassifier\n",
              f"{machine['cpu']}, {machine['cores']} cores, {machine['date']}; "
              f"{len(y_train)} train / {len(y_test)} test images (stratified, random_state=0); "
@@ -91,8 +116,12 @@ def main():
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         lines.append(f"| {r['model']} | {params} | {r['test_accuracy']:.4f} | "
                      f"{r['fit_seconds']:.1f} |")
-    lines.append(f"\nTarget >= {TARGET_ACCURACY:.0%} test accuracy in < {TARGET_SECONDS:.0f} s: "
-                 f"{'met' if met else 'not met'}.")
+    lines.append(f"\nKANClassifier over model seeds {SEEDS.start}-{SEEDS.stop - 1} on splits "
+                 f"random_state {SPLITS.start}-{SPLITS.stop - 1}: test accuracy min "
+                 f"{summary['min']:.4f}, median {summary['median']:.4f}, max {summary['max']:.4f} "
+                 f"({summary['at_least_target']} of {summary['n']} >= {TARGET_ACCURACY:.0%}).")
+    lines.append(f"\nTarget >= {TARGET_ACCURACY:.0%} test accuracy in < {TARGET_SECONDS:.0f} s, for "
+                 f"every seed and split above: {'met' if met else 'not met'}.")
     with open(os.path.join(args.out, "classify_digits.md"), "w") as out:
         out.write("\n".join(lines) + "\n")
 
