@@ -120,6 +120,8 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     steps = check_int(steps, "steps", 1)
     inits = check_int(inits, "inits", 1)
     prune_tolerance = check_real(prune_tolerance, "prune_tolerance", minimum=0)
+    lamb = check_real(lamb, "lamb", minimum=0)
+    lamb_entropy = check_real(lamb_entropy, "lamb_entropy", minimum=0)
     say = say or (lambda text: None)
     on_stage = on_stage or (lambda name, model, t0: None)
     x_train, y_train = dataset["train_input"], dataset["train_label"]
@@ -177,7 +179,9 @@ def _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps, lamb, l
     fixed = {}
     for l in range(model.depth):
         fixed.update(model.auto_symbolic(lib=lib, x=x_train, verbose=0, layers=[l]))
-        if l < model.depth - 1 and all(name for name, _ in fixed.values()):
+        if not all(name for name, _ in fixed.values()):
+            break  # an edge of this layer stays a spline: no formula from this start
+        if l < model.depth - 1:
             model.fit(dataset, opt="lbfgs", steps=30, update_grid=False, log=0)
     result["fixed"] = fixed
     on_stage("auto-symbolic" + label, model, t0)

@@ -78,6 +78,8 @@ def test_a_collapse_weakens_the_regulariser_for_the_next_initialisation(monkeypa
     ({"seed": -1}, ValueError, "seed"),
     ({"prune_tolerance": -1.0}, ValueError, "prune_tolerance"),
     ({"refine_grid": 0}, ValueError, "refine_grid"),
+    ({"lamb": -0.1}, ValueError, "lamb"),
+    ({"lamb_entropy": float("nan")}, ValueError, "lamb_entropy"),
 ])
 def test_bad_arguments_are_named(kwargs, error, words):
     data = kanarray.create_dataset(sin_plus_square, n_var=2, train_num=20, test_num=5, seed=0)
