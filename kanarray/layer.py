@@ -104,14 +104,23 @@ class KANLayer:
         """Weight of every edge's spline branch: mask * (1 - symbolic_mask)."""
         return self.mask * (1 - self.symbolic_mask) if self.has_symbolic() else self.mask
 
-    def forward(self, x, out=None):
-        """x (B, I) on the layer's device and dtype -> y (B, O) (written into `out` if given)."""
+    def forward(self, x, out=None, tape=None):
+        """x (B, I) on the layer's device and dtype -> y (B, O) (written into `out` if given).
+
+        tape: a CPU kernels' BasisTape for B rows (a training workspace's): forward fills it
+        with the basis of x, and backward(x, g, tape=tape) reuses it instead of recomputing it.
+        """
         y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype) if out is None else out
         p = self.params
         spline_mask = self.spline_mask()
         symbolic = self.has_symbolic()
         if symbolic and not bool(spline_mask.any()):  # every live edge is symbolic
             y[...] = p["bias"]
+        elif tape is not None:
+            kernels = self.backend.kernels
+            kernels.basis_tape(x, self.knots, self.k, BASE_CODES[self.base_fun], tape)
+            kernels.layer_forward_tape(tape, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,
+                                       self.k, y)
         else:
             forward, _ = self._kernels(x.shape[0])
             forward(x, self.knots, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,
@@ -120,8 +129,9 @@ class KANLayer:
             y += self.symbolic_activations(x).sum(axis=1).astype(y.dtype)
         return y
 
-    def backward(self, x, g, dx=None):
-        """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I) (into `dx` if given)."""
+    def backward(self, x, g, dx=None, tape=None):
+        """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I) (into `dx` if given).
+        tape: the BasisTape that forward(x, tape=tape) filled, or None."""
         dx = self.backend.xp.empty_like(x) if dx is None else dx
         p, d = self.params, self.grads
         spline_mask = self.spline_mask()
@@ -131,6 +141,9 @@ class KANLayer:
                 d[name][...] = 0
             d["bias"][...] = g.sum(axis=0)
             dx[...] = 0
+        elif tape is not None:
+            self.backend.kernels.layer_backward_tape(tape, g, p["coef"], p["w_base"], p["w_spline"], spline_mask,
+                                                     self.k, dx, d["coef"], d["w_base"], d["w_spline"], d["bias"])
         else:
             _, backward = self._kernels(x.shape[0])
             backward(x, g, self.knots, p["coef"], p["w_base"], p["w_spline"], spline_mask, self.k,

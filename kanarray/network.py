@@ -260,21 +260,22 @@ class Network:
     def _on_device(self, values):
         return self.backend.asarray(values, self.np_dtype)
 
-    def forward_all(self, x, out=None):
+    def forward_all(self, x, out=None, tapes=None):
         """[h_0, h_1, ..., y] for raw inputs x on the device: h_l is the input of layer l (h_0
         the scaled inputs) and y the raw outputs (the last layer's, through output_scaling).
 
         Where level l+1 has multiplication nodes, layer l's outputs are its factors (kept in
         acts.factors[l + 1] for backward) and h_{l+1} their products (kanarray.nodes).
         out: optional list of preallocated (B, layer l's outputs) arrays (a training
-        workspace), reused across evaluations instead of allocating new ones.
+        workspace), reused across evaluations instead of allocating new ones. tapes: optional
+        list of the CPU kernels' BasisTapes, one a layer, that backward(..., tapes=) reuses.
         """
         if self.input_scaling is not None:
             shift, scale = self.input_scaling
             x = (x - self._on_device(shift)) / self._on_device(scale)
         acts = Activations([x])
         for l, layer in enumerate(self.layers):
-            z = layer.forward(acts[-1], None if out is None else out[l])
+            z = layer.forward(acts[-1], None if out is None else out[l], None if tapes is None else tapes[l])
             if self.n_mult[l + 1]:
                 acts.factors[l + 1] = z
                 z = nodes.multiply(z, self.n_sum[l + 1], self.arities[l + 1])
@@ -284,13 +285,14 @@ class Network:
             acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
         return acts
 
-    def backward(self, acts, g, reg=None, dx_out=None):
+    def backward(self, acts, g, reg=None, dx_out=None, tapes=None):
         """Back-propagate g = dL/dy (raw outputs) through the layers; fills self.grad, returns
         dL/dx (raw inputs).
 
         reg: a kanarray.regularize.RegTape at these activations; its gradient for layer l is
         added (parameters and dL/dx) right after layer l's own backward.
         dx_out: optional list of preallocated (B, layer l's inputs) arrays for the layers' dL/dx.
+        tapes: the BasisTapes that forward_all(..., tapes=) filled for these activations.
         Through a level with multiplication nodes g passes kanarray.nodes.multiply_backward at
         acts.factors (forward_all's), so acts must come from forward_all.
         """
@@ -300,7 +302,8 @@ class Network:
             if self.n_mult[l + 1]:
                 g = nodes.multiply_backward(acts.factors[l + 1], g, self.n_sum[l + 1],
                                             self.arities[l + 1])
-            g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l])
+            g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l],
+                                        None if tapes is None else tapes[l])
             if reg is not None:
                 g = reg.backward_layer(l, g)
         if self.input_scaling is not None:

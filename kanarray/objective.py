@@ -95,25 +95,32 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
     left in model.grad. loss: "mse" (default), "ce" or loss_fn(pred, y) -> (loss, dloss/dpred);
     reg: a kanarray.regularize.Regularization (loss += reg.lamb * its value when active).
     workspace: a Workspace of preallocated activation buffers for this batch size."""
-    acts = model.forward_all(x, None if workspace is None else workspace.acts)
+    acts = model.forward_all(x, None if workspace is None else workspace.acts,
+                             None if workspace is None else workspace.tapes)
     tape = regularize.tape(model, acts, reg)
     loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
     reg_value = 0.0 if tape is None else tape.value
     if tape is not None:
         loss += reg.lamb * reg_value
     dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), tape,
-                        None if workspace is None else workspace.dx)
+                        None if workspace is None else workspace.dx,
+                        None if workspace is None else workspace.tapes)
     return loss, dx, reg_value
 
 
 class Workspace:
-    """Preallocated output and input-gradient buffers of every layer for one batch size."""
+    """Preallocated buffers of every layer for one batch size: outputs, input gradients and,
+    on the CPU, the basis tapes that let backward reuse forward's spans and bases."""
 
     def __init__(self, model, n_rows):
         xp, dtype = model.backend.xp, model.np_dtype
         self.n_rows = n_rows
         self.acts = [xp.empty((n_rows, layer.out_dim), dtype=dtype) for layer in model.layers]
         self.dx = [xp.empty((n_rows, layer.in_dim), dtype=dtype) for layer in model.layers]
+        kernels = model.backend.kernels
+        self.tapes = None if model.backend.device != "cpu" else [
+            kernels.new_basis_tape(n_rows, layer.in_dim, layer.knots.shape[1], layer.k, dtype)
+            for layer in model.layers]
 
 
 def step_metrics(loss, data_loss_value, test_pred, y_test, train_pred=None, y_train=None):

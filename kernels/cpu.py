@@ -6,20 +6,30 @@ The layer (see reference.py for shapes):
     y[b, o] = bias[o] + sum_i mask[i,o] * ( w_base[i,o] base(x[b,i])
                                            + w_spline[i,o] sum_r coef[i, s-k+r, o] B_r(x[b,i]) )
 where s is the knot span of x[b, i] and B_0..B_k are the only bases that can be non-zero there.
-The basis is never materialised as a (B, I, G+k) tensor: for a block of SAMPLES_PER_TASK samples
-and one input, `_block_terms` finds each span by binary search and runs the Cox–de Boor triangle
-(O(k^2) flops) one entry at a time for the whole block, so its divisions vectorise over samples;
-then each sample sweeps the O outputs, which read contiguous memory because o is the fastest axis
-of coef, applying the k+1 basis terms TERMS at a time. The cost per (b, i, o) is about k+3
-multiply-adds whatever the grid size G.
+The basis is never materialised as a (B, I, G+k) tensor. Per (sample, input) the kernels find
+the span by a branch-free binary search and run the Cox–de Boor triangle (O(k^2) flops, unrolled
+for k = 3) with the reciprocals of its knot differences looked up, not divided (`_knot_tables`,
+once per launch). The result is a BasisTape entry: the first of the k+1 coefficient rows the
+sample uses (its window, clamped into the coefficient array, so the rows are constant offsets),
+the k+1 values and derivatives, and base(x) and base'(x). Then each sample sweeps the O outputs,
+which read contiguous memory because o is the fastest axis of coef, TERMS terms at a time. The
+cost per (b, i, o) is about k+3 multiply-adds whatever the grid size G.
 
-Serial and parallel forms. Each public kernel (span_basis, layer_forward, layer_backward) is a
-plain Python function that picks one of two compiled forms by the size of the work:
+Two ways to run a layer:
+    layer_forward, layer_backward             from x: the basis is computed where it is used
+                                              (forward: one block of samples at a time)
+    basis_tape, layer_forward_tape,           training: forward fills a BasisTape of x, which
+    layer_backward_tape                       backward reads instead of recomputing the basis
+Both run the same compiled sweeps on the same numbers, so they give the same bits.
+
+Serial and parallel forms. Each public kernel is a plain Python function that picks one of two
+compiled forms by the size of the work:
     <kernel>_serial     one thread, no threading layer involved
     <kernel>_parallel   the same per-task code under prange
-Both forms run the same compiled task function (`_*_rows`, `_backward_input`) on the same pieces
-of work, so they give bit-identical results, for any thread count:
-    span_basis, forward   a task owns a block of samples b and writes only their rows (forward:
+Both forms run the same compiled task function on the same pieces of work, so they give
+bit-identical results, for any thread count:
+    tapes, span_basis     a task owns a block of samples and writes only their entries
+    forward               a task owns a block of samples b and writes only their rows (forward:
                           FORWARD_TASK_BYTES of rows of y, so coef[i] is read once per task)
     backward              a task owns an input i and writes only dcoef[i], dw_base[i], dw_spline[i]
                           and the column dx[:, i]; sums over b run in sample order inside the task
@@ -27,8 +37,7 @@ The parallel form is compiled only when a launch first needs it (small models ne
 No fast-math flag, not even FMA contraction: with contraction LLVM may fuse either product of
 a*b + c*d, and it chose differently in the serial and the parallel caller of the same task function
 (dx differed in the last bit). Without it every operation rounds as written, so the order of every
-sum and product is fixed by this code whatever the compiler inlines where. The sweeps are bound by
-loads and stores of coef/dcoef rows, not by multiply-add throughput.
+sum and product is fixed by this code whatever the compiler inlines where.
 Kernels work in the dtype of coef (float32 or float64); constants are typed with
 `dtype.type(...)` so that float32 kernels do no float64 arithmetic.
 
@@ -39,12 +48,13 @@ import contextlib
 import numbers
 import os
 import warnings
+from typing import NamedTuple
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 64  # span_basis: samples of one parallel task; all kernels: samples of one basis block
+SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task; fused forward: of one basis block
 # forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
 # so that each input's coef[i] rows are read once per task, not once per 64 samples. At G=200,
 # B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
@@ -130,93 +140,97 @@ def _go_parallel(work):
 
 @njit(cache=CACHE)
 def _find_span(knots, i, x):
-    """s with knots[i, s] <= x < knots[i, s+1]; -1 outside [knots[i, 0], knots[i, -1]) or NaN."""
+    """s with knots[i, s] <= x < knots[i, s+1]; -1 outside [knots[i, 0], knots[i, -1]) or NaN.
+
+    Branch-free halving (the comparison becomes a select): the span of each sample is data,
+    and a mispredicted branch per halving costs more than the search itself.
+    """
     n = knots.shape[1]
     if not (x >= knots[i, 0] and x < knots[i, n - 1]):
         return -1
     lo = 0
-    hi = n - 1  # invariant: knots[i, lo] <= x < knots[i, hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if x >= knots[i, mid]:
-            lo = mid
-        else:
-            hi = mid
+    size = n - 1  # invariant: knots[i, lo] <= x < knots[i, lo + size]
+    while size > 1:
+        half = size >> 1
+        lo = lo + half if knots[i, lo + half] <= x else lo
+        size -= half
     return lo
 
 
 @njit(cache=CACHE)
-def _knot(knots, i, j):
-    """knots[i, j], continued past both ends at the spacing of the end cells.
+def _knot_tables(knots, k, ext, inv):
+    """What the Cox–de Boor triangle reads, once per launch instead of once per sample.
 
-    Near the ends of the knot vector the triangle asks for knots that do not exist; they only
-    feed bases whose index falls outside 0..G+k-1, which the kernels drop. Continuing the
-    spacing keeps those unused values finite.
+    ext[i, j + k] = knots[i, j] for j = -k .. n-1+k, continued past both ends at the spacing of
+    the end cells (those knots only feed bases outside 0..G+k-1, which are dropped; continuing
+    keeps them finite). inv[i, s, j(j-1)/2 + r] = 1 / (t_{s+r+1} - t_{s+r+1-j}) for order
+    j = 1..k and r = 0..j-1: every denominator of the triangle at span s, so that the per-sample
+    work has no division.
     """
-    n = knots.shape[1]
-    if j < 0:
-        return knots[i, 0] + knots.dtype.type(j) * (knots[i, 1] - knots[i, 0])
-    if j >= n:
-        return knots[i, n - 1] + knots.dtype.type(j - n + 1) * (knots[i, n - 1] - knots[i, n - 2])
-    return knots[i, j]
+    I, n = knots.shape
+    one = knots.dtype.type(1)
+    for i in range(I):
+        first_step = knots[i, 1] - knots[i, 0]
+        last_step = knots[i, n - 1] - knots[i, n - 2]
+        for j in range(-k, n + k):
+            if j < 0:
+                ext[i, j + k] = knots[i, 0] + knots.dtype.type(j) * first_step
+            elif j >= n:
+                ext[i, j + k] = knots[i, n - 1] + knots.dtype.type(j - n + 1) * last_step
+            else:
+                ext[i, j + k] = knots[i, j]
+        for s in range(n - 1):
+            for j in range(1, k + 1):
+                for r in range(j):
+                    inv[i, s, j * (j - 1) // 2 + r] = one / (ext[i, s + r + 1 + k] - ext[i, s + r + 1 - j + k])
 
 
 @njit(cache=CACHE)
-def _block_terms(knots, i, x, first, last, k, n_basis, span, rows, values, derivs, left, right, with_derivs):
-    """The basis terms of the samples first..last-1 on input i, vectorised over samples.
+def _cubic_terms(ext, inv, i, s, x):
+    """_span_terms for k = 3, unrolled into registers (the default order): the same operations
+    in the same order, so the same bits -> (N[0], ..., N[6])."""
+    q0, q1, q2 = inv[i, s, 0], inv[i, s, 1], inv[i, s, 2]
+    q3, q4, q5 = inv[i, s, 3], inv[i, s, 4], inv[i, s, 5]
+    l1, l2, l3 = x - ext[i, s + 3], x - ext[i, s + 2], x - ext[i, s + 1]
+    r1, r2, r3 = ext[i, s + 4] - x, ext[i, s + 5] - x, ext[i, s + 6] - x
+    a0, a1 = r1 * q0, l1 * q0                       # order 1
+    t = a0 * q1                                     # order 2
+    b0, saved = r1 * t, l2 * t
+    t = a1 * q2
+    b1, b2 = saved + r2 * t, l1 * t
+    d0, d1, d2 = b0 * q3, b1 * q4, b2 * q5          # order 3
+    return r1 * d0, l3 * d0 + r2 * d1, l2 * d1 + r3 * d2, l1 * d2, d0, d1, d2
 
-    For sample b (column c = b - first) and term r = 0..T-1 (T = rows.shape[0], a multiple of
-    TERMS): rows[r, c] is the coefficient row and values[r, c], derivs[r, c] the basis value
-    B_{s-k+r}(x) and derivative, by the Cox–de Boor triangle
+
+@njit(cache=CACHE)
+def _span_terms(ext, inv, i, s, k, x, N):
+    """The k+1 bases of span s at x, by the Cox–de Boor triangle without division:
+
         B_{m,j} = (x - t_m) / (t_{m+j} - t_m) B_{m,j-1} + (t_{m+j+1} - x) / (t_{m+j+1} - t_{m+1}) B_{m+1,j-1}
-        B'_{m,k} = k ( B_{m,k-1} / (t_{m+k} - t_m) - B_{m+1,k-1} / (t_{m+k+1} - t_{m+1}) )
-    computed one triangle entry at a time for all samples of the block (inner loops over c).
-    Terms whose basis index falls outside 0..n_basis-1, padding terms (r > k), and every term of
-    a sample outside the knot range are zero and point at row 0, so that the sweeps over outputs
-    can always apply TERMS terms at once: adding 0 * coef changes nothing.
-    span[c] is the knot span of the sample (-1 outside the knot range); left, right: (k+1, block)
-    scratch.
+
+    N[r] = B_{s-k+r, k}(x) for r = 0..k and N[k+1+r] = B_{s-k+1+r, k-1}(x) / (t_{s+r+1} - t_{s+r+1-k})
+    for r = 0..k-1, so that the derivative of term r is k (N[k+r] - N[k+1+r]) (with N[k] and
+    N[2k+1] read as 0). N: scratch of 2k+2 entries.
     """
-    nb = last - first
-    dtype = values.dtype
-    zero = dtype.type(0)
-    one = dtype.type(1)
-    for c in range(nb):
-        s = _find_span(knots, i, x[first + c, i])
-        span[c] = s
-        if s < 0:
-            s = 0  # any valid span: the terms are zeroed at the end
-        for j in range(1, k + 1):
-            left[j, c] = x[first + c, i] - _knot(knots, i, s + 1 - j)
-            right[j, c] = _knot(knots, i, s + j) - x[first + c, i]
-        values[0, c] = one
-        derivs[0, c] = one  # holds the order k-1 row until the end
+    N[0] = N.dtype.type(1)
     for j in range(1, k + 1):
-        for c in range(nb):
-            values[j, c] = zero
-        for r in range(j - 1, -1, -1):  # downwards: values[r+1] is already order j
-            for c in range(nb):
-                temp = values[r, c] / (right[r + 1, c] + left[j - r, c])
-                values[r + 1, c] += left[j - r, c] * temp
-                values[r, c] = right[r + 1, c] * temp
-        if with_derivs and j == k - 1:
-            for r in range(k):
-                for c in range(nb):
-                    derivs[r, c] = values[r, c]
-    if with_derivs:
-        order = dtype.type(k)
-        for r in range(k, -1, -1):  # downwards, so derivs[r-1] still holds the order k-1 value
-            for c in range(nb):
-                rising = derivs[r - 1, c] / (right[r, c] + left[k - r + 1, c]) if r >= 1 else zero
-                falling = derivs[r, c] / (right[r + 1, c] + left[k - r, c]) if r < k else zero
-                derivs[r, c] = order * (rising - falling)
-    for r in range(rows.shape[0]):  # written as selects, so that the loop over c vectorises
-        for c in range(nb):
-            m = span[c] - k + r
-            used = span[c] >= 0 and r <= k and m >= 0 and m < n_basis
-            rows[r, c] = m if used else 0
-            values[r, c] = values[r, c] if used else zero
-            derivs[r, c] = derivs[r, c] if used else zero
+        saved = N.dtype.type(0)
+        e = j * (j - 1) // 2
+        for r in range(j):
+            temp = N[r] * inv[i, s, e + r]
+            if j == k:
+                N[k + 1 + r] = temp
+            N[r] = saved + (ext[i, s + r + 1 + k] - x) * temp
+            saved = (x - ext[i, s + r + 1 - j + k]) * temp
+        N[j] = saved
+
+
+@njit(cache=CACHE)
+def _derivative(N, k, r):
+    """Derivative of term r from _span_terms' N."""
+    rising = N[k + r] if r >= 1 else N.dtype.type(0)
+    falling = N[k + 1 + r] if r < k else N.dtype.type(0)
+    return N.dtype.type(k) * (rising - falling)
 
 
 @njit(cache=CACHE)
@@ -253,62 +267,170 @@ def _sum_fixed_order(v, n):
     return (a0 + a1) + (a2 + a3)
 
 
-@njit(cache=CACHE)
-def _n_terms(k):
-    return TERMS * ((k + TERMS) // TERMS)  # k+1 rounded up to a multiple of TERMS
+# ---------------------------------------------------------------- the tape
+
+
+class BasisTape(NamedTuple):
+    """What forward and backward need of a layer's input x (B, I), computed once per batch.
+
+        window      (I, B) int64   first coefficient row of the k+1 rows sample b uses on input i:
+                                   the span's rows s-k..s clamped into 0..G+k-1
+        values      (I, T, B)      basis value of row window + p, p = 0..T-1 (0 past k, and
+                                   for rows not among s-k..s); T = k+1 rounded up to TERMS
+        derivs      (I, T, B)      their derivatives
+        base_val    (I, B)         base(x) and base'(x)
+        base_slope  (I, B)
+        ext, inv                   the knot tables of _knot_tables
+    Memory O(B I k), independent of G. A sample outside the knot range has no basis terms.
+    """
+    window: np.ndarray
+    values: np.ndarray
+    derivs: np.ndarray
+    base_val: np.ndarray
+    base_slope: np.ndarray
+    ext: np.ndarray
+    inv: np.ndarray
 
 
 @njit(cache=CACHE)
-def _block_scratch(k, dtype_of):
-    """span, rows, values, derivs, left, right for _block_terms on up to SAMPLES_PER_TASK samples."""
-    dtype = dtype_of.dtype
-    n = _n_terms(k)
-    return (np.empty(SAMPLES_PER_TASK, np.int64), np.empty((n, SAMPLES_PER_TASK), np.int64), np.empty((n, SAMPLES_PER_TASK), dtype),
-            np.empty((n, SAMPLES_PER_TASK), dtype), np.empty((k + 1, SAMPLES_PER_TASK), dtype),
-            np.empty((k + 1, SAMPLES_PER_TASK), dtype))
+def n_terms(k):
+    """k+1 rounded up to a multiple of TERMS: the terms a sweep applies per (sample, input)."""
+    return TERMS * ((k + TERMS) // TERMS)
+
+
+def new_basis_tape(B, I, n_knots, k, dtype):
+    """An empty BasisTape for B samples of I inputs with n_knots knots each."""
+    T = n_terms(k)
+    return BasisTape(np.empty((I, B), np.int64), np.empty((I, T, B), dtype), np.empty((I, T, B), dtype),
+                np.empty((I, B), dtype), np.empty((I, B), dtype), np.empty((I, n_knots + 2 * k), dtype),
+                np.empty((I, n_knots - 1, k * (k + 1) // 2), dtype))
+
+
+@njit(cache=CACHE)
+def _tape_rows(x, knots, k, base, i, first, last, column, window, values, derivs, base_val, base_slope,
+               ext, inv, N):
+    """The tape entries of samples first..last-1 on input i, written at columns column.. ."""
+    n_basis = knots.shape[1] - 1 - k
+    T = values.shape[1]
+    zero = values.dtype.type(0)
+    one = values.dtype.type(1)
+    three = values.dtype.type(3)
+    for b in range(first, last):
+        c = column + b - first
+        xv = x[b, i]
+        base_val[i, c], base_slope[i, c] = _base_at(xv, base, one)
+        s = _find_span(knots, i, xv)
+        if s < 0:
+            window[i, c] = 0
+            for p in range(T):
+                values[i, p, c] = zero
+                derivs[i, p, c] = zero
+            continue
+        w = min(max(s - k, 0), n_basis - k - 1)
+        window[i, c] = w
+        if k == 3 and w == s - k:  # the common case: all four terms are coefficient rows
+            v0, v1, v2, v3, d0, d1, d2 = _cubic_terms(ext, inv, i, s, xv)
+            values[i, 0, c], values[i, 1, c], values[i, 2, c], values[i, 3, c] = v0, v1, v2, v3
+            derivs[i, 0, c], derivs[i, 1, c] = three * (zero - d0), three * (d0 - d1)
+            derivs[i, 2, c], derivs[i, 3, c] = three * (d1 - d2), three * (d2 - zero)
+            continue
+        _span_terms(ext, inv, i, s, k, xv, N)
+        shift = w - (s - k)  # nonzero only in the extension cells: window p holds term p + shift
+        for p in range(T):
+            r = p + shift
+            used = p <= k and 0 <= r <= k
+            values[i, p, c] = N[r] if used else zero
+            derivs[i, p, c] = _derivative(N, k, r) if used else zero
+
+
+def _tables(knots, k, ext=None, inv=None):
+    n = knots.shape[1]
+    ext = np.empty((knots.shape[0], n + 2 * k), knots.dtype) if ext is None else ext
+    inv = np.empty((knots.shape[0], n - 1, k * (k + 1) // 2), knots.dtype) if inv is None else inv
+    _knot_tables(knots, k, ext, inv)
+    return ext, inv
+
+
+@njit(cache=CACHE)
+def _tape_task(x, knots, k, base, first, last, window, values, derivs, base_val, base_slope, ext, inv):
+    N = np.empty(2 * k + 2, values.dtype)
+    for i in range(x.shape[1]):
+        _tape_rows(x, knots, k, base, i, first, last, first, window, values, derivs, base_val, base_slope,
+                   ext, inv, N)
+
+
+def basis_tape_serial(x, knots, k, base, tape):
+    """basis_tape on one thread."""
+    _tables(knots, k, tape.ext, tape.inv)
+    _tape_task(x, knots, k, base, 0, x.shape[0], *tape)
+
+
+@njit(cache=CACHE, parallel=True)
+def _tape_tasks(x, knots, k, base, window, values, derivs, base_val, base_slope, ext, inv):
+    B = x.shape[0]
+    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
+        _tape_task(x, knots, k, base, task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK),
+                   window, values, derivs, base_val, base_slope, ext, inv)
+
+
+def basis_tape_parallel(x, knots, k, base, tape):
+    """basis_tape with one task per SAMPLES_PER_TASK samples."""
+    _tables(knots, k, tape.ext, tape.inv)
+    _tape_tasks(x, knots, k, base, *tape)
+
+
+def basis_tape(x, knots, k, base, tape):
+    """Fill `tape` (new_basis_tape(B, I, n_knots, k, dtype)) for x (B, I): see BasisTape."""
+    work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
+    form = basis_tape_parallel if _go_parallel(work) else basis_tape_serial
+    form(x, knots, k, base, tape)
 
 
 # ---------------------------------------------------------------- span_basis
 
 
 @njit(cache=CACHE)
-def _span_basis_rows(x, knots, k, first, last, spans, values, derivs):
-    """span_basis for the samples first..last-1, in blocks of SAMPLES_PER_TASK."""
-    I = x.shape[1]
+def _span_basis_rows(x, knots, k, first, last, spans, values, derivs, ext, inv):
+    """span_basis for the samples first..last-1."""
     n_basis = knots.shape[1] - 1 - k
-    span, rows, vals, ders, left, right = _block_scratch(k, values)
-    for start in range(first, last, SAMPLES_PER_TASK):
-        stop = min(last, start + SAMPLES_PER_TASK)
-        for i in range(I):
-            _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, vals, ders, left, right, True)
-            for b in range(start, stop):
-                c = b - start
-                spans[b, i] = span[c]
-                for r in range(k + 1):
-                    values[b, i, r] = vals[r, c]
-                    derivs[b, i, r] = ders[r, c]
+    N = np.empty(2 * k + 2, values.dtype)
+    zero = values.dtype.type(0)
+    for b in range(first, last):
+        for i in range(x.shape[1]):
+            s = _find_span(knots, i, x[b, i])
+            spans[b, i] = s
+            if s >= 0:
+                _span_terms(ext, inv, i, s, k, x[b, i], N)
+            for r in range(k + 1):
+                used = s >= 0 and 0 <= s - k + r < n_basis
+                values[b, i, r] = N[r] if used else zero
+                derivs[b, i, r] = _derivative(N, k, r) if used else zero
 
 
 def span_basis_serial(x, knots, k, spans, values, derivs):
     """span_basis on one thread."""
-    _span_basis_rows(x, knots, k, 0, x.shape[0], spans, values, derivs)
+    _span_basis_rows(x, knots, k, 0, x.shape[0], spans, values, derivs, *_tables(knots, k))
 
 
 @njit(cache=CACHE, parallel=True)
-def span_basis_parallel(x, knots, k, spans, values, derivs):
-    """span_basis with one task per SAMPLES_PER_TASK samples."""
+def _span_basis_tasks(x, knots, k, spans, values, derivs, ext, inv):
     B = x.shape[0]
     for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
         _span_basis_rows(x, knots, k, task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK),
-                         spans, values, derivs)
+                         spans, values, derivs, ext, inv)
+
+
+def span_basis_parallel(x, knots, k, spans, values, derivs):
+    """span_basis with one task per SAMPLES_PER_TASK samples."""
+    _span_basis_tasks(x, knots, k, spans, values, derivs, *_tables(knots, k))
 
 
 def span_basis(x, knots, k, spans, values, derivs):
     """Spans and the k+1 local basis values and derivatives of every (sample, input).
 
-    x (B, I), knots (I, n) -> writes spans (B, I) int64, values and derivs (B, I, k+1).
-    Entries whose basis index is outside 0..G+k-1, and all entries outside the knot range
-    (span -1), are zero.
+    x (B, I), knots (I, n) -> writes spans (B, I) int64, values and derivs (B, I, k+1) of the
+    bases s-k..s. Entries whose basis index is outside 0..G+k-1, and all entries outside the
+    knot range (span -1), are zero.
     """
     work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
     form = span_basis_parallel if _go_parallel(work) else span_basis_serial
@@ -319,35 +441,60 @@ def span_basis(x, knots, k, spans, values, derivs):
 
 
 @njit(cache=CACHE)
-def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, last, y):
-    """layer_forward for the samples first..last-1, with edge_* = mask * w_* (I, O)."""
-    I = x.shape[1]
-    n_basis = coef.shape[1]
+def _forward_sweep(i, first, last, column, k, window, values, base_val, coef, edge_base, edge_spline, y):
+    """y[b, :] += every edge of input i at samples first..last-1 (tape columns column..).
+
+    The T terms go TERMS at a time (one group for k <= 3); a padding term (p > k, value 0)
+    reads row window + k.
+    """
     O = coef.shape[2]
-    one = coef.dtype.type(1)
-    span, rows, values, derivs, left, right = _block_scratch(k, coef)
     for b in range(first, last):
+        c = column + b - first
+        w = window[i, c]
+        bv = base_val[i, c]
+        m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
+        v0, v1, v2, v3 = values[i, 0, c], values[i, 1, c], values[i, 2, c], values[i, 3, c]
         for o in range(O):
+            y[b, o] += edge_base[i, o] * bv + edge_spline[i, o] * (
+                v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+        for r in range(TERMS, values.shape[1], TERMS):
+            m0, m1, m2, m3 = w + min(r, k), w + min(r + 1, k), w + min(r + 2, k), w + min(r + 3, k)
+            v0, v1, v2, v3 = values[i, r, c], values[i, r + 1, c], values[i, r + 2, c], values[i, r + 3, c]
+            for o in range(O):
+                y[b, o] += edge_spline[i, o] * (
+                    v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+
+
+@njit(cache=CACHE)
+def _clear_rows(bias, first, last, y):
+    for b in range(first, last):
+        for o in range(y.shape[1]):
             y[b, o] = bias[o]
-    # inputs outside, samples inside: coef[i] stays in cache for all the samples of the task
-    for i in range(I):
+
+
+@njit(cache=CACHE)
+def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, last, ext, inv, y):
+    """layer_forward for the samples first..last-1: the tape of one block of samples and one
+    input at a time, in scratch (inputs outside, samples inside: coef[i] stays in cache for all
+    the samples of the task)."""
+    window, values, derivs, base_val, base_slope = _block_scratch(x.shape[1], k, coef)
+    N = np.empty(2 * k + 2, coef.dtype)
+    _clear_rows(bias, first, last, y)
+    for i in range(x.shape[1]):
         for start in range(first, last, SAMPLES_PER_TASK):
             stop = min(last, start + SAMPLES_PER_TASK)
-            _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, values, derivs, left, right, False)
-            for b in range(start, stop):
-                c = b - start
-                base_val, _ = _base_at(x[b, i], base, one)
-                for r in range(0, rows.shape[0], TERMS):
-                    m0, m1, m2, m3 = rows[r, c], rows[r + 1, c], rows[r + 2, c], rows[r + 3, c]
-                    v0, v1, v2, v3 = values[r, c], values[r + 1, c], values[r + 2, c], values[r + 3, c]
-                    if r == 0:
-                        for o in range(O):
-                            y[b, o] += edge_base[i, o] * base_val + edge_spline[i, o] * (
-                                v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
-                    else:
-                        for o in range(O):
-                            y[b, o] += edge_spline[i, o] * (
-                                v0 * coef[i, m0, o] + v1 * coef[i, m1, o] + v2 * coef[i, m2, o] + v3 * coef[i, m3, o])
+            _tape_rows(x, knots, k, base, i, start, stop, 0, window, values, derivs, base_val, base_slope,
+                       ext, inv, N)
+            _forward_sweep(i, start, stop, 0, k, window, values, base_val, coef, edge_base, edge_spline, y)
+
+
+@njit(cache=CACHE)
+def _block_scratch(I, k, like):
+    """Tape arrays for SAMPLES_PER_TASK samples (the fused forward's scratch)."""
+    T = n_terms(k)
+    n = SAMPLES_PER_TASK
+    return (np.empty((I, n), np.int64), np.empty((I, T, n), like.dtype), np.empty((I, T, n), like.dtype),
+            np.empty((I, n), like.dtype), np.empty((I, n), like.dtype))
 
 
 def _forward_task_samples(y):
@@ -358,22 +505,25 @@ def _forward_task_samples(y):
 def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     """layer_forward on one thread: the parallel form's tasks, one after the other."""
     edge_base, edge_spline = mask * w_base, mask * w_spline
+    ext, inv = _tables(knots, k)
     B, samples = x.shape[0], _forward_task_samples(y)
     for first in range(0, B, samples):
-        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, min(B, first + samples), y)
+        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, min(B, first + samples),
+                      ext, inv, y)
 
 
 @njit(cache=CACHE, parallel=True)
-def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, samples_per_task, y):
+def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, samples_per_task, ext, inv, y):
     B = x.shape[0]
     for task in prange((B + samples_per_task - 1) // samples_per_task):
         _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base,
-                      task * samples_per_task, min(B, (task + 1) * samples_per_task), y)
+                      task * samples_per_task, min(B, (task + 1) * samples_per_task), ext, inv, y)
 
 
 def layer_forward_parallel(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     """layer_forward with one task per _forward_task_samples(y) samples."""
-    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, _forward_task_samples(y), y)
+    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, _forward_task_samples(y),
+                   *_tables(knots, k), y)
 
 
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
@@ -383,50 +533,91 @@ def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     form(x, knots, coef, w_base, w_spline, bias, mask, k, base, y)
 
 
+@njit(cache=CACHE)
+def _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, bias, k, first, last, y):
+    _clear_rows(bias, first, last, y)
+    for i in range(coef.shape[0]):
+        _forward_sweep(i, first, last, first, k, window, values, base_val, coef, edge_base, edge_spline, y)
+
+
+def layer_forward_tape_serial(tape, coef, w_base, w_spline, bias, mask, k, y):
+    """layer_forward_tape on one thread."""
+    B, samples = y.shape[0], _forward_task_samples(y)
+    edge_base, edge_spline = mask * w_base, mask * w_spline
+    for first in range(0, B, samples):
+        _tape_forward_rows(tape.window, tape.values, tape.base_val, coef, edge_base, edge_spline, bias, k,
+                           first, min(B, first + samples), y)
+
+
+@njit(cache=CACHE, parallel=True)
+def _tape_forward_tasks(window, values, base_val, coef, edge_base, edge_spline, bias, k, samples_per_task, y):
+    B = y.shape[0]
+    for task in prange((B + samples_per_task - 1) // samples_per_task):
+        _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, bias, k,
+                           task * samples_per_task, min(B, (task + 1) * samples_per_task), y)
+
+
+def layer_forward_tape_parallel(tape, coef, w_base, w_spline, bias, mask, k, y):
+    """layer_forward_tape with one task per _forward_task_samples(y) samples."""
+    _tape_forward_tasks(tape.window, tape.values, tape.base_val, coef, mask * w_base, mask * w_spline, bias, k,
+                        _forward_task_samples(y), y)
+
+
+def layer_forward_tape(tape, coef, w_base, w_spline, bias, mask, k, y):
+    """layer_forward from a filled tape (basis_tape of the layer's input): the same bits."""
+    work = y.shape[0] * coef.shape[0] * coef.shape[2] * (k + 2)
+    form = layer_forward_tape_parallel if _go_parallel(work) else layer_forward_tape_serial
+    form(tape, coef, w_base, w_spline, bias, mask, k, y)
+
+
 # ---------------------------------------------------------------- backward
 
 
 @njit(cache=CACHE)
-def _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base,
+def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
                     dx, dcoef, dw_base, dw_spline):
-    """layer_backward's work on input i: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
+    """layer_backward's work on input i from the tape: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
 
     The sweep over samples accumulates C[i] (in dcoef[i]) and D[i] (in dw_base[i]), see
     layer_backward; the per-edge factors are applied once at the end.
     """
-    B = x.shape[0]
+    B = g.shape[0]
     n_basis = coef.shape[1]
     O = coef.shape[2]
-    dtype = coef.dtype
-    zero = dtype.type(0)
-    one = dtype.type(1)
-    span, rows, values, derivs, left, right = _block_scratch(k, coef)
-    dspline = np.empty(O, dtype)
-    dx_terms = np.empty(O, dtype)
+    zero = coef.dtype.type(0)
+    dspline = np.empty(O, coef.dtype)
+    dx_terms = np.empty(O, coef.dtype)
     dcoef[i, :, :] = zero
     dw_base[i, :] = zero
-    for start in range(0, B, SAMPLES_PER_TASK):
-        stop = min(B, start + SAMPLES_PER_TASK)
-        _block_terms(knots, i, x, start, stop, k, n_basis, span, rows, values, derivs, left, right, True)
-        for b in range(start, stop):
-            c = b - start
-            base_val, base_slope = _base_at(x[b, i], base, one)
-            for r in range(0, rows.shape[0], TERMS):
-                m0, m1, m2, m3 = rows[r, c], rows[r + 1, c], rows[r + 2, c], rows[r + 3, c]
-                v0, v1, v2, v3 = values[r, c], values[r + 1, c], values[r + 2, c], values[r + 3, c]
-                d0, d1, d2, d3 = derivs[r, c], derivs[r + 1, c], derivs[r + 2, c], derivs[r + 3, c]
-                for o in range(O):
-                    go = g[b, o]
-                    dcoef[i, m0, o] += go * v0
-                    dcoef[i, m1, o] += go * v1
-                    dcoef[i, m2, o] += go * v2
-                    dcoef[i, m3, o] += go * v3
-                    slope = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
-                    dspline[o] = slope if r == 0 else dspline[o] + slope
+    for b in range(B):
+        w = window[i, b]
+        bv = base_val[i, b]
+        bs = base_slope[i, b]
+        m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
+        v0, v1, v2, v3 = values[i, 0, b], values[i, 1, b], values[i, 2, b], values[i, 3, b]
+        d0, d1, d2, d3 = derivs[i, 0, b], derivs[i, 1, b], derivs[i, 2, b], derivs[i, 3, b]
+        for o in range(O):
+            go = g[b, o]
+            dcoef[i, m0, o] += go * v0
+            dcoef[i, m1, o] += go * v1
+            dcoef[i, m2, o] += go * v2
+            dcoef[i, m3, o] += go * v3
+            dspline[o] = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+        for r in range(TERMS, values.shape[1], TERMS):  # k > 3: the further groups of terms
+            m0, m1, m2, m3 = w + min(r, k), w + min(r + 1, k), w + min(r + 2, k), w + min(r + 3, k)
+            v0, v1, v2, v3 = values[i, r, b], values[i, r + 1, b], values[i, r + 2, b], values[i, r + 3, b]
+            d0, d1, d2, d3 = derivs[i, r, b], derivs[i, r + 1, b], derivs[i, r + 2, b], derivs[i, r + 3, b]
             for o in range(O):
-                dw_base[i, o] += g[b, o] * base_val
-                dx_terms[o] = g[b, o] * (edge_base[i, o] * base_slope + edge_spline[i, o] * dspline[o])
-            dx[b, i] = _sum_fixed_order(dx_terms, O)
+                go = g[b, o]
+                dcoef[i, m0, o] += go * v0
+                dcoef[i, m1, o] += go * v1
+                dcoef[i, m2, o] += go * v2
+                dcoef[i, m3, o] += go * v3
+                dspline[o] += d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+        for o in range(O):
+            dw_base[i, o] += g[b, o] * bv
+            dx_terms[o] = g[b, o] * (edge_base[i, o] * bs + edge_spline[i, o] * dspline[o])
+        dx[b, i] = _sum_fixed_order(dx_terms, O)
     for o in range(O):
         dw_spline[i, o] = zero
         dw_base[i, o] *= mask[i, o]
@@ -448,31 +639,55 @@ def _bias_gradient(g, dbias):
 
 
 @njit(cache=CACHE)
-def _backward_inputs(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
-    for i in range(x.shape[1]):
-        _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
+def _backward_inputs(k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
+                     dx, dcoef, dw_base, dw_spline):
+    for i in range(coef.shape[0]):
+        _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
+                        mask, dx, dcoef, dw_base, dw_spline)
+
+
+@njit(cache=CACHE, parallel=True)
+def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
+                    dx, dcoef, dw_base, dw_spline):
+    for i in prange(coef.shape[0]):
+        _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
+                        mask, dx, dcoef, dw_base, dw_spline)
+
+
+def layer_backward_tape_serial(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
+    """layer_backward_tape on one thread."""
+    _bias_gradient(g, dbias)
+    _backward_inputs(k, *tape[:5], g, coef, mask * w_base, mask * w_spline, mask, dx, dcoef, dw_base, dw_spline)
+
+
+def layer_backward_tape_parallel(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
+    """layer_backward_tape with one task per input i."""
+    _bias_gradient(g, dbias)
+    _backward_tasks(k, *tape[:5], g, coef, mask * w_base, mask * w_spline, mask, dx, dcoef, dw_base, dw_spline)
+
+
+def layer_backward_tape(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
+    """layer_backward from a filled tape (basis_tape of the layer's input): the same bits."""
+    work = g.shape[0] * coef.shape[0] * coef.shape[2] * (k + 2)
+    form = (layer_backward_tape_parallel if _go_parallel(work) and coef.shape[0] > 1
+            else layer_backward_tape_serial)
+    form(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_serial(x, g, knots, coef, w_base, w_spline, mask, k, base,
                           dx, dcoef, dw_base, dw_spline, dbias):
     """layer_backward on one thread."""
-    _bias_gradient(g, dbias)
-    _backward_inputs(x, g, knots, coef, mask * w_base, mask * w_spline, mask, k, base,
-                     dx, dcoef, dw_base, dw_spline)
-
-
-@njit(cache=CACHE, parallel=True)
-def _backward_tasks(x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline):
-    for i in prange(x.shape[1]):
-        _backward_input(i, x, g, knots, coef, edge_base, edge_spline, mask, k, base, dx, dcoef, dw_base, dw_spline)
+    tape = new_basis_tape(x.shape[0], x.shape[1], knots.shape[1], k, coef.dtype)
+    basis_tape_serial(x, knots, k, base, tape)
+    layer_backward_tape_serial(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_parallel(x, g, knots, coef, w_base, w_spline, mask, k, base,
                             dx, dcoef, dw_base, dw_spline, dbias):
-    """layer_backward with one task per input i."""
-    _bias_gradient(g, dbias)
-    _backward_tasks(x, g, knots, coef, mask * w_base, mask * w_spline, mask, k, base,
-                    dx, dcoef, dw_base, dw_spline)
+    """layer_backward with the tape's tasks over samples and the sweep's over inputs."""
+    tape = new_basis_tape(x.shape[0], x.shape[1], knots.shape[1], k, coef.dtype)
+    basis_tape_parallel(x, knots, k, base, tape)
+    layer_backward_tape_parallel(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
@@ -488,7 +703,8 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
     so the sweep over samples only accumulates C (in dcoef) and D (in dw_base); the factors are
     applied once per input at the end. The input gradient needs the basis derivatives:
         dx[b, i]   = sum_o g[b,o] mask (w_base base'(x) + w_spline sum_r coef[i,s-k+r,o] B'_r(x))
-    The outputs are overwritten, not accumulated into.
+    The outputs are overwritten, not accumulated into. It builds the tape of x (O(B I k)
+    memory); layer_backward_tape reuses one that forward already built.
     """
     work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
     form = layer_backward_parallel if _go_parallel(work) and x.shape[1] > 1 else layer_backward_serial

@@ -97,6 +97,29 @@ def span_basis(knots, x, k):
     return spans, values, derivs
 
 
+def basis_tape(knots, x, k, base, n_terms):
+    """The CPU kernels' BasisTape of x, from span_basis and base_function: every sample's
+    window w = clip(s - k, 0, G - 1) (0 outside the knot range), the first of the k+1
+    coefficient rows it uses, and the value and derivative of the bases w .. w + n_terms - 1
+    there (0 for a row that is not among s-k .. s, and past w + k).
+    -> window (I, B), values (I, n_terms, B), derivs (I, n_terms, B), base_val (I, B), base_slope (I, B)
+    """
+    spans, vals, ders = span_basis(knots, x, k)
+    n_basis = np.asarray(knots).shape[1] - 1 - k
+    window = np.where(spans >= 0, np.clip(spans - k, 0, n_basis - k - 1), 0)
+    B, I = spans.shape
+    values = np.zeros((I, n_terms, B))
+    derivs = np.zeros((I, n_terms, B))
+    for p in range(k + 1):
+        r = p + window - (spans - k)  # the term of the span at window row p
+        ok = (spans >= 0) & (r >= 0) & (r <= k)
+        b_idx, i_idx = np.nonzero(ok)
+        values[i_idx, p, b_idx] = vals[b_idx, i_idx, r[b_idx, i_idx]]
+        derivs[i_idx, p, b_idx] = ders[b_idx, i_idx, r[b_idx, i_idx]]
+    base_val, base_slope = base_function(x, base)
+    return window.T, values, derivs, base_val.T, base_slope.T
+
+
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base):
     """y[b, o] = bias[o] + sum_i mask (w_base base(x) + w_spline sum_m coef[i, m, o] B_im(x))."""
     basis, _ = dense_basis(knots, x, k)

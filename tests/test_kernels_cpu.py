@@ -98,6 +98,48 @@ def test_backward_matches_reference(B, I, O, G, k, dtype, base):
         assert rel_err(g, w) < TOLERANCE[dtype], name
 
 
+def filled_tape(low, k, base):
+    B, I = low["x"].shape
+    tape = cpu.new_basis_tape(B, I, low["knots"].shape[1], k, low["x"].dtype)
+    for a in tape:
+        a.fill(-7 if a.dtype == np.int64 else np.nan)
+    cpu.basis_tape(low["x"], low["knots"], k, base, tape)
+    return tape
+
+
+@pytest.mark.parametrize("base", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O,G,k", CASES)
+def test_basis_tape_matches_reference(B, I, O, G, k, dtype, base):
+    low, ref = cast(random_layer(np.random.default_rng(5 * B + I + k), B, I, O, G, k), dtype)
+    tape = filled_tape(low, k, base)
+    want = reference.basis_tape(ref["knots"], ref["x"], k, base, cpu.n_terms(k))
+    np.testing.assert_array_equal(tape.window, want[0])
+    for name, got, w in zip(("values", "derivs", "base_val", "base_slope"), tape[1:5], want[1:]):
+        assert got.dtype == dtype, name
+        assert rel_err(got, w) < TOLERANCE[dtype], name
+    n_basis = G + k
+    assert (tape.window >= 0).all() and (tape.window + k < n_basis).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O,G,k", CASES)
+def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
+    """layer_forward_tape / layer_backward_tape on basis_tape(x) equal layer_forward /
+    layer_backward on x bit for bit (and so the reference, by the tests above)."""
+    low, _ = cast(random_layer(np.random.default_rng(B + 2 * O + k), B, I, O, G, k), dtype)
+    tape = filled_tape(low, k, 0)
+    args = [low[name] for name in ("coef", "w_base", "w_spline")]
+    fused_y, tape_y = np.full((B, O), np.nan, dtype), np.full((B, O), np.nan, dtype)
+    cpu.layer_forward(low["x"], low["knots"], *args, low["bias"], low["mask"], k, 0, fused_y)
+    cpu.layer_forward_tape(tape, *args, low["bias"], low["mask"], k, tape_y)
+    np.testing.assert_array_equal(tape_y, fused_y)
+    out = [np.full(shape, np.nan, dtype) for shape in ((B, I), low["coef"].shape, (I, O), (I, O), (O,))]
+    cpu.layer_backward_tape(tape, low["g"], *args, low["mask"], k, *out)
+    for got, want in zip(out, run_backward(low, k, 0)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_cost_does_not_depend_on_dense_basis():
     """A grid far too large for a dense (B, I, G+k) basis still runs: the kernel never builds one."""
     rng = np.random.default_rng(0)
@@ -125,6 +167,11 @@ FORMS = {  # kernel -> (serial form, parallel form, the arrays it reads from a r
                       ("x", "knots", "coef", "w_base", "w_spline", "bias", "mask")),
     "layer_backward": (cpu.layer_backward_serial, cpu.layer_backward_parallel,
                        ("x", "g", "knots", "coef", "w_base", "w_spline", "mask")),
+    "basis_tape": (cpu.basis_tape_serial, cpu.basis_tape_parallel, ("x", "knots")),
+    "layer_forward_tape": (cpu.layer_forward_tape_serial, cpu.layer_forward_tape_parallel,
+                           ("tape", "coef", "w_base", "w_spline", "bias", "mask")),
+    "layer_backward_tape": (cpu.layer_backward_tape_serial, cpu.layer_backward_tape_parallel,
+                            ("tape", "g", "coef", "w_base", "w_spline", "mask")),
 }
 
 
@@ -133,13 +180,22 @@ def run_form(form, kernel, low, k, base):
     B, I = low["x"].shape
     O, dtype = low["bias"].shape[0], low["x"].dtype
     _, _, names = FORMS[kernel]
-    args = [low[name] for name in names]
+    args = [filled_tape(low, k, base) if name == "tape" else low[name] for name in names]
     if kernel == "span_basis":
         out = [np.full((B, I), -7, np.int64), np.full((B, I, k + 1), np.nan, dtype), np.full((B, I, k + 1), np.nan, dtype)]
         form(*args, k, *out)
+    elif kernel == "basis_tape":
+        out = list(cpu.new_basis_tape(B, I, low["knots"].shape[1], k, dtype))
+        form(*args, k, base, cpu.BasisTape(*out))
     elif kernel == "layer_forward":
         out = [np.full((B, O), np.nan, dtype)]
         form(*args, k, base, *out)
+    elif kernel == "layer_forward_tape":
+        out = [np.full((B, O), np.nan, dtype)]
+        form(*args, k, *out)
+    elif kernel == "layer_backward_tape":
+        out = [np.full(shape, np.nan, dtype) for shape in ((B, I), low["coef"].shape, (I, O), (I, O), (O,))]
+        form(*args, k, *out)
     else:
         out = [np.full(shape, np.nan, dtype) for shape in ((B, I), low["coef"].shape, (I, O), (I, O), (O,))]
         form(*args, k, base, *out)
