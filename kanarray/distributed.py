@@ -47,7 +47,7 @@ import numpy as np
 
 from . import losses, regularize
 from .collectives import CollectiveError, Context, DistributedError, mpi
-from .objective import DATASET_KEYS, check_dataset, check_loss, data_loss, squared_error
+from .objective import DATASET_KEYS, Workspace, check_dataset, check_loss, data_loss, squared_error
 from .regularize import Reduction, RegTape
 
 __all__ = ["Context", "DistributedError", "MPIObjective", "launched_world", "local_rank", "mpi",
@@ -154,6 +154,7 @@ class MPIObjective:
             ctx.bcast_(layer.knots)
             ctx.bcast_(layer.mask)
             ctx.bcast_(layer.symbolic_mask)
+        self._workspaces = {}
         self.select(None)
 
     def select(self, rows):
@@ -161,10 +162,15 @@ class MPIObjective:
         those it owns (rows are numbered rank by rank, in rank order)."""
         if rows is None:
             self.xb, self.yb, self.n_batch = self.x_train, self.y_train, self.n_rows
-            return
-        lo, hi = np.searchsorted(rows, [self.offset, self.offset + self.n_local])
-        index = self.model.backend.xp.asarray(rows[lo:hi] - self.offset)
-        self.xb, self.yb, self.n_batch = self.x_train[index], self.y_train[index], len(rows)
+        else:
+            lo, hi = np.searchsorted(rows, [self.offset, self.offset + self.n_local])
+            index = self.model.backend.xp.asarray(rows[lo:hi] - self.offset)
+            self.xb, self.yb, self.n_batch = self.x_train[index], self.y_train[index], len(rows)
+        n = int(self.xb.shape[0])
+        if n not in self._workspaces:
+            self._workspaces[n] = Workspace(self.model, n)
+        self._workspace = self._workspaces[n]
+        self._workspace.new_rows()
 
     def _reduction(self, norm):
         return Reduction(sum=self.ctx.allreduce_sum, n_rows=self.n_batch, grad_scale=norm,
@@ -180,7 +186,9 @@ class MPIObjective:
         norm = float(self.n_batch * (model.width[-1] if self.loss == "mse" else 1))
         tape = None
         try:
-            acts = model.forward_all(self.xb)
+            acts = model.forward_all(self.xb, self._workspace.acts, self._workspace.tapes,
+                                     self._workspace.first_tape_current(model))
+            self._workspace.first_tape_filled(model)
             if reg is not None:  # collective: every rank gets here, or meets the others below
                 tape = RegTape(model, acts, reg, reduction=self._reduction(norm))
             pred = acts[-1]
@@ -192,7 +200,8 @@ class MPIObjective:
             else:
                 loss, g = data_loss(self.loss, pred, self.yb)
                 loss_sum, g = loss * rows, g * rows
-            model.backward(acts, model.backend.asarray(g, model.np_dtype), tape)
+            model.backward(acts, model.backend.asarray(g, model.np_dtype), tape, self._workspace.dx,
+                           self._workspace.tapes)
             grad_sum = model.grad
         except Exception as exc:  # noqa: BLE001 - raised on every rank by the reduction
             if isinstance(exc, CollectiveError):

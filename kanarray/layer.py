@@ -104,23 +104,24 @@ class KANLayer:
         """Weight of every edge's spline branch: mask * (1 - symbolic_mask)."""
         return self.mask * (1 - self.symbolic_mask) if self.has_symbolic() else self.mask
 
-    def forward(self, x, out=None, tape=None):
+    def forward(self, x, out=None, tape=None, tape_filled=False):
         """x (B, I) on the layer's device and dtype -> y (B, O) (written into `out` if given).
 
         tape: a CPU kernels' BasisTape for B rows (a training workspace's): forward fills it
-        with the basis of x, and backward(x, g, tape=tape) reuses it instead of recomputing it.
+        with the basis of x (unless tape_filled: it holds them already), and backward(x, g,
+        tape=tape) reuses it instead of recomputing it.
         """
         y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype) if out is None else out
         p = self.params
         spline_mask = self.spline_mask()
         symbolic = self.has_symbolic()
+        if tape is not None and not tape_filled:
+            self.backend.kernels.basis_tape(x, self.knots, self.k, BASE_CODES[self.base_fun], tape)
         if symbolic and not bool(spline_mask.any()):  # every live edge is symbolic
             y[...] = p["bias"]
         elif tape is not None:
-            kernels = self.backend.kernels
-            kernels.basis_tape(x, self.knots, self.k, BASE_CODES[self.base_fun], tape)
-            kernels.layer_forward_tape(tape, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,
-                                       self.k, y)
+            self.backend.kernels.layer_forward_tape(tape, p["coef"], p["w_base"], p["w_spline"], p["bias"],
+                                                    spline_mask, self.k, y)
         else:
             forward, _ = self._kernels(x.shape[0])
             forward(x, self.knots, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,

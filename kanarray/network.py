@@ -260,7 +260,7 @@ class Network:
     def _on_device(self, values):
         return self.backend.asarray(values, self.np_dtype)
 
-    def forward_all(self, x, out=None, tapes=None):
+    def forward_all(self, x, out=None, tapes=None, first_tape_filled=False):
         """[h_0, h_1, ..., y] for raw inputs x on the device: h_l is the input of layer l (h_0
         the scaled inputs) and y the raw outputs (the last layer's, through output_scaling).
 
@@ -268,14 +268,17 @@ class Network:
         acts.factors[l + 1] for backward) and h_{l+1} their products (kanarray.nodes).
         out: optional list of preallocated (B, layer l's outputs) arrays (a training
         workspace), reused across evaluations instead of allocating new ones. tapes: optional
-        list of the CPU kernels' BasisTapes, one a layer, that backward(..., tapes=) reuses.
+        list of the CPU kernels' BasisTapes, one a layer, that backward(..., tapes=) reuses;
+        first_tape_filled: tapes[0] already holds the basis of these inputs (kanarray.objective's
+        Workspace knows when).
         """
         if self.input_scaling is not None:
             shift, scale = self.input_scaling
             x = (x - self._on_device(shift)) / self._on_device(scale)
         acts = Activations([x])
         for l, layer in enumerate(self.layers):
-            z = layer.forward(acts[-1], None if out is None else out[l], None if tapes is None else tapes[l])
+            z = layer.forward(acts[-1], None if out is None else out[l], None if tapes is None else tapes[l],
+                              tape_filled=first_tape_filled and l == 0)
             if self.n_mult[l + 1]:
                 acts.factors[l + 1] = z
                 z = nodes.multiply(z, self.n_sum[l + 1], self.arities[l + 1])

@@ -95,8 +95,11 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
     left in model.grad. loss: "mse" (default), "ce" or loss_fn(pred, y) -> (loss, dloss/dpred);
     reg: a kanarray.regularize.Regularization (loss += reg.lamb * its value when active).
     workspace: a Workspace of preallocated activation buffers for this batch size."""
-    acts = model.forward_all(x, None if workspace is None else workspace.acts,
-                             None if workspace is None else workspace.tapes)
+    if workspace is None:
+        acts = model.forward_all(x)
+    else:
+        acts = model.forward_all(x, workspace.acts, workspace.tapes, workspace.first_tape_current(model))
+        workspace.first_tape_filled(model)
     tape = regularize.tape(model, acts, reg)
     loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
     reg_value = 0.0 if tape is None else tape.value
@@ -110,7 +113,12 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
 
 class Workspace:
     """Preallocated buffers of every layer for one batch size: outputs, input gradients and,
-    on the CPU, the basis tapes that let backward reuse forward's spans and bases."""
+    on the CPU, the basis tapes that let backward reuse forward's spans and bases.
+
+    The first layer's input is the batch itself, the same rows at every evaluation until the
+    objective selects others (new_rows()): its tape is kept while the first layer's knots and
+    the input scaling stay what they were when it was filled (first_tape_current).
+    """
 
     def __init__(self, model, n_rows):
         xp, dtype = model.backend.xp, model.np_dtype
@@ -121,6 +129,28 @@ class Workspace:
         self.tapes = None if model.backend.device != "cpu" else [
             kernels.new_basis_tape(n_rows, layer.in_dim, layer.knots.shape[1], layer.k, dtype)
             for layer in model.layers]
+        self._first_key = None
+
+    def new_rows(self):
+        """The batch changed: the first layer's tape no longer holds it."""
+        self._first_key = None
+
+    def first_tape_current(self, model):
+        """True when tapes[0] holds the first layer's basis of this batch, so forward may skip
+        filling it."""
+        key = self._first_key
+        return key is not None and all(np.array_equal(a, b) for a, b in zip(key, self._key_of(model)))
+
+    def first_tape_filled(self, model):
+        """Record that forward filled tapes[0] for this batch at the model's current knots."""
+        if self.tapes is not None:
+            self._first_key = tuple(a.copy() for a in self._key_of(model))
+
+    @staticmethod
+    def _key_of(model):
+        """What the first layer's tape depends on besides the rows: its knots, the input map."""
+        shift, scale = model.input_scaling if model.input_scaling is not None else (np.zeros(0), np.zeros(0))
+        return model.layers[0].knots, shift, scale
 
 
 def step_metrics(loss, data_loss_value, test_pred, y_test, train_pred=None, y_train=None):
@@ -166,6 +196,7 @@ class LocalObjective:
         if n not in self._workspaces:
             self._workspaces[n] = Workspace(self.model, n)
         self._workspace = self._workspaces[n]
+        self._workspace.new_rows()
 
     def value_and_grad(self, params):
         self.model.params[...] = params

@@ -21,13 +21,13 @@ from .checks import check_callable, check_int, check_real
 
 
 def _dot(a, b):
-    """Dot product of two (n,) vectors as a host float."""
-    return float(array_module(a).dot(a, b))
+    """Dot product of two (n,) vectors (NumPy or CuPy) as a host float."""
+    return float(a @ b)
 
 
 def _max_abs(a):
-    """Infinity norm of an (n,) vector as a host float (NaN if it holds a NaN)."""
-    return float(array_module(a).abs(a).max())
+    """Infinity norm of an (n,) vector (NumPy or CuPy) as a host float (NaN if it holds a NaN)."""
+    return float(abs(a).max())
 
 
 def _check_vector(a, name):
