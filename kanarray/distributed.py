@@ -190,7 +190,7 @@ class MPIObjective:
                                      self._workspace.first_tape_current(model))
             self._workspace.first_tape_filled(model)
             if reg is not None:  # collective: every rank gets here, or meets the others below
-                tape = RegTape(model, acts, reg, reduction=self._reduction(norm))
+                tape = RegTape(model, acts, reg, reduction=self._reduction(norm), tapes=self._workspace.tapes)
             pred = acts[-1]
             if self.loss == "mse":
                 loss_sum, residual = squared_error(pred, self.yb)

@@ -224,8 +224,12 @@ class KANLayer:
         self.params["symbolic"][i, o] = self.backend.asarray(IDENTITY_SYMBOLIC, self.dtype)
 
     # ------------------------------------------------------------------ edges one at a time
-    def spline_activations(self, x, with_derivs=False):
-        """The spline branch of every edge at inputs x, as a SplineActivations (phi (I, B, O))."""
+    def spline_activations(self, x, with_derivs=False, tape=None):
+        """The spline branch of every edge at inputs x, as a SplineActivations (phi (I, B, O));
+        given the BasisTape that forward(x, tape=) filled (CPU training), as a
+        TapedSplineActivations: what the regulariser needs, from the kernels, without phi."""
+        if tape is not None:
+            return TapedSplineActivations(self, tape)
         return SplineActivations(self, x, with_derivs)
 
     def edge_activations(self, x):
@@ -298,6 +302,14 @@ class SplineActivations:
         self.phi = self.mask[:, None, :] * (p["w_base"][:, None, :] * self.base_val[:, :, None]
                                              + p["w_spline"][:, None, :] * self.spline)
 
+    @property
+    def n_rows(self):
+        return self.phi.shape[1]
+
+    def abs_sums(self):
+        """sum_b |phi[i, b, o]|, (I, O)."""
+        return abs(self.phi).sum(axis=1)
+
     def magnitudes(self):
         """m[i, o] = mean_b |phi[i, b, o]|, (I, O)."""
         return abs(self.phi).mean(axis=1)
@@ -319,6 +331,33 @@ class SplineActivations:
         dspline = xp.matmul(self.Ad, p["coef"])  # (I, B, O)
         slope = q * p["w_base"][:, None, :] * self.base_der[:, :, None] + qs * dspline
         dx += slope.sum(axis=2).T
+
+
+class TapedSplineActivations:
+    """SplineActivations' n_rows, abs_sums and add_magnitude_backward from a filled BasisTape
+    of the layer's input (CPU kernels edge_magnitude_sums and edge_magnitude_backward): no
+    (I, B, O) or (I, B, G+k) arrays, and the spans and bases of the forward pass reused."""
+
+    def __init__(self, layer, tape):
+        self.layer = layer
+        self.tape = tape
+        self.n_rows = tape.window.shape[1]
+
+    def abs_sums(self):
+        layer, p = self.layer, self.layer.params
+        sums = np.empty((layer.in_dim, layer.out_dim), dtype=layer.dtype)
+        layer.backend.kernels.edge_magnitude_sums(self.tape, p["coef"], p["w_base"], p["w_spline"],
+                                                  layer.spline_mask(), layer.k, sums)
+        return sums
+
+    def add_magnitude_backward(self, dm, dx, weight=None):
+        """As SplineActivations.add_magnitude_backward."""
+        layer, p, d = self.layer, self.layer.params, self.layer.grads
+        weight = 1.0 / self.n_rows if weight is None else weight
+        mask = layer.spline_mask()
+        scale = np.ascontiguousarray(dm * weight * mask, dtype=layer.dtype)
+        layer.backend.kernels.edge_magnitude_backward(self.tape, p["coef"], p["w_base"], p["w_spline"], mask,
+                                                      layer.k, scale, dx, d["coef"], d["w_base"], d["w_spline"])
 
 
 def _base_branch(xp, x, base_fun):

@@ -100,7 +100,7 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
     else:
         acts = model.forward_all(x, workspace.acts, workspace.tapes, workspace.first_tape_current(model))
         workspace.first_tape_filled(model)
-    tape = regularize.tape(model, acts, reg)
+    tape = regularize.tape(model, acts, reg, tapes=None if workspace is None else workspace.tapes)
     loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
     reg_value = 0.0 if tape is None else tape.value
     if tape is not None:

@@ -159,7 +159,7 @@ class RegTape:
     value and dreg/dm; each then back-propagates through its own rows with weight 1/n_rows.
     """
 
-    def __init__(self, model, acts, reg, need_grad=True, reduction=None):
+    def __init__(self, model, acts, reg, need_grad=True, reduction=None, tapes=None):
         xp = model.backend.xp
         self.reg = reg
         self._layers = model.layers
@@ -171,9 +171,10 @@ class RegTape:
         self._weight = 0.0
         total = 0.0
         if reg.uses_activations:
-            acts_l = [layer.spline_activations(acts[l], with_derivs=need_grad)
+            acts_l = [layer.spline_activations(acts[l], with_derivs=need_grad,
+                                               tape=None if tapes is None else tapes[l])
                       for l, layer in enumerate(model.layers)]
-            sums = [abs(a.phi).sum(axis=1) for a in acts_l]  # (I, O) per layer
+            sums = [a.abs_sums() for a in acts_l]  # (I, O) per layer
             n_rows = int(acts[0].shape[0])
             if reduction is not None:
                 flat = np.concatenate([model.backend.to_numpy(s).astype(np.float64).ravel() for s in sums])
@@ -185,7 +186,7 @@ class RegTape:
             for l, (a, s) in enumerate(zip(acts_l, sums)):
                 value, self._dm[l] = magnitude_terms(xp, s / n_rows, reg)
                 total = total + float(value)
-                self._acts[l] = a if a.phi.shape[1] else None
+                self._acts[l] = a if a.n_rows else None
         if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
             for l, layer in enumerate(model.layers):
                 value, dcoef = coef_terms(xp, layer.params["coef"], reg)
@@ -205,11 +206,13 @@ class RegTape:
         return dx
 
 
-def tape(model, acts, reg, reduction=None):
-    """RegTape for model at activations acts, or None when reg is None or inactive."""
+def tape(model, acts, reg, reduction=None, tapes=None):
+    """RegTape for model at activations acts, or None when reg is None or inactive; tapes: the
+    CPU kernels' BasisTapes that forward_all filled for acts (then the magnitudes come from
+    the kernels)."""
     if reg is None or not reg.active:
         return None
-    return RegTape(model, acts, reg, reduction=reduction)
+    return RegTape(model, acts, reg, reduction=reduction, tapes=tapes)
 
 
 def value(model, x, reg, reduction=None):

@@ -709,3 +709,74 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
     work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
     form = layer_backward_parallel if _go_parallel(work) and x.shape[1] > 1 else layer_backward_serial
     form(x, g, knots, coef, w_base, w_spline, mask, k, base, dx, dcoef, dw_base, dw_spline, dbias)
+
+
+# ---------------------------------------------------------------- edge magnitudes (the regulariser)
+
+
+@njit(cache=CACHE)
+def _spline_at(i, b, o, k, window, values, coef):
+    """sum_p values[i, p, b] coef[i, window + p, o] over the T terms (padding terms are 0)."""
+    w = window[i, b]
+    total = values.dtype.type(0)
+    for p in range(values.shape[1]):
+        total += values[i, p, b] * coef[i, w + min(p, k), o]
+    return total
+
+
+@njit(cache=CACHE)
+def _magnitude_sums(k, window, values, base_val, coef, edge_base, edge_spline, sums):
+    """sums[i, o] = sum_b |phi[b, i, o]|, phi = edge_base base(x) + edge_spline spline(x)."""
+    B = window.shape[1]
+    for i in range(coef.shape[0]):
+        for o in range(coef.shape[2]):
+            sums[i, o] = coef.dtype.type(0)
+        for b in range(B):
+            for o in range(coef.shape[2]):
+                phi = edge_base[i, o] * base_val[i, b] + edge_spline[i, o] * _spline_at(i, b, o, k, window, values, coef)
+                sums[i, o] += abs(phi)
+
+
+def edge_magnitude_sums(tape, coef, w_base, w_spline, mask, k, sums):
+    """sums (I, O) = sum_b |phi[b, i, o]| of the spline branch of every edge,
+        phi[b, i, o] = mask (w_base base(x[b,i]) + w_spline sum_m coef[i,m,o] B_im(x[b,i])),
+    from a filled BasisTape of x (the L1 magnitudes of the regulariser, times B). One thread:
+    the regulariser is for interpretable-size models."""
+    _magnitude_sums(k, tape.window, tape.values, tape.base_val, coef, mask * w_base, mask * w_spline, sums)
+
+
+@njit(cache=CACHE)
+def _magnitude_backward(k, window, values, derivs, base_val, base_slope, coef, w_base, w_spline, edge_base,
+                        edge_spline, scale, dx, dcoef, dw_base, dw_spline):
+    B = window.shape[1]
+    O = coef.shape[2]
+    dx_terms = np.empty(O, coef.dtype)
+    zero = coef.dtype.type(0)
+    for i in range(coef.shape[0]):
+        for b in range(B):
+            w = window[i, b]
+            for o in range(O):
+                spline = _spline_at(i, b, o, k, window, values, coef)
+                phi = edge_base[i, o] * base_val[i, b] + edge_spline[i, o] * spline
+                q = scale[i, o] if phi > zero else (-scale[i, o] if phi < zero else phi - phi)
+                dw_base[i, o] += q * base_val[i, b]
+                dw_spline[i, o] += q * spline
+                qs = q * w_spline[i, o]
+                slope = zero
+                for p in range(values.shape[1]):
+                    m = w + min(p, k)
+                    dcoef[i, m, o] += qs * values[i, p, b]
+                    slope += derivs[i, p, b] * coef[i, m, o]
+                dx_terms[o] = q * w_base[i, o] * base_slope[i, b] + qs * slope
+            dx[b, i] += _sum_fixed_order(dx_terms, O)
+
+
+def edge_magnitude_backward(tape, coef, w_base, w_spline, mask, k, scale, dx, dcoef, dw_base, dw_spline):
+    """Add the gradient of sum_{i,o} scale[i,o] / mask[i,o] sum_b |phi[b,i,o]| (phi as in
+    edge_magnitude_sums; scale = dR/d(sum |phi|) times mask, (I, O)) to dx (B, I) and the
+    parameter gradients:
+        q = sign(phi) scale,   dw_base += sum_b q base(x),   dw_spline += sum_b q spline(x),
+        dcoef[i, m, o] += sum_b q w_spline B_m(x),   dx += sum_o q (w_base base'(x) + w_spline spline'(x))
+    sign(0) = 0. One thread, sums in sample order."""
+    _magnitude_backward(k, *tape[:5], coef, w_base, w_spline, mask * w_base, mask * w_spline, scale,
+                        dx, dcoef, dw_base, dw_spline)

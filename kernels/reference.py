@@ -240,3 +240,27 @@ def mult_nodes_backward(z, g, n_sum, arities):
             dz[:, c] = g[:, n_sum + j] * others
         col += r
     return dz
+
+
+def edge_magnitude_sums(x, knots, coef, w_base, w_spline, mask, k, base):
+    """sum_b |phi[b, i, o]| of spline_activations: (I, O), the regulariser's L1 magnitudes times B."""
+    return np.abs(spline_activations(x, knots, coef, w_base, w_spline, mask, k, base)).sum(axis=0)
+
+
+def edge_magnitude_backward(x, knots, coef, w_base, w_spline, mask, k, base, scale):
+    """Gradient of sum_{i,o} scale[i,o] / mask[i,o] sum_b |phi[b,i,o]| (scale = the weight of
+    each edge's magnitude times mask, so a pruned edge adds nothing), sign(0) = 0.
+    -> dx (B, I), dcoef (I, G+k, O), dw_base (I, O), dw_spline (I, O)
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    basis, dbasis = dense_basis(knots, x, k)
+    base_val, base_der = base_function(x, base)
+    phi = spline_activations(x, knots, coef, w_base, w_spline, mask, k, base)
+    spline = np.einsum("bim,imo->bio", basis, coef)
+    dspline = np.einsum("bim,imo->bio", dbasis, coef)
+    q = np.sign(phi) * scale  # (B, I, O)
+    dw_base = np.einsum("bio,bi->io", q, base_val)
+    dw_spline = np.einsum("bio,bio->io", q, spline)
+    dcoef = np.einsum("bim,bio->imo", basis, q * w_spline)
+    dx = np.einsum("bio,bio->bi", q, w_base * base_der[:, :, None] + w_spline * dspline)
+    return dx, dcoef, dw_base, dw_spline

@@ -140,6 +140,28 @@ def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O,G,k", CASES)
+def test_edge_magnitudes_and_their_gradient_match_reference(B, I, O, G, k, dtype):
+    layer = random_layer(np.random.default_rng(B + 5 * I + k), B, I, O, G, k)
+    layer["scale"] = layer["mask"] * np.random.default_rng(k).uniform(0.5, 2, (I, O))
+    low, ref = cast(layer, dtype)
+    tape = filled_tape(low, k, 0)
+    args = [low[name] for name in ("coef", "w_base", "w_spline", "mask")]
+    ref_args = [ref[name] for name in ("x", "knots", "coef", "w_base", "w_spline", "mask")]
+    sums = np.full((I, O), np.nan, dtype)
+    cpu.edge_magnitude_sums(tape, *args, k, sums)
+    assert rel_err(sums, reference.edge_magnitude_sums(*ref_args, k, 0)) < TOLERANCE[dtype]
+    start = [np.random.default_rng(1).normal(size=shape).astype(dtype)
+             for shape in ((B, I), low["coef"].shape, (I, O), (I, O))]
+    got = [a.copy() for a in start]
+    cpu.edge_magnitude_backward(tape, *args, k, low["scale"], *got)
+    want = reference.edge_magnitude_backward(*ref_args, k, 0, ref["scale"])
+    for name, g, s0, w in zip(("dx", "dcoef", "dw_base", "dw_spline"), got, start, want):
+        assert g.dtype == dtype, name
+        assert rel_err(g - s0, w) < 10 * TOLERANCE[dtype], name  # added into the given gradients
+
+
 def test_cost_does_not_depend_on_dense_basis():
     """A grid far too large for a dense (B, I, G+k) basis still runs: the kernel never builds one."""
     rng = np.random.default_rng(0)

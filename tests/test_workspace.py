@@ -6,6 +6,7 @@ import numpy as np
 import kanarray
 from kanarray.kernels import cpu
 from kanarray.objective import LocalObjective, loss_and_grad
+from kanarray.regularize import Regularization
 
 
 def fresh(model, x, y):
@@ -59,3 +60,19 @@ def test_first_layer_basis_is_computed_once_for_fixed_rows(monkeypatch):
     calls.clear()
     objective.value_and_grad(model.params.copy())
     assert calls == [3, 4]
+
+
+def test_regularised_evaluations_match_the_dense_regulariser():
+    """With a workspace the regulariser's magnitudes come from the kernels on the basis tapes;
+    without one, from the dense arrays that tests/test_regularize.py holds to finite
+    differences. The two agree to rounding, also with pruned edges."""
+    data, model = problem(seed=2)
+    model.layers[0].mask[1, 2] = 0
+    reg = Regularization(lamb=0.1, lamb_entropy=2.0, lamb_coef=0.01, lamb_coefdiff=0.01)
+    objective = LocalObjective(model, data, reg=reg)
+    x, y = data["train_input"], data["train_label"]
+    for _ in range(2):
+        loss, grad = objective.value_and_grad(model.params * 1.1)
+        want_loss, _, _ = loss_and_grad(model, model.as_batch(x), model.as_labels(y, x.shape[0]), reg=reg)
+        assert abs(loss - want_loss) <= 1e-12 * abs(want_loss)
+        np.testing.assert_allclose(grad, model.grad, rtol=1e-10, atol=1e-13)
