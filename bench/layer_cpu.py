@@ -2,8 +2,9 @@
 
     python bench/layer_cpu.py [--quick] [--out bench/results]
 
-For each grid size G and dtype, one KAN layer (B=4096, I=O=128, k=3) runs its fused forward and
-backward kernels; the MLP layer of the same width runs y = silu(x W + b) and its backward
+For each grid size G and dtype, one KAN layer (B=4096, I=O=128, k=3) runs forward and backward
+as training runs them: basis_tape (spans, bases and base function of x, once), then
+layer_forward_tape and layer_backward_tape on that tape; the MLP layer of the same width runs y = silu(x W + b) and its backward
 (dW = x^T g', dx = g' W^T, db = sum g', g' = g silu'(z)) through NumPy's BLAS. The three GEMMs of
 that layer alone (x W, x^T g', g' W^T) are timed too: the MLP's floor. All are timed in the same
 run, after warm-up, as the median of repeats, on random data.
@@ -48,12 +49,12 @@ def kan_layer(rng, G, dtype):
     y = np.empty((B, O), dtype)
     grads = [np.empty((B, I), dtype), np.empty_like(a["coef"]), np.empty((I, O), dtype),
              np.empty((I, O), dtype), np.empty(O, dtype)]
+    tape = cpu.new_basis_tape(B, I, knots.shape[1], K, dtype)
 
     def step():
-        cpu.layer_forward(a["x"], a["knots"], a["coef"], a["w_base"], a["w_spline"], a["bias"],
-                          a["mask"], K, 0, y)
-        cpu.layer_backward(a["x"], a["g"], a["knots"], a["coef"], a["w_base"], a["w_spline"],
-                           a["mask"], K, 0, *grads)
+        cpu.basis_tape(a["x"], a["knots"], K, 0, tape)
+        cpu.layer_forward_tape(tape, a["coef"], a["w_base"], a["w_spline"], a["bias"], a["mask"], K, y)
+        cpu.layer_backward_tape(tape, a["g"], a["coef"], a["w_base"], a["w_spline"], a["mask"], K, *grads)
     return step
 
 

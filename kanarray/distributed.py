@@ -186,9 +186,10 @@ class MPIObjective:
         norm = float(self.n_batch * (model.width[-1] if self.loss == "mse" else 1))
         tape = None
         try:
-            acts = model.forward_all(self.xb, self._workspace.acts, self._workspace.tapes,
-                                     self._workspace.first_tape_current(model))
-            self._workspace.first_tape_filled(model)
+            current = self._workspace.first_tape_current(model)
+            acts = model.forward_all(self.xb, self._workspace.acts, self._workspace.tapes, current)
+            if not current:
+                self._workspace.first_tape_filled(model)
             if reg is not None:  # collective: every rank gets here, or meets the others below
                 tape = RegTape(model, acts, reg, reduction=self._reduction(norm), tapes=self._workspace.tapes)
             pred = acts[-1]

@@ -98,8 +98,10 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
     if workspace is None:
         acts = model.forward_all(x)
     else:
-        acts = model.forward_all(x, workspace.acts, workspace.tapes, workspace.first_tape_current(model))
-        workspace.first_tape_filled(model)
+        current = workspace.first_tape_current(model)
+        acts = model.forward_all(x, workspace.acts, workspace.tapes, current)
+        if not current:
+            workspace.first_tape_filled(model)
     tape = regularize.tape(model, acts, reg, tapes=None if workspace is None else workspace.tapes)
     loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
     reg_value = 0.0 if tape is None else tape.value
