@@ -54,12 +54,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task; fused forward: of one basis block
+SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task
 # forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
 # so that each input's coef[i] rows are read once per task, not once per 64 samples. At G=200,
 # B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
 # ~110 ms with 512 KiB (CPU time on the busy 2-core EPYC, so rough).
 FORWARD_TASK_BYTES = 1 << 19
+FORWARD_CHUNK_TASKS = 8  # layer_forward from x: forward tasks whose tape is built at once
 # A launch goes parallel only from this much work on: (b, i, o) count times (k+2) for the layer
 # kernels, B*I*(k+1)^2 for span_basis. Measured on the 2-core AMD EPYC, forward+backward of one
 # layer, G=10, float64, workqueue, cores shared with other jobs (load 6-13, no quiet window):
@@ -292,7 +293,6 @@ class BasisTape(NamedTuple):
     inv: np.ndarray
 
 
-@njit(cache=CACHE)
 def n_terms(k):
     """k+1 rounded up to a multiple of TERMS: the terms a sweep applies per (sample, input)."""
     return TERMS * ((k + TERMS) // TERMS)
@@ -472,58 +472,36 @@ def _clear_rows(bias, first, last, y):
             y[b, o] = bias[o]
 
 
-@njit(cache=CACHE)
-def _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, last, ext, inv, y):
-    """layer_forward for the samples first..last-1: the tape of one block of samples and one
-    input at a time, in scratch (inputs outside, samples inside: coef[i] stays in cache for all
-    the samples of the task)."""
-    window, values, derivs, base_val, base_slope = _block_scratch(x.shape[1], k, coef)
-    N = np.empty(2 * k + 2, coef.dtype)
-    _clear_rows(bias, first, last, y)
-    for i in range(x.shape[1]):
-        for start in range(first, last, SAMPLES_PER_TASK):
-            stop = min(last, start + SAMPLES_PER_TASK)
-            _tape_rows(x, knots, k, base, i, start, stop, 0, window, values, derivs, base_val, base_slope,
-                       ext, inv, N)
-            _forward_sweep(i, start, stop, 0, k, window, values, base_val, coef, edge_base, edge_spline, y)
-
-
-@njit(cache=CACHE)
-def _block_scratch(I, k, like):
-    """Tape arrays for SAMPLES_PER_TASK samples (the fused forward's scratch)."""
-    T = n_terms(k)
-    n = SAMPLES_PER_TASK
-    return (np.empty((I, n), np.int64), np.empty((I, T, n), like.dtype), np.empty((I, T, n), like.dtype),
-            np.empty((I, n), like.dtype), np.empty((I, n), like.dtype))
-
-
 def _forward_task_samples(y):
     """Samples of one forward task: FORWARD_TASK_BYTES of rows of y, a multiple of SAMPLES_PER_TASK."""
     return max(1, FORWARD_TASK_BYTES // (y.shape[1] * y.itemsize) // SAMPLES_PER_TASK) * SAMPLES_PER_TASK
 
 
-def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-    """layer_forward on one thread: the parallel form's tasks, one after the other."""
-    edge_base, edge_spline = mask * w_base, mask * w_spline
-    ext, inv = _tables(knots, k)
-    B, samples = x.shape[0], _forward_task_samples(y)
-    for first in range(0, B, samples):
-        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base, first, min(B, first + samples),
-                      ext, inv, y)
-
-
-@njit(cache=CACHE, parallel=True)
-def _forward_tasks(x, knots, coef, edge_base, edge_spline, bias, k, base, samples_per_task, ext, inv, y):
+def _forward_in_chunks(fill, forward, x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
+    """layer_forward as fill (a basis_tape form) then forward (a layer_forward_tape form) over
+    chunks of FORWARD_CHUNK_TASKS forward tasks: the tape of one chunk at a time, so memory
+    stays bounded for any batch. Each row of y is computed the same way in any chunk."""
     B = x.shape[0]
-    for task in prange((B + samples_per_task - 1) // samples_per_task):
-        _forward_rows(x, knots, coef, edge_base, edge_spline, bias, k, base,
-                      task * samples_per_task, min(B, (task + 1) * samples_per_task), ext, inv, y)
+    rows = _forward_task_samples(y) * FORWARD_CHUNK_TASKS
+    tape = None
+    for first in range(0, B, rows):
+        last = min(B, first + rows)
+        if tape is None or tape.window.shape[1] != last - first:
+            tape = new_basis_tape(last - first, x.shape[1], knots.shape[1], k, coef.dtype)
+        fill(x[first:last], knots, k, base, tape)
+        forward(tape, coef, w_base, w_spline, bias, mask, k, y[first:last])
+
+
+def layer_forward_serial(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
+    """layer_forward on one thread."""
+    _forward_in_chunks(basis_tape_serial, layer_forward_tape_serial, x, knots, coef, w_base, w_spline, bias,
+                       mask, k, base, y)
 
 
 def layer_forward_parallel(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
-    """layer_forward with one task per _forward_task_samples(y) samples."""
-    _forward_tasks(x, knots, coef, mask * w_base, mask * w_spline, bias, k, base, _forward_task_samples(y),
-                   *_tables(knots, k), y)
+    """layer_forward with the tapes' tasks over sample blocks and the sweep's over row tasks."""
+    _forward_in_chunks(basis_tape_parallel, layer_forward_tape_parallel, x, knots, coef, w_base, w_spline,
+                       bias, mask, k, base, y)
 
 
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
