@@ -150,12 +150,12 @@ def _two_loop(grad, state):
     alphas = []
     for s, y, rho in zip(reversed(state.s_hist), reversed(state.y_hist), reversed(state.rho)):
         alpha = rho * _dot(s, q)
-        q = q - alpha * y
+        q -= alpha * y  # in place: q and r are this function's own arrays
         alphas.append(alpha)
     r = state.gamma * q
     for s, y, rho, alpha in zip(state.s_hist, state.y_hist, state.rho, reversed(alphas)):
         beta = rho * _dot(y, r)
-        r = r + (alpha - beta) * s
+        r += (alpha - beta) * s
     return r
 
 
