@@ -552,6 +552,21 @@ def layer_forward_tape(tape, coef, w_base, w_spline, bias, mask, k, y):
 
 
 @njit(cache=CACHE)
+def _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3):
+    """dcoef[i, m_p, :] += v_p g[b, :] for four terms, one whole row after the other: each loop
+    is a contiguous multiply-add that vectorises over o (interleaving the four rows per o kept
+    it scalar). Every element still takes its terms in order p = 0..3, so the bits are the same."""
+    for o in range(g.shape[1]):
+        dcoef[i, m0, o] += g[b, o] * v0
+    for o in range(g.shape[1]):
+        dcoef[i, m1, o] += g[b, o] * v1
+    for o in range(g.shape[1]):
+        dcoef[i, m2, o] += g[b, o] * v2
+    for o in range(g.shape[1]):
+        dcoef[i, m3, o] += g[b, o] * v3
+
+
+@njit(cache=CACHE)
 def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
                     dx, dcoef, dw_base, dw_spline):
     """layer_backward's work on input i from the tape: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
@@ -575,23 +590,15 @@ def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef,
         v0, v1, v2, v3 = values[i, 0, b], values[i, 1, b], values[i, 2, b], values[i, 3, b]
         d0, d1, d2, d3 = derivs[i, 0, b], derivs[i, 1, b], derivs[i, 2, b], derivs[i, 3, b]
         for o in range(O):
-            go = g[b, o]
-            dcoef[i, m0, o] += go * v0
-            dcoef[i, m1, o] += go * v1
-            dcoef[i, m2, o] += go * v2
-            dcoef[i, m3, o] += go * v3
             dspline[o] = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+        _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3)
         for r in range(TERMS, values.shape[1], TERMS):  # k > 3: the further groups of terms
             m0, m1, m2, m3 = w + min(r, k), w + min(r + 1, k), w + min(r + 2, k), w + min(r + 3, k)
             v0, v1, v2, v3 = values[i, r, b], values[i, r + 1, b], values[i, r + 2, b], values[i, r + 3, b]
             d0, d1, d2, d3 = derivs[i, r, b], derivs[i, r + 1, b], derivs[i, r + 2, b], derivs[i, r + 3, b]
             for o in range(O):
-                go = g[b, o]
-                dcoef[i, m0, o] += go * v0
-                dcoef[i, m1, o] += go * v1
-                dcoef[i, m2, o] += go * v2
-                dcoef[i, m3, o] += go * v3
                 dspline[o] += d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+            _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3)
         for o in range(O):
             dw_base[i, o] += g[b, o] * bv
             dx_terms[o] = g[b, o] * (edge_base[i, o] * bs + edge_spline[i, o] * dspline[o])
