@@ -8,6 +8,8 @@
    (6 B I O (k + 2) per layer: forward 2, backward 4 multiply-adds per basis term and edge).
 2. The same with a competing CPU-bound process on every core (started and stopped here), and
    the loaded / quiet ratio.
+   And the optimizer's own cost: L-BFGS iterations (optim.lbfgs_update, as fit runs them) on
+   the [2, 5, 1] objective at 1,000 rows, their time less the time inside the objective.
 3. End to end, wall time of whole processes: `kanarray demo --no-plot` with an empty kernel
    cache (NUMBA_CACHE_DIR pointing at a new folder) and with a warm one, and the grid-extension
    schedule of bench/train_toy.py (part 1: [2, 5, 1], G = 3 ... 100, 200 steps each).
@@ -60,6 +62,40 @@ def evaluation_seconds(width, rows, threads, repeats):
             objective.value_and_grad(params)
             times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def lbfgs_overhead(iterations=300):
+    """Seconds per L-BFGS iteration outside the objective, and evaluations per iteration, on
+    the [2, 5, 1] objective at 1,000 rows (one thread)."""
+    from kanarray import optim
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (1000, 2))
+    data = {"train_input": x, "train_label": np.sin(x.sum(axis=1, keepdims=True)),
+            "test_input": x[:10], "test_label": np.zeros((10, 1))}
+    model = kanarray.KAN([2, 5, 1], grid=GRID, k=K, seed=0)
+    objective = LocalObjective(model, data)
+    inside = [0.0]
+
+    def timed(params):
+        start = time.perf_counter()
+        answer = objective.value_and_grad(params)
+        inside[0] += time.perf_counter() - start
+        return answer
+
+    with cpu.thread_limit(1):
+        point = model.params.copy()
+        loss, grad = timed(point)
+        state, evals, inside[0] = optim.lbfgs_init(), 0, 0.0
+        start = time.perf_counter()
+        for _ in range(iterations):
+            point, loss, grad, state, info = optim.lbfgs_update(  # as kanarray.train.fit calls it
+                timed, point, loss, grad, state, 1.0, optim.HISTORY_SIZE, optim.MAX_LINE_SEARCH, 1e-32, 1e-32)
+            evals += info["n_evals"]
+            if info["converged"] or info["failed"]:
+                state = optim.lbfgs_init()
+        total = time.perf_counter() - start
+    return (total - inside[0]) / iterations, evals / iterations
 
 
 def _spin(stop):
@@ -145,6 +181,8 @@ def markdown(meta, evaluations, processes):
         lines.append(f"| {r['width']} | {r['rows']} | {r['threads']} | {r['us']:.0f} | "
                      f"{r['gflops']:.2f} | {other['us']:.0f} | {other['loaded_over_quiet']:.2f} |")
     lines += ["", "Loaded: one busy-looping process per core, started by the bench.", "",
+              f"L-BFGS outside the objective ([2, 5, 1], 1000 rows): {meta['lbfgs_us']:.0f} us per "
+              f"iteration ({meta['lbfgs_evals']:.2f} evaluations per iteration).", "",
               "### Whole processes", "", "| what | seconds |", "|---|---|"]
     lines += [f"| {r['what']} | {r['seconds']:.1f} |" for r in processes]
     return "\n".join(lines) + "\n"
@@ -164,6 +202,8 @@ def main():
     except (OSError, StopIteration):
         pass
     evaluations = evaluation_table(5 if args.quick else 50)
+    overhead, evals = lbfgs_overhead()
+    meta["lbfgs_us"], meta["lbfgs_evals"] = overhead * 1e6, evals
     processes = end_to_end(args.quick)
     text = markdown(meta, evaluations, processes)
     print(text)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .arrays import array_module
 from .checks import check_callable, check_int, check_real
+from .kernels import cpu as cpu_kernels
 
 
 def _dot(a, b):
@@ -118,6 +119,8 @@ def adam_update(grad, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
 # L-BFGS
 # --------------------------------------------------------------------------
 
+HISTORY_SIZE = 10  # L-BFGS: curvature pairs kept
+MAX_LINE_SEARCH = 25  # L-BFGS: most evaluations of one line search
 _C1 = 1e-4  # sufficient decrease (Armijo) constant
 _C2 = 0.9  # curvature constant of the strong Wolfe conditions
 
@@ -125,16 +128,16 @@ _C2 = 0.9  # curvature constant of the strong Wolfe conditions
 class LBFGSState(NamedTuple):
     """L-BFGS memory.
 
-    ``s_hist``, ``y_hist``: tuples of (n,) arrays, steps ``x_{k+1} - x_k`` and
-    gradient changes ``g_{k+1} - g_k``, newest last.  ``rho``: tuple of
-    ``1 / (y . s)`` for each pair.  ``n_iter``: accepted iterations so far.
+    ``s_hist``, ``y_hist``: (m, n) arrays of the steps ``x_{k+1} - x_k`` and
+    gradient changes ``g_{k+1} - g_k``, one a row, newest last (``()`` when empty).
+    ``rho``: (m,) host float64 array of ``1 / (y . s)`` for each pair.  ``n_iter``: accepted iterations so far.
     ``gamma``: scaling ``s . y / y . y`` of the initial inverse Hessian, taken
     from the newest pair (1 when there is none).
     """
 
-    s_hist: tuple
-    y_hist: tuple
-    rho: tuple
+    s_hist: object
+    y_hist: object
+    rho: object
     n_iter: int
     gamma: float
 
@@ -145,18 +148,35 @@ def lbfgs_init():
 
 
 def _two_loop(grad, state):
-    """Search direction ``-H grad`` (Nocedal & Wright, Algorithm 7.4), shape (n,)."""
+    """Search direction ``-H grad`` (Nocedal & Wright, Algorithm 7.4), shape (n,): the CPU
+    kernel for NumPy arrays, the same recursion in array operations for CuPy."""
+    if not len(state.rho):
+        return -grad
+    if array_module(grad) is np:
+        return cpu_kernels.lbfgs_direction(state.s_hist, state.y_hist, state.rho, state.gamma, grad)
+    return _two_loop_arrays(grad, state)
+
+
+def _two_loop_arrays(grad, state):
+    """The two-loop recursion in array operations (any array module: CuPy's path)."""
     q = -grad
     alphas = []
-    for s, y, rho in zip(reversed(state.s_hist), reversed(state.y_hist), reversed(state.rho)):
-        alpha = rho * _dot(s, q)
+    for s, y, rho in zip(state.s_hist[::-1], state.y_hist[::-1], state.rho[::-1]):
+        alpha = float(rho) * _dot(s, q)
         q -= alpha * y  # in place: q and r are this function's own arrays
         alphas.append(alpha)
     r = state.gamma * q
     for s, y, rho, alpha in zip(state.s_hist, state.y_hist, state.rho, reversed(alphas)):
-        beta = rho * _dot(y, r)
+        beta = float(rho) * _dot(y, r)
         r += (alpha - beta) * s
     return r
+
+
+def _push(history, row, size):
+    """(m, n) history with `row` appended as its newest row, keeping the last `size` rows."""
+    if not len(history) or size == 1:
+        return row[None].copy()
+    return array_module(row).concatenate([history[max(len(history) - size + 1, 0):], row[None]])
 
 
 def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
@@ -274,8 +294,8 @@ def lbfgs_step(
     grad,
     state,
     lr=1.0,
-    history_size=10,
-    max_ls=25,
+    history_size=HISTORY_SIZE,
+    max_ls=MAX_LINE_SEARCH,
     tolerance_grad=1e-12,
     tolerance_change=1e-14,
 ):
@@ -325,6 +345,14 @@ def lbfgs_step(
     max_ls = check_int(max_ls, "max_ls", 1)
     tolerance_grad = check_real(tolerance_grad, "tolerance_grad", minimum=0)
     tolerance_change = check_real(tolerance_change, "tolerance_change", minimum=0)
+    return lbfgs_update(fun, x, loss, grad, state, t, history_size, max_ls, tolerance_grad,
+                        tolerance_change)
+
+
+def lbfgs_update(fun, x, loss, grad, state, lr, history_size, max_ls, tolerance_grad, tolerance_change):
+    """lbfgs_step without its argument checks, for a loop that validated them once (the
+    training loop: kanarray.train.fit); lr a Python float, loss a host float."""
+    t = lr
 
     def unchanged(converged):
         info = {"n_evals": 0, "converged": converged, "step": 0.0, "failed": not converged}
@@ -346,7 +374,7 @@ def lbfgs_step(
         return unchanged(converged=True)
     if not math.isfinite(gtd):  # grad . grad overflowed: no finite slope to test decrease against
         return unchanged(converged=False)
-    if not state.s_hist:  # |grad|_1 > 0, and finite because grad . grad is
+    if not len(state.rho):  # |grad|_1 > 0, and finite because grad . grad is
         t *= min(1.0, 1.0 / float(array_module(grad).abs(grad).sum()))
 
     start = _Trial(0.0, loss, grad, gtd)
@@ -362,9 +390,9 @@ def lbfgs_step(
     yy = _dot(y, y)
     if ys > 1e-10 * yy:  # curvature guard keeps the inverse Hessian positive definite
         state = state._replace(
-            s_hist=(state.s_hist + (s,))[-history_size:],
-            y_hist=(state.y_hist + (y,))[-history_size:],
-            rho=(state.rho + (1.0 / ys,))[-history_size:],
+            s_hist=_push(state.s_hist, s, history_size),
+            y_hist=_push(state.y_hist, y, history_size),
+            rho=np.append(state.rho, 1.0 / ys)[-history_size:],
             gamma=ys / yy,
         )
     state = state._replace(n_iter=state.n_iter + 1)

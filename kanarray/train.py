@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from .checks import check_int
-from .optim import adam_init, adam_update, lbfgs_init, lbfgs_step
+from .optim import HISTORY_SIZE, MAX_LINE_SEARCH, adam_init, adam_update, lbfgs_init, lbfgs_update
 
 # Like pykan: never stop an L-BFGS step on tolerances; a float64 MSE near 1e-12 still moves by
 # far less than any fixed absolute threshold while it keeps improving.
@@ -59,12 +59,11 @@ def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
 def _lbfgs_step(objective, params, state, lr, lbfgs_iters):
     """Up to lbfgs_iters L-BFGS iterations from params -> (point, loss, grad, state, n_evals)."""
     loss, grad = objective.value_and_grad(params)
-    n_evals = 1
-    point = params
+    loss, n_evals, point = float(loss), 1, params
     for _ in range(lbfgs_iters):
-        point, loss, grad, state, info = lbfgs_step(
-            objective.value_and_grad, point, loss, grad, state, lr=lr,
-            tolerance_grad=LBFGS_TOLERANCE, tolerance_change=LBFGS_TOLERANCE)
+        point, loss, grad, state, info = lbfgs_update(  # arguments checked once, by fit
+            objective.value_and_grad, point, loss, grad, state, lr, HISTORY_SIZE, MAX_LINE_SEARCH,
+            LBFGS_TOLERANCE, LBFGS_TOLERANCE)
         n_evals += info["n_evals"]
         if info["converged"] or info["failed"]:
             break

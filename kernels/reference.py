@@ -264,3 +264,18 @@ def edge_magnitude_backward(x, knots, coef, w_base, w_spline, mask, k, base, sca
     dcoef = np.einsum("bim,bio->imo", basis, q * w_spline)
     dx = np.einsum("bio,bio->bi", q, w_base * base_der[:, :, None] + w_spline * dspline)
     return dx, dcoef, dw_base, dw_spline
+
+
+def lbfgs_direction(s_hist, y_hist, rho, gamma, grad):
+    """-H grad of L-BFGS by the two-loop recursion (Nocedal & Wright, Algorithm 7.4), pairs
+    oldest first, in float64."""
+    q = -np.asarray(grad, dtype=np.float64)
+    s_hist, y_hist = np.asarray(s_hist, dtype=np.float64), np.asarray(y_hist, dtype=np.float64)
+    alphas = {}
+    for j in reversed(range(len(rho))):
+        alphas[j] = rho[j] * (s_hist[j] @ q)
+        q = q - alphas[j] * y_hist[j]
+    r = gamma * q
+    for j in range(len(rho)):
+        r = r + (alphas[j] - rho[j] * (y_hist[j] @ r)) * s_hist[j]
+    return r

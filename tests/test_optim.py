@@ -479,3 +479,25 @@ def test_cupy_runs_the_same_code():
     np.testing.assert_allclose(cupy.asnumpy(x), x_star, atol=1e-8 * np.abs(x_star).max())
     delta, state = adam_update(cupy.ones(3), adam_init(cupy.zeros(3)))
     assert array_module(delta) is cupy and array_module(state.m) is cupy
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m", [1, 4, 10])
+def test_two_loop_kernel_and_array_form_match_the_reference(m, dtype):
+    """The CPU kernel (NumPy's path) and the array-operation form (CuPy's path) of the search
+    direction equal kernels/reference.py's two-loop recursion on fresh random pairs."""
+    from kanarray.kernels import cpu, reference
+    from kanarray.optim import LBFGSState, _two_loop_arrays
+
+    rng = np.random.default_rng(m)
+    n = 37
+    s = rng.normal(size=(m, n)).astype(dtype)
+    y = (s * rng.uniform(0.5, 2.0, (m, n))).astype(dtype)
+    rho = 1.0 / np.einsum("ij,ij->i", s.astype(np.float64), y.astype(np.float64))
+    gamma, grad = 0.7, rng.normal(size=n).astype(dtype)
+    want = reference.lbfgs_direction(s, y, rho, gamma, grad)
+    state = LBFGSState(s_hist=s, y_hist=y, rho=rho, n_iter=m, gamma=gamma)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-4
+    for got in (cpu.lbfgs_direction(s, y, rho, gamma, grad), _two_loop_arrays(grad, state)):
+        assert got.dtype == dtype and got.shape == (n,)
+        assert np.abs(got - want).max() <= tolerance * np.abs(want).max()
