@@ -2,7 +2,9 @@
 
 All functions take and return arrays of shape (n,) from NumPy or CuPy; the
 array module is taken from the inputs, so one implementation serves both
-devices.  Only scalars (dot products, norms, losses) cross to the host.
+devices (on NumPy arrays the L-BFGS two-loop recursion is a CPU kernel, on CuPy
+arrays the same recursion in array operations).  Only scalars (dot products,
+norms, losses) and the L-BFGS history's 1 / (y . s) cross to the host.
 The dtype of the parameters is kept (float32 or float64): scalars enter the
 vector arithmetic as Python floats, which never upcast an array.
 
@@ -62,9 +64,7 @@ def _call(fun, x):
     return loss, out[1]
 
 
-# --------------------------------------------------------------------------
-# Adam
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------------------- Adam
 
 
 class AdamState(NamedTuple):
@@ -115,9 +115,7 @@ def adam_update(grad, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     return delta, AdamState(step=step, m=m, v=v)
 
 
-# --------------------------------------------------------------------------
-# L-BFGS
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------------------- L-BFGS
 
 HISTORY_SIZE = 10  # L-BFGS: curvature pairs kept
 MAX_LINE_SEARCH = 25  # L-BFGS: most evaluations of one line search
@@ -126,14 +124,10 @@ _C2 = 0.9  # curvature constant of the strong Wolfe conditions
 
 
 class LBFGSState(NamedTuple):
-    """L-BFGS memory.
-
-    ``s_hist``, ``y_hist``: (m, n) arrays of the steps ``x_{k+1} - x_k`` and
-    gradient changes ``g_{k+1} - g_k``, one a row, newest last (``()`` when empty).
-    ``rho``: (m,) host float64 array of ``1 / (y . s)`` for each pair.  ``n_iter``: accepted iterations so far.
-    ``gamma``: scaling ``s . y / y . y`` of the initial inverse Hessian, taken
-    from the newest pair (1 when there is none).
-    """
+    """L-BFGS memory. ``s_hist``, ``y_hist``: (m, n) arrays, steps ``x_{k+1} - x_k`` and
+    gradient changes ``g_{k+1} - g_k`` one a row, newest last (``()`` when empty); ``rho``:
+    (m,) host array of ``1 / (y . s)``; ``n_iter``: accepted iterations so far; ``gamma``:
+    ``s . y / y . y`` of the newest pair, the initial inverse Hessian's scale (1 without)."""
 
     s_hist: object
     y_hist: object
@@ -162,13 +156,11 @@ def _two_loop_arrays(grad, state):
     q = -grad
     alphas = []
     for s, y, rho in zip(state.s_hist[::-1], state.y_hist[::-1], state.rho[::-1]):
-        alpha = float(rho) * _dot(s, q)
-        q -= alpha * y  # in place: q and r are this function's own arrays
-        alphas.append(alpha)
+        alphas.append(float(rho) * _dot(s, q))
+        q -= alphas[-1] * y  # in place: q and r are this function's own arrays
     r = state.gamma * q
     for s, y, rho, alpha in zip(state.s_hist, state.y_hist, state.rho, reversed(alphas)):
-        beta = float(rho) * _dot(y, r)
-        r += (alpha - beta) * s
+        r += (alpha - float(rho) * _dot(y, r)) * s
     return r
 
 
@@ -340,19 +332,17 @@ def lbfgs_step(
     loss = _as_float(loss, "loss")
     if not isinstance(state, LBFGSState):
         raise TypeError(f"state must be an LBFGSState (from lbfgs_init), got {type(state).__name__}")
-    t = check_real(lr, "lr", above=0)  # a Python float: a NumPy scalar would upcast float32 vectors
-    history_size = check_int(history_size, "history_size", 1)
-    max_ls = check_int(max_ls, "max_ls", 1)
-    tolerance_grad = check_real(tolerance_grad, "tolerance_grad", minimum=0)
-    tolerance_change = check_real(tolerance_change, "tolerance_change", minimum=0)
-    return lbfgs_update(fun, x, loss, grad, state, t, history_size, max_ls, tolerance_grad,
-                        tolerance_change)
+    return lbfgs_update(fun, x, loss, grad, state,
+                        check_real(lr, "lr", above=0),  # a Python float: a NumPy scalar upcasts float32
+                        check_int(history_size, "history_size", 1), check_int(max_ls, "max_ls", 1),
+                        check_real(tolerance_grad, "tolerance_grad", minimum=0),
+                        check_real(tolerance_change, "tolerance_change", minimum=0))
 
 
 def lbfgs_update(fun, x, loss, grad, state, lr, history_size, max_ls, tolerance_grad, tolerance_change):
     """lbfgs_step without its argument checks, for a loop that validated them once (the
     training loop: kanarray.train.fit); lr a Python float, loss a host float."""
-    t = lr
+    t = lr  # the first trial step
 
     def unchanged(converged):
         info = {"n_evals": 0, "converged": converged, "step": 0.0, "failed": not converged}
