@@ -13,6 +13,8 @@ VARIANT (names may be combined, e.g. noupd_samples):
   eps1        grid_eps=1: uniform knots over the activations' range instead of their quantiles
   marginF     the knots of every grid update span the activations' range widened by F x its
               width on each side (e.g. margin0.05)
+  gmarginF    fit(..., grid_margin=F): the same in mean cells, (max - min) / grid (gmargin0.5 is
+              what kanarray.schedule.grid_extension does by default)
 """
 import re
 import sys
@@ -32,11 +34,11 @@ def widen_knot_range(fraction):
     """Make every grid update see two more samples, fraction x the range beyond each end."""
     knots_from_samples = gridlib.knots_from_samples
 
-    def widened(x, grid, k, grid_eps, fallback_range):
+    def widened(x, grid, k, grid_eps, fallback_range, margin=0.0):
         lo, hi = x.min(axis=0), x.max(axis=0)
         pad = fraction * (hi - lo)
         return knots_from_samples(np.concatenate([x, [lo - pad], [hi + pad]]), grid, k,
-                                  grid_eps, fallback_range)
+                                  grid_eps, fallback_range, margin)
 
     gridlib.knots_from_samples = widened
 
@@ -50,6 +52,9 @@ def run(variant, model_seed, data_seed):
         if stage:
             model = model.refine(grid, x=data["train_input"] if "samples" in variant else None)
         kwargs = {}
+        cells = re.search(r"gmargin([0-9.]+)", variant)
+        if cells:
+            kwargs["grid_margin"] = float(cells.group(1))
         if "noupd" in variant and stage:
             kwargs["update_grid"] = False
         if "late80" in variant:
@@ -63,7 +68,7 @@ def run(variant, model_seed, data_seed):
 
 def main():
     variant = sys.argv[1]
-    margin = re.search(r"margin([0-9.]+)", variant)
+    margin = re.search(r"(?<!g)margin([0-9.]+)", variant)
     if margin:
         widen_knot_range(float(margin.group(1)))
     warnings.simplefilter("ignore")

@@ -239,8 +239,8 @@ class MPIObjective:
         return {"train_loss": data_loss_value, "test_loss": ce / n_test,
                 "train_accuracy": train_hits / n_train, "test_accuracy": test_hits / n_test}
 
-    def update_grid(self):
-        self.model.regrid(self.xb, gather=self.ctx.gather_rows)
+    def update_grid(self, margin=0.0):
+        self.model.regrid(self.xb, gather=self.ctx.gather_rows, margin=margin)
 
     def run(self, fn, *args):
         return self.ctx.run(fn, *args)

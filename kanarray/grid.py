@@ -120,11 +120,13 @@ def _strictly_increasing_rows(knots):
         return np.all(np.isfinite(knots), axis=1) & np.all(np.diff(knots, axis=1) > 0, axis=1)
 
 
-def knots_from_samples(x, grid, k, grid_eps, fallback_range):
+def knots_from_samples(x, grid, k, grid_eps, fallback_range, margin=0.0):
     """Interior knots mixing sample quantiles and uniform spacing, extended by k each side.
 
     interior = grid_eps * uniform + (1 - grid_eps) * quantiles, both spanning the samples'
-    range; quantile j is sorted sample number floor(j N / grid) (the largest for j = grid).
+    range widened by margin * (max - min) / grid on each side (margin >= 0, in mean cells:
+    the first and last knot move out, the quantiles between them stay); quantile j is sorted
+    sample number floor(j N / grid) (the largest for j = grid).
     x (N, I) -> (I, grid + 2k + 1) float64. An input whose samples are all equal, or too close
     together for grid + 2k + 1 distinct doubles, has nothing to adapt to: it gets uniform knots
     on fallback_range (I, 2), its current range. Samples spread too wide for finite knots
@@ -135,11 +137,15 @@ def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     k = check_int(k, "k", 0)
     grid_eps = check_real(grid_eps, "grid_eps", minimum=0, maximum=1)
     fallback_range = _check_ranges(fallback_range, x.shape[1], "fallback_range")
+    margin = check_real(margin, "margin", minimum=0)
     n = x.shape[0]
     ordered = np.sort(x, axis=0)
     ids = [int(n / grid * j) for j in range(grid)] + [n - 1]
     adaptive = ordered[ids].T  # (I, grid + 1)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below
+        pad = margin * (adaptive[:, -1] - adaptive[:, 0]) / grid
+        adaptive[:, 0] -= pad
+        adaptive[:, -1] += pad
         span = adaptive[:, -1:] - adaptive[:, :1]
         uniform = adaptive[:, :1] + span * np.arange(grid + 1) / grid
         interior = grid_eps * uniform + (1 - grid_eps) * adaptive
@@ -151,7 +157,7 @@ def knots_from_samples(x, grid, k, grid_eps, fallback_range):
     too_wide = ~np.all(np.isfinite(knots), axis=1)
     if too_wide.any():
         i = int(np.flatnonzero(too_wide)[0])
-        raise ValueError(f"x: the samples of input {i} span [{adaptive[i, 0]:.6g}, {adaptive[i, -1]:.6g}], "
+        raise ValueError(f"x: the samples of input {i} span [{ordered[0, i]:.6g}, {ordered[-1, i]:.6g}], "
                          f"too wide for finite float64 knots (grid {grid}, {k} more each side); "
                          "rescale the inputs")
     flat = (span[:, 0] <= 0) | ~_strictly_increasing_rows(knots)

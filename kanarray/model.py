@@ -176,7 +176,7 @@ class KAN(Network):
             grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-            lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0):
+            lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -187,6 +187,10 @@ class KAN(Network):
         update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
                     grid updates from the step's batch every stop_grid_update_step // grid_update_num
                     steps while start_grid_update_step <= step < stop_grid_update_step
+        grid_margin the knots of those updates span the samples' range widened by grid_margin
+                    mean cells ((max - min) / grid) on each side (>= 0; 0: the end knots sit
+                    on the extreme samples, as in pykan; kanarray.schedule.grid_extension
+                    uses 0.5)
         loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred), replacing `loss`
         loss        "mse" (mean squared error, default) or "ce" (softmax cross-entropy: labels are
                     integer class ids (N,) in [0, width[-1]), the outputs are logits)
@@ -224,7 +228,7 @@ class KAN(Network):
         loop = dict(opt=opt, steps=steps, lr=lr, batch=batch, update_grid=update_grid,
                     grid_update_num=grid_update_num, start_grid_update_step=start_grid_update_step,
                     stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
-                    callback=callback, lbfgs_iters=lbfgs_iters)
+                    callback=callback, lbfgs_iters=lbfgs_iters, grid_margin=grid_margin)
         train.check_loop_arguments(**loop)
         if threads is not None:
             check_int(threads, "threads", 1)

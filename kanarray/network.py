@@ -314,9 +314,9 @@ class Network:
         return g
 
     # ------------------------------------------------------------------ grids
-    def regrid(self, x, gather=None):
+    def regrid(self, x, gather=None, margin=0.0):
         """Move every layer's knots to fit the samples x (device rows; quantile/uniform mix by
-        grid_eps) and refit the coefficients by least squares so each edge keeps its shape.
+        grid_eps over their range widened by margin mean cells on each side) and refit the coefficients by least squares so each edge keeps its shape.
 
         Layer l is updated on the activations of the layers before it, already updated (as
         pykan does). gather (distributed training): gather(samples) returns every process's host
@@ -327,7 +327,7 @@ class Network:
             if gather is not None:
                 samples = gather(samples)
             knots = gridlib.knots_from_samples(samples, layer.grid, layer.k, self.grid_eps,
-                                               layer.interior_range())
+                                               layer.interior_range(), margin)
             self._set_spline(layer, layer, samples, knots)
 
     def refined(self, new_grid, x=None):

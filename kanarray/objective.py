@@ -9,7 +9,7 @@ what the loop needs around that (kanarray.train.fit never asks how the numbers a
     value_and_grad(params)    -> (loss, grad): loss at params on the batch, grad a new flat array
     regularizer_value()       the regulariser's value (not times lamb) on the batch
     step_metrics(data_loss)   {"train_loss", "test_loss", ...}: what the history records
-    update_grid()             move the grids to the batch's activations
+    update_grid(margin)       move the grids to the batch's activations (range widened by margin cells)
     run(fn, *args)            call user code (callback, checkpoint); its errors reach the loop
     run_on_root(fn, *args)    the same, on the root process only
     finish()                  -> dict of statistics, after the last step
@@ -214,8 +214,8 @@ class LocalObjective:
         return step_metrics(self.loss, data_loss_value, self.model.forward_all(self.x_test)[-1],
                             self.y_test, train_pred, self.yb)
 
-    def update_grid(self):
-        self.model.regrid(self.xb)
+    def update_grid(self, margin=0.0):
+        self.model.regrid(self.xb, margin=margin)
 
     def run(self, fn, *args):
         return fn(*args)

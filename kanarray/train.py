@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, check_real
 from .optim import HISTORY_SIZE, MAX_LINE_SEARCH, adam_init, adam_update, lbfgs_init, lbfgs_update
 
 # Like pykan: never stop an L-BFGS step on tolerances; a float64 MSE near 1e-12 still moves by
@@ -30,7 +30,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 
 def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
                          start_grid_update_step, stop_grid_update_step, seed, log, callback,
-                         lbfgs_iters):
+                         lbfgs_iters, grid_margin=0.0):
     """The loop's arguments, validated; returns (steps, lr, lbfgs_iters) normalised."""
     if opt not in OPTIMIZERS:
         raise ValueError(f"opt must be one of {OPTIMIZERS}, got {opt!r}")
@@ -47,6 +47,7 @@ def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
     check_int(grid_update_num, "grid_update_num", 1)
     check_int(start_grid_update_step, "start_grid_update_step", -1)
     check_int(stop_grid_update_step, "stop_grid_update_step", 0)
+    check_real(grid_margin, "grid_margin", minimum=0)
     check_int(seed, "seed", 0)
     if log is not None:
         check_int(log, "log", 0)
@@ -96,11 +97,11 @@ class Progress:
 
 def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
         grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, seed=0, log=None,
-        callback=None, lbfgs_iters=20, checkpoint=None):
+        callback=None, lbfgs_iters=20, checkpoint=None, grid_margin=0.0):
     """Train `model` in place on `objective`; return the history (see kanarray.KAN.fit)."""
     steps, lr, lbfgs_iters = check_loop_arguments(
         opt, steps, lr, batch, update_grid, grid_update_num, start_grid_update_step,
-        stop_grid_update_step, seed, log, callback, lbfgs_iters)
+        stop_grid_update_step, seed, log, callback, lbfgs_iters, grid_margin)
     n_rows = objective.n_rows
     if batch != -1 and batch > n_rows:
         raise ValueError(f"batch must be -1 or at most the {n_rows} training rows, got {batch}")
@@ -121,7 +122,7 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
             objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
             if (update_grid and step % grid_update_freq == 0
                     and start_grid_update_step <= step < stop_grid_update_step):
-                objective.update_grid()
+                objective.update_grid(grid_margin)
                 lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
 
             if opt == "lbfgs":

@@ -14,18 +14,20 @@ def toy(x):
     return np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2)
 
 
-@pytest.fixture(scope="module")
-def runs():
-    """[2, 5, 1] in float64, 1000 train / 1000 test points (data seed 0), grids 3 -> 5 -> 10 ->
-    20 with 100 L-BFGS steps each, for model seeds 0..4 -> {seed: (model, rows)}."""
-    data = kanarray.create_dataset(toy, n_var=2, train_num=1000, test_num=1000, seed=0)
-    out = {}
+def schedule(data_seed, model_seed):
+    """[2, 5, 1] in float64, 1000 train / 1000 test points, grids 3 -> 5 -> 10 -> 20 with 100
+    L-BFGS steps each -> (model, rows) of kanarray.schedule.grid_extension."""
+    data = kanarray.create_dataset(toy, n_var=2, train_num=1000, test_num=1000, seed=data_seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # off-grid notices while the hidden ranges move
-        for seed in SEEDS:
-            model = kanarray.KAN([2, 5, 1], grid=3, k=3, seed=seed)
-            out[seed] = grid_extension(model, data, [3, 5, 10, 20], steps=100)
-    return out
+        model = kanarray.KAN([2, 5, 1], grid=3, k=3, seed=model_seed)
+        return grid_extension(model, data, [3, 5, 10, 20], steps=100)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The schedule on data seed 0 for model seeds 0..4 -> {seed: (model, rows)}."""
+    return {seed: schedule(0, seed) for seed in SEEDS}
 
 
 @pytest.mark.slow
@@ -39,12 +41,27 @@ def test_grid_extension_improves_every_seed_tenfold(runs):
 
 @pytest.mark.slow
 def test_final_test_rmse_across_seeds(runs):
-    """What a user should expect, measured on this code (model seeds 0-4): test RMSE at G = 20 of
-    7.2e-5, 2.0e-4, 7.5e-5, 1.9e-4 and 9.7e-5, so below 3e-4 for every seed and below 1e-4
-    for about half of them. The reference implementation (pykan 0.2.8) reaches 3.1e-5 for its
-    seed 0 with 200 steps per grid. The goal of < 1e-4 for every seed is not reached yet; these
-    bounds record the rate, with room for rounding-level changes, not a lucky seed."""
+    """What a user should expect, measured on this code (model seeds 0-4, data seed 0): test
+    RMSE at G = 20 of 9.2e-5, 1.9e-4, 5.6e-5, 5.0e-5 and 1.2e-4, so below 2.5e-4 for every seed
+    and below 1e-4 for three of five (7.2e-5, 2.0e-4, 7.5e-5, 1.9e-4 and 9.7e-5 before the
+    schedule's grid updates widened the activations' range, kanarray.schedule.GRID_MARGIN: on
+    this data seed the margin changes little; see the next test). The reference implementation (pykan 0.2.8)
+    reaches 3.1e-5 for its seed 0 with 200 steps per grid. The goal of < 1e-4 for every seed is
+    not reached yet; these bounds record the rate, with room for rounding-level changes, not a
+    lucky seed."""
     final = np.array([rows[-1]["test_rmse"] for _, rows in runs.values()])
-    assert np.all(final < 3e-4), final
-    assert np.sum(final < 1e-4) >= 2, final
-    assert np.median(final) < 1.5e-4, final
+    assert np.all(final < 2.5e-4), final
+    assert np.sum(final < 1e-4) >= 3, final
+    assert np.median(final) < 1.2e-4, final
+
+
+@pytest.mark.slow
+def test_final_test_rmse_across_data_seeds():
+    """Other training and test points (data seed s with model seed s, s = 1..4): test RMSE at
+    G = 20 of 8.9e-5, 7.4e-5, 7.9e-5 and 9.1e-5; without the margin 3.0e-4, 2.6e-4, 1.5e-4 and
+    9.5e-4 (test points in the corners of the square, past the training points' range). Over
+    all 25 pairs of data and model seeds 0-4 the margin takes the median from 2.3e-4 to 9.7e-5
+    and the count below 1e-4 from 5 to 13; the worst pair is 1.7e-3 (a start stuck at G = 3)."""
+    final = np.array([schedule(seed, seed)[1][-1]["test_rmse"] for seed in range(1, 5)])
+    assert np.all(final < 1.5e-4), final
+    assert np.median(final) < 1.2e-4, final

@@ -28,6 +28,16 @@ def test_interior_knots_mix_uniform_and_quantiles_by_grid_eps(grid_eps):
     np.testing.assert_allclose(knots[:, 2:-2], INTERIOR[grid_eps], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("grid_eps, interior", [
+    (0.0, [[-1, 1, 2, 4, 9], [-9, -4, -2, -1, 1]]),  # the end knots move out by 0.5 * 8 / 4 = 1
+    (1.0, [[-1, 1.5, 4, 6.5, 9], [-9, -6.5, -4, -1.5, 1]]),  # uniform over the widened range
+])
+def test_margin_widens_the_range_by_mean_cells(grid_eps, interior):
+    knots = knots_from_samples(SAMPLES, 4, 2, grid_eps, FALLBACK, margin=0.5)
+    np.testing.assert_allclose(knots[:, 2:-2], interior, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(knots[:, :2], knots[:, 2:3] - np.array([5.0, 2.5]))  # spacing 10 / 4
+
+
 def test_extension_knots_continue_the_mean_spacing():
     """k = 2 knots on each side, spaced (last - first) / grid = 2 for both inputs."""
     knots = knots_from_samples(SAMPLES, 4, 2, 0.0, FALLBACK)
@@ -66,6 +76,8 @@ def test_samples_too_wide_for_finite_knots_raise(column):
     ({"k": -1}, ValueError, "k must be >= 0"),
     ({"grid_eps": 1.5}, ValueError, "grid_eps must be <= 1"),
     ({"grid_eps": "0.5"}, TypeError, "grid_eps must be a real number"),
+    ({"margin": -0.5}, ValueError, "margin must be >= 0"),
+    ({"margin": None}, TypeError, "margin must be a real number"),
     ({"fallback_range": np.array([[-1.0, 1.0]])}, ValueError, r"fallback_range must have shape \(2, 2\)"),
     ({"fallback_range": np.array([[1.0, -1.0], [0.0, 1.0]])}, ValueError, "lo < hi"),
     ({"fallback_range": np.array([[-1e308, 1e308], [0.0, 1.0]]), "x": np.zeros((3, 2))},

@@ -116,6 +116,19 @@ def test_update_grid_moves_knots_to_the_samples():
     assert interior[0, 0] == pytest.approx(samples.min()) and interior[0, 1] == pytest.approx(samples.max())
 
 
+def test_fit_grid_margin_widens_the_updated_range(dataset):
+    """fit(grid_margin=m): the grid updates' end knots sit m mean cells beyond the samples."""
+    x = dataset["train_input"]
+    for margin in (0.0, 0.5):
+        model = KAN([2, 1], grid=4, seed=0)
+        model.fit(dataset, steps=1, grid_margin=margin, log=0)
+        pad = margin * (x.max(axis=0) - x.min(axis=0)) / 4
+        np.testing.assert_allclose(model.layers[0].interior_range(),
+                                   np.c_[x.min(axis=0) - pad, x.max(axis=0) + pad])
+    with pytest.raises(ValueError, match="grid_margin must be >= 0"):
+        model.fit(dataset, steps=1, grid_margin=-0.5)
+
+
 def test_refine_fits_the_coarse_splines(dataset):
     """On the data the grids were fitted to, the finer splines reproduce the coarse ones.
 
