@@ -13,8 +13,7 @@ VARIANT (names may be combined, e.g. noupd_samples):
   eps1        grid_eps=1: uniform knots over the activations' range instead of their quantiles
   marginF     the knots of every grid update span the activations' range widened by F x its
               width on each side (e.g. margin0.05)
-  gmarginF    fit(..., grid_margin=F): the same in mean cells, (max - min) / grid (gmargin0.5 is
-              what kanarray.schedule.grid_extension does by default)
+  gmarginF    fit(..., grid_margin=F): the same in mean cells, (max - min) / grid
 """
 import re
 import sys

@@ -189,8 +189,10 @@ class KAN(Network):
                     steps while start_grid_update_step <= step < stop_grid_update_step
         grid_margin the knots of those updates span the samples' range widened by grid_margin
                     mean cells ((max - min) / grid) on each side (>= 0; 0: the end knots sit
-                    on the extreme samples, as in pykan; kanarray.schedule.grid_extension
-                    uses 0.5)
+                    on the extreme samples, as in pykan). 0.5 halves the median test RMSE of
+                    the [2, 5, 1] toy's grids 3 -> 20 over data and model seeds (test points
+                    past the training range stay off the extension cells) but costs fine grids
+                    their rate: [2, 1, 1] at G = 100 ends at train RMSE 3.8e-6, not 2.8e-8
         loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred), replacing `loss`
         loss        "mse" (mean squared error, default) or "ce" (softmax cross-entropy: labels are
                     integer class ids (N,) in [0, width[-1]), the outputs are logits)
