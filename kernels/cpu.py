@@ -1,4 +1,5 @@
-"""Numba CPU kernels of a KAN layer: span search, local B-spline basis, fused forward, fused backward.
+"""Numba CPU kernels of a KAN layer: span search, local B-spline basis, fused forward, fused backward;
+and, on the same basis tapes, the regulariser's edge magnitudes; and the L-BFGS direction.
 
 Every kernel here has a twin of the same name in reference.py, and tests hold the two together.
 
@@ -62,12 +63,11 @@ SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task
 FORWARD_TASK_BYTES = 1 << 19
 FORWARD_CHUNK_TASKS = 8  # layer_forward from x: forward tasks whose tape is built at once
 # A launch goes parallel only from this much work on: (b, i, o) count times (k+2) for the layer
-# kernels, B*I*(k+1)^2 for span_basis. Measured on the 2-core AMD EPYC, forward+backward of one
-# layer, G=10, float64, workqueue, cores shared with other jobs (load 6-13, no quiet window):
-# serial/parallel time 0.3x at work 5e3, 0.6-0.8x at 5e4, 0.8-0.9x at 1.25e5, 1.0-1.2x at 1.28e6
-# and up (not measured quiet: no quiet window this session). Below it, waking and joining the second thread costs
-# more than it saves, and a short region often waits for a descheduled thread.
-PARALLEL_WORK = 1 << 20
+# kernels, B*I*(k+1)^2 for span_basis and the tapes. Measured on the 2-core AMD EPYC (quiet,
+# workqueue, 2 threads), one layer's tape + forward + backward, G=10, float64, serial / parallel
+# time: 0.3-0.5 at work 2.5e4-5e4, 0.7 at 1.3e6, 0.9 at 5e6 and 2e7, 1.6 at 5e7, 1.7 at 3.4e8
+# (B=4096, I=O=128). Below it, waking and joining the second thread costs more than it saves.
+PARALLEL_WORK = 1 << 25
 
 
 def _cache_available():
