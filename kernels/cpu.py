@@ -441,6 +441,22 @@ def span_basis(x, knots, k, spans, values, derivs):
 
 
 @njit(cache=CACHE)
+def _forward_sweep_one_output(i, first, last, column, k, window, values, base_val, coef, edge_base, edge_spline,
+                              y):
+    """_forward_sweep of a layer with one output and k <= 3 (a regression network's last layer):
+    the same operations in the same order on scalars, so the same bits, without a loop of
+    length one per sample."""
+    eb, es = edge_base[i, 0], edge_spline[i, 0]
+    for b in range(first, last):
+        c = column + b - first
+        w = window[i, c]
+        m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
+        y[b, 0] += eb * base_val[i, c] + es * (
+            values[i, 0, c] * coef[i, m0, 0] + values[i, 1, c] * coef[i, m1, 0]
+            + values[i, 2, c] * coef[i, m2, 0] + values[i, 3, c] * coef[i, m3, 0])
+
+
+@njit(cache=CACHE)
 def _forward_sweep(i, first, last, column, k, window, values, base_val, coef, edge_base, edge_spline, y):
     """y[b, :] += every edge of input i at samples first..last-1 (tape columns column..).
 
@@ -448,6 +464,10 @@ def _forward_sweep(i, first, last, column, k, window, values, base_val, coef, ed
     reads row window + k.
     """
     O = coef.shape[2]
+    if O == 1 and values.shape[1] == TERMS:
+        _forward_sweep_one_output(i, first, last, column, k, window, values, base_val, coef, edge_base,
+                                  edge_spline, y)
+        return
     for b in range(first, last):
         c = column + b - first
         w = window[i, c]
@@ -567,6 +587,37 @@ def _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3):
 
 
 @njit(cache=CACHE)
+def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
+                               mask, dx, dcoef, dw_base, dw_spline):
+    """_backward_input of a layer with one output and k <= 3 (a regression network's last layer):
+    the same operations in the same order on scalars, so the same bits, without the loops of
+    length one over the outputs, which cost most of the general sweep at O = 1. dx[b, i] is the
+    single term plus 0, which is what _sum_fixed_order returns for one term."""
+    zero = coef.dtype.type(0)
+    eb, es = edge_base[i, 0], edge_spline[i, 0]
+    dcoef[i, :, 0] = zero
+    base_sum = zero
+    for b in range(g.shape[0]):
+        w = window[i, b]
+        m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
+        gb = g[b, 0]
+        dspline = (derivs[i, 0, b] * coef[i, m0, 0] + derivs[i, 1, b] * coef[i, m1, 0]
+                   + derivs[i, 2, b] * coef[i, m2, 0] + derivs[i, 3, b] * coef[i, m3, 0])
+        dcoef[i, m0, 0] += gb * values[i, 0, b]
+        dcoef[i, m1, 0] += gb * values[i, 1, b]
+        dcoef[i, m2, 0] += gb * values[i, 2, b]
+        dcoef[i, m3, 0] += gb * values[i, 3, b]
+        base_sum += gb * base_val[i, b]
+        dx[b, i] = gb * (eb * base_slope[i, b] + es * dspline) + zero
+    dw_base[i, 0] = base_sum * mask[i, 0]
+    spline_sum = zero
+    for m in range(coef.shape[1]):
+        spline_sum += coef[i, m, 0] * dcoef[i, m, 0]
+        dcoef[i, m, 0] *= es
+    dw_spline[i, 0] = spline_sum * mask[i, 0]
+
+
+@njit(cache=CACHE)
 def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
                     dx, dcoef, dw_base, dw_spline):
     """layer_backward's work on input i from the tape: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
@@ -577,6 +628,10 @@ def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef,
     B = g.shape[0]
     n_basis = coef.shape[1]
     O = coef.shape[2]
+    if O == 1 and values.shape[1] == TERMS:
+        _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base,
+                                   edge_spline, mask, dx, dcoef, dw_base, dw_spline)
+        return
     zero = coef.dtype.type(0)
     dspline = np.empty(O, coef.dtype)
     dx_terms = np.empty(O, coef.dtype)

@@ -141,6 +141,32 @@ def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_one_output_sweeps_give_the_general_sweeps_bits(k, dtype):
+    """A layer with O = 1 (its own scalar sweeps) gives the bits of output 0 of the same layer
+    with a second output whose edges and upstream gradient are zero (the general sweeps)."""
+    B, I, G = 37, 3, 6
+    low, _ = cast(random_layer(np.random.default_rng(k), B, I, 1, G, k), dtype)
+    wide = dict(low)
+    for name in ("coef", "w_base", "w_spline", "mask", "g", "bias"):
+        wide[name] = np.concatenate([low[name], np.zeros_like(low[name])], axis=-1)
+    tape = filled_tape(low, k, 0)
+    results = []
+    for layer in (low, wide):
+        O = layer["bias"].shape[0]
+        args = [layer[name] for name in ("coef", "w_base", "w_spline")]
+        y = np.full((B, O), np.nan, dtype)
+        cpu.layer_forward_tape(tape, *args, layer["bias"], layer["mask"], k, y)
+        out = [np.full(shape, np.nan, dtype) for shape in ((B, I), layer["coef"].shape, (I, O), (I, O), (O,))]
+        cpu.layer_backward_tape(tape, layer["g"], *args, layer["mask"], k, *out)
+        results.append([y] + out)
+    one, general = results
+    np.testing.assert_array_equal(one[1], general[1])  # dx: the second output adds only zeros
+    for got, want in zip(one[:1] + one[2:], general[:1] + general[2:]):
+        np.testing.assert_array_equal(got, want[..., :1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,I,O,G,k", CASES)
 def test_edge_magnitudes_and_their_gradient_match_reference(B, I, O, G, k, dtype):
     layer = random_layer(np.random.default_rng(B + 5 * I + k), B, I, O, G, k)
