@@ -315,10 +315,14 @@ def _tape_rows(x, knots, k, base, i, first, last, column, window, values, derivs
     zero = values.dtype.type(0)
     one = values.dtype.type(1)
     three = values.dtype.type(3)
+    # base(x) in a loop of its own: silu's exp is a library call, and with the span search and
+    # the triangle in the same loop body the calls kept the rest from overlapping (16.9 -> 14.4
+    # ns per pair at I=5, G=10, k=3; measured on the 2-core EPYC)
+    for b in range(first, last):
+        base_val[i, column + b - first], base_slope[i, column + b - first] = _base_at(x[b, i], base, one)
     for b in range(first, last):
         c = column + b - first
         xv = x[b, i]
-        base_val[i, c], base_slope[i, c] = _base_at(xv, base, one)
         s = _find_span(knots, i, xv)
         if s < 0:
             window[i, c] = 0
