@@ -159,6 +159,16 @@ def _find_span(knots, i, x):
 
 
 @njit(cache=CACHE)
+def _find_span_near(knots, i, x, guess):
+    """_find_span, trying `guess` first: the span is unique, so any guess gives the same s, and
+    a right one (the span of this sample at the previous evaluation, which training moves
+    little) costs two comparisons instead of log2(n) dependent ones."""
+    if 0 <= guess < knots.shape[1] - 1 and knots[i, guess] <= x < knots[i, guess + 1]:
+        return guess
+    return _find_span(knots, i, x)
+
+
+@njit(cache=CACHE)
 def _knot_tables(knots, k, ext, inv):
     """What the Cox–de Boor triangle reads, once per launch instead of once per sample.
 
@@ -323,7 +333,7 @@ def _tape_rows(x, knots, k, base, i, first, last, column, window, values, derivs
     for b in range(first, last):
         c = column + b - first
         xv = x[b, i]
-        s = _find_span(knots, i, xv)
+        s = _find_span_near(knots, i, xv, window[i, c] + k)
         if s < 0:
             window[i, c] = 0
             for p in range(T):
@@ -384,7 +394,10 @@ def basis_tape_parallel(x, knots, k, base, tape):
 
 
 def basis_tape(x, knots, k, base, tape):
-    """Fill `tape` (new_basis_tape(B, I, n_knots, k, dtype)) for x (B, I): see BasisTape."""
+    """Fill `tape` (new_basis_tape(B, I, n_knots, k, dtype)) for x (B, I): see BasisTape.
+
+    The windows the tape holds (from the previous fill, in training) are read first as each
+    sample's likely span (_find_span_near); any content gives the same result."""
     work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
     form = basis_tape_parallel if _go_parallel(work) else basis_tape_serial
     form(x, knots, k, base, tape)

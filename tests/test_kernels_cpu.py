@@ -122,6 +122,22 @@ def test_basis_tape_matches_reference(B, I, O, G, k, dtype, base):
     assert (tape.window >= 0).all() and (tape.window + k < n_basis).all()
 
 
+@pytest.mark.parametrize("B,I,O,G,k", CASES)
+def test_a_tapes_previous_windows_do_not_change_its_next_fill(B, I, O, G, k):
+    """basis_tape tries each sample's previous span first (window + k): whatever the tape held
+    before (nonsense, spans of other inputs, the right ones, huge values), the fill is the same."""
+    low, _ = cast(random_layer(np.random.default_rng(B + I + G), B, I, O, G, k), np.float64)
+    want = filled_tape(low, k, 0)
+    rng = np.random.default_rng(k)
+    for previous in (rng.integers(-k, G + 2 * k + 1, (I, B)), want.window[::-1].copy(), want.window.copy(),
+                     np.full((I, B), np.iinfo(np.int64).max)):
+        tape = cpu.new_basis_tape(B, I, low["knots"].shape[1], k, np.float64)
+        tape.window[...] = previous
+        cpu.basis_tape(low["x"], low["knots"], k, 0, tape)
+        for got, w in zip(tape, want):
+            np.testing.assert_array_equal(got, w)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,I,O,G,k", CASES)
 def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
