@@ -555,17 +555,24 @@ def _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, b
         _forward_sweep(i, first, last, first, k, window, values, base_val, coef, edge_base, edge_spline, y)
 
 
-def layer_forward_tape_serial(tape, coef, w_base, w_spline, bias, mask, k, y):
-    """layer_forward_tape on one thread."""
-    B, samples = y.shape[0], _forward_task_samples(y)
+@njit(cache=CACHE)
+def _tape_forward_serial(window, values, base_val, coef, w_base, w_spline, mask, bias, k, samples_per_task, y):
     edge_base, edge_spline = mask * w_base, mask * w_spline
-    for first in range(0, B, samples):
-        _tape_forward_rows(tape.window, tape.values, tape.base_val, coef, edge_base, edge_spline, bias, k,
-                           first, min(B, first + samples), y)
+    B = y.shape[0]
+    for first in range(0, B, samples_per_task):
+        _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, bias, k, first,
+                           min(B, first + samples_per_task), y)
+
+
+def layer_forward_tape_serial(tape, coef, w_base, w_spline, bias, mask, k, y):
+    """layer_forward_tape on one thread, the tasks of the parallel form one after the other."""
+    _tape_forward_serial(tape.window, tape.values, tape.base_val, coef, w_base, w_spline, mask, bias, k,
+                         _forward_task_samples(y), y)
 
 
 @njit(cache=CACHE, parallel=True)
-def _tape_forward_tasks(window, values, base_val, coef, edge_base, edge_spline, bias, k, samples_per_task, y):
+def _tape_forward_tasks(window, values, base_val, coef, w_base, w_spline, mask, bias, k, samples_per_task, y):
+    edge_base, edge_spline = mask * w_base, mask * w_spline
     B = y.shape[0]
     for task in prange((B + samples_per_task - 1) // samples_per_task):
         _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, bias, k,
@@ -574,7 +581,7 @@ def _tape_forward_tasks(window, values, base_val, coef, edge_base, edge_spline, 
 
 def layer_forward_tape_parallel(tape, coef, w_base, w_spline, bias, mask, k, y):
     """layer_forward_tape with one task per _forward_task_samples(y) samples."""
-    _tape_forward_tasks(tape.window, tape.values, tape.base_val, coef, mask * w_base, mask * w_spline, bias, k,
+    _tape_forward_tasks(tape.window, tape.values, tape.base_val, coef, w_base, w_spline, mask, bias, k,
                         _forward_task_samples(y), y)
 
 
@@ -696,16 +703,20 @@ def _bias_gradient(g, dbias):
 
 
 @njit(cache=CACHE)
-def _backward_inputs(k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
-                     dx, dcoef, dw_base, dw_spline):
+def _backward_inputs(k, window, values, derivs, base_val, base_slope, g, coef, w_base, w_spline, mask,
+                     dx, dcoef, dw_base, dw_spline, dbias):
+    _bias_gradient(g, dbias)
+    edge_base, edge_spline = mask * w_base, mask * w_spline
     for i in range(coef.shape[0]):
         _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
                         mask, dx, dcoef, dw_base, dw_spline)
 
 
 @njit(cache=CACHE, parallel=True)
-def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
-                    dx, dcoef, dw_base, dw_spline):
+def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, w_base, w_spline, mask,
+                    dx, dcoef, dw_base, dw_spline, dbias):
+    _bias_gradient(g, dbias)
+    edge_base, edge_spline = mask * w_base, mask * w_spline
     for i in prange(coef.shape[0]):
         _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
                         mask, dx, dcoef, dw_base, dw_spline)
@@ -713,14 +724,12 @@ def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, ed
 
 def layer_backward_tape_serial(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
     """layer_backward_tape on one thread."""
-    _bias_gradient(g, dbias)
-    _backward_inputs(k, *tape[:5], g, coef, mask * w_base, mask * w_spline, mask, dx, dcoef, dw_base, dw_spline)
+    _backward_inputs(k, *tape[:5], g, coef, w_base, w_spline, mask, dx, dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_tape_parallel(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
     """layer_backward_tape with one task per input i."""
-    _bias_gradient(g, dbias)
-    _backward_tasks(k, *tape[:5], g, coef, mask * w_base, mask * w_spline, mask, dx, dcoef, dw_base, dw_spline)
+    _backward_tasks(k, *tape[:5], g, coef, w_base, w_spline, mask, dx, dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_tape(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
