@@ -18,6 +18,11 @@ compile-time constant, so every loop over the k+1 bases unrolls and every local 
 registers. Offsets are 32-bit unsigned (no 64-bit index arithmetic, no negative-index
 wraparound), so a layer must have fewer than 2**32 elements in each array.
 
+Knots are passed extended by k on each side (extended_knots), so the basis of a span near an end
+reads every knot it needs without a branch. Four consecutive outputs are read with one vector
+load (load4: the offsets are multiples of 4 and the arrays aligned, which plain indexing cannot
+tell the compiler).
+
 Parameters are repacked per call (one pass over the coefficients, see repack): mask*w_spline is
 folded into the coefficients and mask*w_base into wb, the outputs are tiled by TO = 128 and
 padded, and k zero rows pad each input's G+k basis rows on both sides, so the k+1 rows of a span
@@ -27,12 +32,12 @@ fused forward    grid (ceil(B/32), O/128), block (32, 8). Per chunk of 8 inputs 
                  stages one (sample, input) pair: span s, k+1 bases, base value (shared memory).
                  Then each thread sweeps 4 samples x 4 consecutive outputs of the tile for each
                  of the 8 inputs: per (sample, input) one staged row, k+1 staged bases and
-                 (k+1) x 4 coalesced coefficient loads feed 4 (k+2) FMAs.
+                 k+1 vector loads of 4 coefficients (load4) feed 4 (k+2) FMAs.
 fused dx         grid (ceil(B/32), ceil(I/8)), block (32, 8). Stages the derivative bases of the
                  block's pairs (and stores row, bases and base value of each pair, i-major, for
                  the parameter kernel); each thread accumulates, for 4 samples, its 4 outputs of
-                 every output tile; 32 lane partials per sample are summed by one thread in lane
-                 order.
+                 every output tile as base' (g.w) + sum_r B'_r (g.c_r); 32 lane partials per
+                 sample are summed by one thread in lane order.
 fused params     C[i, p, o] = sum_b B_{p-k}(x[b, i]) g[b, o] from the stored bases (no basis is
                  evaluated here). Block (32, PG_WARPS): warp = input, lane = 4 outputs, each lane
                  owns its columns of the warp's slab in dynamic shared memory (no atomics, no
@@ -107,11 +112,7 @@ def _build(nbtype, K):
 
     @cuda.jit(device=True, inline=True)
     def knot(kn, row, n, j):
-        # knot j of the vector starting at kn[row], continued past both ends at the end spacing
-        if j < 0:
-            return kn[row] + DT(j) * (kn[row + 1] - kn[row])
-        if j >= n:
-            return kn[row + n - 1] + DT(j - n + 1) * (kn[row + n - 1] - kn[row + n - 2])
+        # knot j (-K <= j < n + K) of an input's extended knots (extended_knots) at kn[row]
         return kn[row + j]
 
     @cuda.jit(device=True, inline=True)
@@ -184,13 +185,29 @@ def _build(nbtype, K):
             ders[r] = DT(0)
         if b >= B or i >= I:
             return 0
-        row = i * n
+        row = types.int64(i) * (n + 2 * K) + K  # signed: the triangle reads knots row - K..
         xv = x[b * I + i]
         s = find_span(kn, row, n, xv)
         if s < 0:
             return 0
         basis(kn, row, n, s, xv, vals, ders, with_derivs)
         return s
+
+    if DT.bitwidth == 32:
+        @cuda.jit(device=True, inline=True)
+        def row_dot(wp, c, gv):
+            """g . wp[c:c+4] by two 64-bit loads (one 128-bit load costs dx a spill)."""
+            lo = load2(wp, c)
+            hi = load2(wp, c + u64(2))
+            return gv[0] * lo[0] + gv[1] * lo[1] + gv[2] * hi[0] + gv[3] * hi[1]
+    else:
+        @cuda.jit(device=True, inline=True)
+        def row_dot(wp, c, gv):
+            """g . wp[c:c+4] by scalar loads (vector ones raise dx past 128 registers)."""
+            total = DT(0)
+            for j in range(RO):
+                total += gv[j] * wp[c + u64(j)]
+            return total
 
     # ------------------------------------------------------------------ span_basis
     def span_basis_kernel(x, kn, B, I, n, spans, values, derivs):
@@ -203,7 +220,8 @@ def _build(nbtype, K):
         ders = cuda.local.array(K1, DT)
         s = stage_pair(x, kn, n, B, I, b, i, vals, ders, True)
         xv = x[idx]
-        inside = xv >= kn[i * n] and xv < kn[i * n + n - 1]
+        row = i * (n + 2 * K) + K
+        inside = xv >= kn[row] and xv < kn[row + n - 1]
         spans[b, i] = s if inside else -1
         for r in range(K1):
             m = s - K + r
@@ -235,7 +253,7 @@ def _build(nbtype, K):
             b = u32(b0 + pb)
             i = u32(ic + pi)
             s = stage_pair(x, kn, n, B, I, b, i, vals, ders, False)
-            sh_row[t] = s
+            sh_row[t] = s * TO  # the row's offset in a tile
             sh_bv[t] = base_value(x[b * I + i], base) if (b < B and i < I) else DT(0)
             for r in range(K1):
                 sh_v[u32(t * KV + r)] = vals[r]
@@ -243,22 +261,20 @@ def _build(nbtype, K):
             for ii in range(TI):
                 i = u32(ic + ii)
                 if i < I:
-                    tile = u32((i * OT + ot) * nbp)
-                    w = cuda.local.array(RO, DT)
-                    w0 = u64(u32(i * OP + lane_o))
-                    for j in range(RO):
-                        w[j] = wb[w0 + u64(j)]
+                    lane0 = u32((i * OT + ot) * nbp * TO + RO * tx)  # row 0 of the lane's outputs
+                    w = load4(wb, u64(u32(i * OP + lane_o)))
                     for rb in range(RB):
                         p = u32(ii * TB + ty + WARPS * rb)
-                        c0 = u64(u32((tile + u32(sh_row[p])) * TO + RO * tx))
+                        c0 = u64(lane0 + u32(sh_row[p]))
                         pv = u64(u32(p * KV))
                         bv = sh_bv[p]
                         for j in range(RO):
                             acc[rb * RO + j] += w[j] * bv
                         for r in range(K1):
                             v = sh_v[pv + u64(r)]
+                            c = load4(wp, c0 + u64(r * TO))
                             for j in range(RO):
-                                acc[rb * RO + j] += wp[c0 + u64(r * TO + j)] * v
+                                acc[rb * RO + j] += c[j] * v
             cuda.syncthreads()
         for rb in range(RB):
             b = u32(b0 + ty + WARPS * rb)
@@ -293,7 +309,7 @@ def _build(nbtype, K):
         b = u32(b0 + pb)
         i = u32(ic + pi)
         s = stage_pair(x, kn, n, B, I, b, i, vals, ders, True)
-        sh_row[t] = s
+        sh_row[t] = s * TO  # the row's offset in a tile
         bs = DT(0)
         if b < B and i < I:
             xv = x[b * I + i]
@@ -313,39 +329,34 @@ def _build(nbtype, K):
                 for rb in range(RB):
                     part[rb] = DT(0)
                 for ot in range(OT):
-                    tile = u32((i * OT + ot) * nbp)
                     o = u32(ot * TO + RO * tx)
-                    w = cuda.local.array(RO, DT)
-                    w0 = u64(u32(i * OP + o))
-                    for j in range(RO):
-                        w[j] = wb[w0 + u64(j)]
+                    lane0 = u32((i * OT + ot) * nbp * TO + RO * tx)  # row 0 of the lane's outputs
+                    w = load4(wb, u64(u32(i * OP + o)))
                     for rb in range(RB):
                         p = u32(ii * TB + ty + WARPS * rb)
                         bb = min(u32(b0 + ty + WARPS * rb), u32(B - 1))
-                        c0 = u64(u32((tile + u32(sh_row[p])) * TO + RO * tx))
+                        c0 = u64(lane0 + u32(sh_row[p]))
                         pv = u64(u32(p * KV))
-                        g0 = u64(u32(bb * OP + o))
-                        bsv = sh_bs[p]
-                        tv = cuda.local.array(RO, DT)
+                        gv = load4(g, u64(u32(bb * OP + o)))
+                        # sum_j g_j (w_j base' + sum_r c_rj B'_r) = base' g.w + sum_r B'_r g.c_r
+                        gw = DT(0)
                         for j in range(RO):
-                            tv[j] = w[j] * bsv
+                            gw += gv[j] * w[j]
+                        total = gw * sh_bs[p]
                         for r in range(K1):
-                            d = sh_d[pv + u64(r)]
-                            for j in range(RO):
-                                tv[j] += wp[c0 + u64(r * TO + j)] * d
-                        for j in range(RO):
-                            part[rb] += g[g0 + u64(j)] * tv[j]
+                            total += row_dot(wp, c0 + u64(r * TO), gv) * sh_d[pv + u64(r)]
+                        part[rb] += total
                 for rb in range(RB):
                     red[u32((ty * RB + rb) * RED + tx)] = part[rb]
                 cuda.syncthreads()
-                if t < TB:  # one thread per sample sums its 32 lane partials in lane order
-                    row = u32((t % WARPS) * RB + t // WARPS)
+                if ty == 0:  # one thread per sample sums its 32 lane partials in lane order
+                    row = u32((tx % WARPS) * RB + tx // WARPS)
                     total = DT(0)
                     for lane in range(WARP):
                         total += red[u32(row * RED + lane)]
-                    bt = u32(b0 + t)
+                    bt = u32(b0 + tx)
                     if bt < B:
-                        dx[bt, i] = total
+                        dx[u32(bt * I + i)] = total
                 cuda.syncthreads()
 
     # ------------------------------------------------------------------ fused backward: params
@@ -408,14 +419,12 @@ def _build(nbtype, K):
             for h in range(total):
                 e = u32(sh_list[u32(ty * GROUP + h)])
                 bb = u32(gb + (e & 255))
-                gv = cuda.local.array(RO, DT)
-                g0 = u64(u32(bb * OP + o))
-                for j in range(RO):
-                    gv[j] = g[g0 + u64(j)]
+                gv = load4(g, u64(u32(bb * OP + o)))
                 c0 = u64(u32(slab + (e >> 8) * TO))
                 v0 = u64(u32((i * B + bb) * K1))
+                vals = load4(st_val, v0) if K1 == 4 else st_val[v0:v0 + u64(K1)]
                 for r in range(K1):
-                    v = st_val[v0 + u64(r)]
+                    v = vals[r]
                     acc = cuda.local.array(RO, DT)
                     for j in range(RO):
                         acc[j] = sh_c[c0 + u64(r * TO + j)]
@@ -488,6 +497,60 @@ _PYFUNCS = {}
 _KERNELS = {}
 
 
+def vector_alignment(width, itemsize):
+    """Bytes of alignment a vector load of `width` elements needs: its size, at most 16 (the
+    widest load is 128 bits; a float64 load4 is two of them)."""
+    return min(16, width * itemsize)
+
+
+def _load4_python(a, offset):
+    """The simulator's load4: four elements, and the alignment the GPU's vector load needs."""
+    assert offset % 4 == 0, f"load4 at offset {offset}: not a multiple of 4 elements"
+    return a[offset], a[offset + 1], a[offset + 2], a[offset + 3]
+
+
+def _load2_python(a, offset):
+    assert offset % 2 == 0, f"load2 at offset {offset}: not a multiple of 2 elements"
+    return a[offset], a[offset + 1]
+
+
+def _load_intrinsic(width):
+    """load4(a, offset) -> a[offset:offset+4] as one vector load (LDG.E.128; two for float64).
+
+    The compiler cannot merge four scalar loads of a kernel argument by itself: it does not know
+    the array's alignment. Here the load promises 4-element alignment: `offset` must be a
+    multiple of 4 and the array's data aligned to vector_alignment (16 bytes; the arrays the
+    kernels read this way are allocated here, and _padded_outputs copies a gradient that is not
+    aligned) - every caller's offsets are multiples of RO = 4 by construction.
+    """
+    from llvmlite import ir
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def load(typingctx, a, offset):
+        sig = types.UniTuple(a.dtype, width)(a, offset)
+
+        def codegen(context, builder, signature, args):
+            array = context.make_array(signature.args[0])(context, builder, args[0])
+            element = context.get_value_type(signature.args[0].dtype)
+            vector = ir.VectorType(element, width)
+            pointer = builder.bitcast(builder.gep(array.data, [args[1]], inbounds=True),
+                                      vector.as_pointer())
+            itemsize = signature.args[0].dtype.bitwidth // 8
+            loaded = builder.load(pointer, align=vector_alignment(width, itemsize))
+            parts = [builder.extract_element(loaded, ir.Constant(ir.IntType(32), j))
+                     for j in range(width)]
+            return context.make_tuple(builder, signature.return_type, parts)
+
+        return sig, codegen
+
+    return load
+
+
+load4 = _load4_python if _numba_config.ENABLE_CUDASIM else _load_intrinsic(4)
+load2 = _load2_python if _numba_config.ENABLE_CUDASIM else _load_intrinsic(2)
+
+
 def _dtype(dtype):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
@@ -539,7 +602,7 @@ def kernel_signatures(dtype, k):
     sigs = {
         "span_basis": (a1, a1, i64, i64, i64, l2, a3, a3),
         "forward": (a1, a1, i64, i64, i64, a1, a1, i64, i64, a1, i64, a1, i64),
-        "backward_dx": (a1, a1, i64, i64, i64, a1, a1, a1, i64, i64, i64, a2, u4, a1, a1),
+        "backward_dx": (a1, a1, i64, i64, i64, a1, a1, a1, i64, i64, i64, a1, u4, a1, a1),
         "backward_params": (u4, a1, i64, i64, a1, i64, i64, i64, a1),
         "backward_finalize": (a1, i64, i64, i64, i64, i64, i64, a3, a2, a2, a3, a2),
         "dense_basis": (a1, a1, i64, i64, i64, i64, a2),
@@ -603,11 +666,32 @@ def repack(xp, coef, w_base, w_spline, mask, k):
     return _flat(xp, wp), _flat(xp, wb), n_basis + 2 * k, OP
 
 
+def _data_pointer(a):
+    return a.data.ptr if _is_cupy(a) else a.ctypes.data
+
+
+def extended_knots(xp, knots, k):
+    """knots (I, n) with k more on each side at the end cells' spacing, flat (I * (n + 2k)).
+
+    Knot j of input i (-k <= j < n + k) is element i (n + 2k) + k + j: the Cox-de Boor triangle
+    of a span near an end reads the knots past it (where the basis is continued) without a
+    branch or an integer-to-float conversion per knot.
+    """
+    I, n = knots.shape
+    steps = xp.arange(1, k + 1, dtype=knots.dtype)
+    left = knots[:, :1] - steps[::-1] * (knots[:, 1:2] - knots[:, :1])
+    right = knots[:, -1:] + steps * (knots[:, -1:] - knots[:, -2:-1])
+    return xp.concatenate([left, knots, right], axis=1).reshape(-1)
+
+
 def _padded_outputs(xp, g, OP):
-    """g (B, O) as flat (B, OP), zero-padded when O is not a multiple of TO."""
+    """g (B, O) as flat (B, OP), zero-padded when O is not a multiple of TO, and copied when
+    its data is not aligned for load4 (4 elements: a view into a larger array may not be)."""
     B, O = g.shape
     if O == OP:
-        return _flat(xp, g)
+        flat = _flat(xp, g)
+        if _data_pointer(flat) % vector_alignment(4, g.dtype.itemsize) == 0:
+            return flat
     gp = xp.zeros((B, OP), dtype=g.dtype)
     gp[:, :O] = g
     return gp.reshape(-1)
@@ -621,7 +705,7 @@ def span_basis(x, knots, k, spans, values, derivs):
     if B * I == 0:
         return
     kern = _kernel("span_basis", values.dtype, k)
-    kern[_cdiv(B * I, 256), 256, _stream(x)](_flat(xp, x), _flat(xp, knots), B, I,
+    kern[_cdiv(B * I, 256), 256, _stream(x)](_flat(xp, x), extended_knots(xp, knots, k), B, I,
                                              knots.shape[1], spans, values, derivs)
 
 
@@ -639,7 +723,7 @@ def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     out = y if y.flags.c_contiguous else xp.empty_like(y)
     kern = _kernel("forward", coef.dtype, k)
     kern[(_cdiv(B, TB), OP // TO), (WARP, WARPS), _stream(x)](
-        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], wp, wb, nbp, OP, bias,
+        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], wp, wb, nbp, OP, bias,
         int(base), out.reshape(-1), O)
     if out is not y:
         y[...] = out
@@ -695,9 +779,12 @@ def _fused_dx(xp, x, g, knots, coef, w_base, w_spline, mask, k, base, dx):
     st_row = xp.empty(I * B, dtype=np.int32)
     st_val = xp.empty(I * B * (k + 1), dtype=dtype)
     st_bv = xp.empty(I * B, dtype=dtype)
+    out = dx if dx.flags.c_contiguous else xp.empty_like(dx)
     _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), _stream(x)](
-        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], gp, wp, wb, nbp, OP, int(base),
-        dx, st_row, st_val, st_bv)
+        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], gp, wp, wb, nbp, OP,
+        int(base), out.reshape(-1), st_row, st_val, st_bv)
+    if out is not dx:
+        dx[...] = out
     return gp, OP, nbp, (st_row, st_val, st_bv)
 
 
@@ -729,7 +816,7 @@ def dense_basis(x, knots, k, base, A):
     if B * I == 0:
         return
     _kernel("dense_basis", A.dtype, k)[_cdiv(B * I, 128), 128, _stream(x)](
-        _flat(xp, x), _flat(xp, knots), B, I, knots.shape[1], int(base), A)
+        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], int(base), A)
 
 
 def dense_weights(xp, coef, w_base, w_spline, mask):
@@ -797,10 +884,10 @@ LAUNCHES = {"fused": {"forward": 5, "backward": 11}, "dense": {"forward": 8, "ba
 # dx_pair: per (sample, input), dx's staging and lane reduction (all 8 warps counted: an upper
 # bound); params_filter: per thread, per 256-sample group and row window.
 MODEL_INSTR = {
-    4: dict(forward=14.94, backward_dx=17.81, backward_params=14.25, forward_stage=658,
-            dx_pair=3718, params_filter=384),
-    8: dict(forward=16.31, backward_dx=17.25, backward_params=16.25, forward_stage=568,
-            dx_pair=3689, params_filter=374),
+    4: dict(forward=10.19, backward_dx=14.38, backward_params=14.25, forward_stage=371,
+            dx_pair=2974, params_filter=383),
+    8: dict(forward=12.38, backward_dx=15.75, backward_params=16.25, forward_stage=454,
+            dx_pair=3241, params_filter=374),
 }
 
 

@@ -22,6 +22,7 @@ if PTX_MODE and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 
 import numpy as np  # noqa: E402
 
+import cudasim_shared  # noqa: E402
 from kanarray.kernels import cuda as kc  # noqa: E402
 from kanarray.kernels import reference as ref  # noqa: E402
 
@@ -219,4 +220,5 @@ def ptx_main():
 if __name__ == "__main__":
     if PTX_MODE:
         sys.exit(ptx_main())
+    cudasim_shared.install()
     sys.exit(main(json.loads(sys.argv[1])))

@@ -112,11 +112,77 @@ def test_ptx_for_sm90_and_no_float64_in_float32(subprocess_results):
     assert len(res["kernels"]) == 12  # 6 kernels x 2 dtypes
 
 
+SHARED_RACE = """
+import sys, time
+from numba import cuda, types
+from numba.cuda.simulator import kernelapi
+import numpy as np
+import cudasim_shared
+if sys.argv[1] == "locked":
+    cudasim_shared.install()
+real_np = kernelapi.np
+
+
+class SlowNumpy:  # np.empty yields the GIL: the other threads run between lookup and store
+    def __getattr__(self, name):
+        return getattr(real_np, name)
+
+    @staticmethod
+    def empty(*args, **kwargs):
+        time.sleep(0.02)
+        return real_np.empty(*args, **kwargs)
+
+
+kernelapi.np = SlowNumpy()
+
+
+@cuda.jit
+def neighbour(out):
+    sh = cuda.shared.array(32, types.int32)
+    t = cuda.threadIdx.x
+    sh[t] = t
+    cuda.syncthreads()
+    out[t] = sh[(t + 1) % 32]
+
+
+out = np.full(32, -1, np.int32)
+neighbour[1, 32](out)
+print(int((out != (np.arange(32) + 1) % 32).sum()))
+"""
+
+
+def test_simulated_threads_of_a_block_share_one_array_however_the_gil_switches():
+    """The simulator's unlocked shared-array lookup hands threads private arrays when the GIL
+    switches inside it (tests/cudasim_shared.py); with the lock every thread reads the value
+    its neighbour wrote."""
+    wrong = {}
+    for mode in ("locked", "unlocked"):
+        out = subprocess.run([sys.executable, "-c", SHARED_RACE, mode], env=_env(True), cwd=HERE,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        wrong[mode] = int(out.stdout.split()[-1])
+    assert wrong["locked"] == 0
+    assert wrong["unlocked"] > 0  # the race is real: without the lock some threads read garbage
+
+
 # ---------------------------------------------------------------------- path choice (pure host)
 @pytest.fixture(scope="module")
 def kc():
     from kanarray.kernels import cuda as kc
     return kc
+
+
+def test_the_output_gradient_reaches_the_kernels_aligned_for_vector_loads(kc):
+    """load4 reads 4 elements with one aligned vector load: a gradient whose data is not
+    aligned to 4 elements (a view into a larger buffer) is copied, an aligned one is not."""
+    buf = np.arange(3 * 128 + 1, dtype=np.float64)
+    start = (-buf.ctypes.data % 16) // 8         # 0 or 1: the first 16-byte aligned element
+    aligned = buf[start:start + 3 * 128].reshape(3, 128)
+    shifted = buf[1 - start:1 - start + 3 * 128].reshape(3, 128)   # 8 bytes off
+    assert kc.vector_alignment(4, 8) == 16 and shifted.ctypes.data % 16 == 8
+    flat = kc._padded_outputs(np, shifted, 128)
+    assert kc._data_pointer(flat) % 16 == 0 and np.array_equal(flat, shifted.reshape(-1))
+    assert np.shares_memory(kc._padded_outputs(np, aligned, 128), aligned)
 
 
 def test_choose_path_forced_and_env(kc, monkeypatch):

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import kanarray
+from cudasim_shared import PRELUDE
 
-SIMULATED_MODEL = textwrap.dedent("""
+SIMULATED_MODEL = PRELUDE + textwrap.dedent("""
     import os, sys, numpy as np, kanarray
     assert os.environ["NUMBA_ENABLE_CUDASIM"] == "1"
     rng = np.random.default_rng(0)

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from cudasim_shared import PRELUDE
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(?:<!-- file: (?P<file>\S+) -->\n)?```(?P<lang>\w+)\n(?P<body>.*?)```", re.S)
 
@@ -54,8 +56,10 @@ def test_every_block_of_the_readme_runs(tmp_path):
         if lang == "python" and filename:
             (tmp_path / filename).write_text(body)
         elif lang == "python":
-            block_env = {**env, "NUMBA_ENABLE_CUDASIM": "1"} if 'device="cuda"' in body else env
-            run([sys.executable, "-c", body], tmp_path, block_env, body)
+            simulated = 'device="cuda"' in body
+            block_env = {**env, "NUMBA_ENABLE_CUDASIM": "1"} if simulated else env
+            script = (PRELUDE if simulated else "") + body
+            run([sys.executable, "-c", script], tmp_path, block_env, body)
             ran += 1
         elif lang == "bash":
             for line in body.splitlines():
