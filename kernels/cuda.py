@@ -75,6 +75,8 @@ TB = 32                      # samples per block, forward and dx
 RB = TB // WARPS             # samples per thread
 TI = WARP * WARPS // TB      # inputs staged per chunk (one (sample, input) pair per thread)
 RED = WARP + 1               # padded row of the dx lane-partial buffer
+GROUPS = WARP // RO          # dx: lane partials of a sample are summed in groups of RO lanes
+RED2 = GROUPS + 1            # padded row of the group sums
 PG_WARPS = {4: 4, 8: 2}      # inputs per parameter-gradient block, by itemsize
 PG_SMEM = 22 * 1024          # accumulator slabs of one parameter-gradient block (bytes)
 SPL = 8                      # samples per lane in the parameter kernel's window filter
@@ -100,6 +102,7 @@ def _build(nbtype, K):
     PAIRS = TI * TB             # (sample, input) pairs staged per chunk
     PAIR_VALS = PAIRS * KV
     RED_SIZE = WARPS * RB * RED
+    RED2_SIZE = TB * RED2
     ACC = RB * RO
     PGW = PG_WARPS[DT.bitwidth // 8]
     ROWS = PG_SMEM // (DT.bitwidth // 8) // (PGW * TO)   # slab rows per warp
@@ -295,6 +298,7 @@ def _build(nbtype, K):
         sh_d = cuda.shared.array(PAIR_VALS, DT)
         sh_bs = cuda.shared.array(PAIRS, DT)
         red = cuda.shared.array(RED_SIZE, DT)
+        red2 = cuda.shared.array(RED2_SIZE, DT)
         vals = cuda.local.array(K1, DT)
         ders = cuda.local.array(K1, DT)
         part = cuda.local.array(RB, DT)
@@ -346,18 +350,26 @@ def _build(nbtype, K):
                         for r in range(K1):
                             total += row_dot(wp, c0 + u64(r * TO), gv) * sh_d[pv + u64(r)]
                         part[rb] += total
+                # the 32 lane partials of each sample, summed in a fixed order in two steps:
+                # every thread sums 4 lanes of one sample, then one thread per sample the 8 sums
                 for rb in range(RB):
                     red[u32((ty * RB + rb) * RED + tx)] = part[rb]
                 cuda.syncthreads()
-                if ty == 0:  # one thread per sample sums its 32 lane partials in lane order
+                q = u32(t // GROUPS)
+                lanes = u32(q * RED + RO * (t % GROUPS))
+                quarter = DT(0)
+                for lane in range(RO):
+                    quarter += red[lanes + u32(lane)]
+                red2[u32(q * RED2 + t % GROUPS)] = quarter
+                cuda.syncthreads()  # also orders these reads of red before the next input's writes
+                if ty == 0:
                     row = u32((tx % WARPS) * RB + tx // WARPS)
                     total = DT(0)
-                    for lane in range(WARP):
-                        total += red[u32(row * RED + lane)]
+                    for gq in range(GROUPS):
+                        total += red2[u32(row * RED2 + gq)]
                     bt = u32(b0 + tx)
                     if bt < B:
                         dx[u32(bt * I + i)] = total
-                cuda.syncthreads()
 
     # ------------------------------------------------------------------ fused backward: params
     def backward_params_kernel(st_row, st_val, B, I, g, OP, n_win, chunk_len, ws):
@@ -415,9 +427,11 @@ def _build(nbtype, K):
                     sh_list[slot] = (sv[u] - w0) << 8 | (tx * SPL + u)
                     slot += 1
             cuda.syncthreads()
-            total = sh_scan[u32(LIST + ty * WARP + WARP - 1)]
-            for h in range(total):
-                e = u32(sh_list[u32(ty * GROUP + h)])
+            listed = u32(ty * GROUP)
+            end = u32(listed + u32(sh_scan[u32(LIST + ty * WARP + WARP - 1)]))
+            while listed < end:
+                e = u32(sh_list[listed])
+                listed += u32(1)
                 bb = u32(gb + (e & 255))
                 gv = load4(g, u64(u32(bb * OP + o)))
                 c0 = u64(u32(slab + (e >> 8) * TO))
@@ -425,11 +439,9 @@ def _build(nbtype, K):
                 vals = load4(st_val, v0) if K1 == 4 else st_val[v0:v0 + u64(K1)]
                 for r in range(K1):
                     v = vals[r]
-                    acc = cuda.local.array(RO, DT)
-                    for j in range(RO):
-                        acc[j] = sh_c[c0 + u64(r * TO + j)]
-                    for j in range(RO):
-                        sh_c[c0 + u64(r * TO + j)] = acc[j] + v * gv[j]
+                    acc = load4(sh_c, c0 + u64(r * TO))
+                    store4(sh_c, c0 + u64(r * TO), acc[0] + v * gv[0], acc[1] + v * gv[1],
+                           acc[2] + v * gv[2], acc[3] + v * gv[3])
             cuda.syncthreads()
         if i < I:
             OT = u32(OP // TO)
@@ -547,8 +559,41 @@ def _load_intrinsic(width):
     return load
 
 
+def _store4_python(a, offset, v0, v1, v2, v3):
+    assert offset % 4 == 0, f"store4 at offset {offset}: not a multiple of 4 elements"
+    a[offset], a[offset + 1], a[offset + 2], a[offset + 3] = v0, v1, v2, v3
+
+
+def _store4_intrinsic():
+    """store4(a, offset, v0, v1, v2, v3): a[offset:offset+4] = v as one vector store, with
+    load4's alignment contract."""
+    from llvmlite import ir
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def store4(typingctx, a, offset, v0, v1, v2, v3):
+        sig = types.void(a, offset, a.dtype, a.dtype, a.dtype, a.dtype)
+
+        def codegen(context, builder, signature, args):
+            array = context.make_array(signature.args[0])(context, builder, args[0])
+            element = context.get_value_type(signature.args[0].dtype)
+            vector = ir.Constant(ir.VectorType(element, 4), ir.Undefined)
+            for j, value in enumerate(args[2:]):
+                vector = builder.insert_element(vector, value, ir.Constant(ir.IntType(32), j))
+            pointer = builder.bitcast(builder.gep(array.data, [args[1]], inbounds=True),
+                                      vector.type.as_pointer())
+            itemsize = signature.args[0].dtype.bitwidth // 8
+            builder.store(vector, pointer, align=vector_alignment(4, itemsize))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return store4
+
+
 load4 = _load4_python if _numba_config.ENABLE_CUDASIM else _load_intrinsic(4)
 load2 = _load2_python if _numba_config.ENABLE_CUDASIM else _load_intrinsic(2)
+store4 = _store4_python if _numba_config.ENABLE_CUDASIM else _store4_intrinsic()
 
 
 def _dtype(dtype):
@@ -884,10 +929,10 @@ LAUNCHES = {"fused": {"forward": 5, "backward": 11}, "dense": {"forward": 8, "ba
 # dx_pair: per (sample, input), dx's staging and lane reduction (all 8 warps counted: an upper
 # bound); params_filter: per thread, per 256-sample group and row window.
 MODEL_INSTR = {
-    4: dict(forward=10.19, backward_dx=14.38, backward_params=14.25, forward_stage=371,
-            dx_pair=2974, params_filter=383),
-    8: dict(forward=12.38, backward_dx=15.75, backward_params=16.25, forward_stage=454,
-            dx_pair=3241, params_filter=374),
+    4: dict(forward=10.19, backward_dx=14.25, backward_params=11.5, forward_stage=371,
+            dx_pair=2198, params_filter=324),
+    8: dict(forward=12.38, backward_dx=15.81, backward_params=14.75, forward_stage=454,
+            dx_pair=2436, params_filter=318),
 }
 
 
