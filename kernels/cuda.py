@@ -18,8 +18,9 @@ compile-time constant, so every loop over the k+1 bases unrolls and every local 
 registers. Offsets are 32-bit unsigned (no 64-bit index arithmetic, no negative-index
 wraparound), so a layer must have fewer than 2**32 elements in each array.
 
-Knots are passed extended by k on each side (extended_knots), so the basis of a span near an end
-reads every knot it needs without a branch. Four consecutive outputs are read with one vector
+Knots are passed extended by k on each side, with the reciprocals of every denominator of the
+Cox-de Boor triangle per span (knot_tables), so the basis of a span reads every knot it needs
+without a branch and divides nowhere. Four consecutive outputs are read with one vector
 load (load4: the offsets are multiples of 4 and the arrays aligned, which plain indexing cannot
 tell the compiler).
 
@@ -114,11 +115,6 @@ def _build(nbtype, K):
     LISTED = PGW * GROUP
 
     @cuda.jit(device=True, inline=True)
-    def knot(kn, row, n, j):
-        # knot j (-K <= j < n + K) of an input's extended knots (extended_knots) at kn[row]
-        return kn[row + j]
-
-    @cuda.jit(device=True, inline=True)
     def find_span(kn, row, n, x):
         """s with t_s <= x < t_{s+1}; -1 outside [t_0, t_{n-1})."""
         if not (x >= kn[row] and x < kn[row + n - 1]):
@@ -134,33 +130,24 @@ def _build(nbtype, K):
         return lo
 
     @cuda.jit(device=True, inline=True)
-    def basis(kn, row, n, s, x, vals, ders, with_derivs):
-        """The K+1 bases s-K..s at x (Cox-de Boor triangle) and, optionally, their slopes."""
-        left = cuda.local.array(K1, DT)
-        right = cuda.local.array(K1, DT)
+    def basis(kn, row, q, s, x, vals, ders, with_derivs):
+        """The K+1 bases s-K..s at x and, optionally, their slopes: the Cox-de Boor triangle
+        without a division (kernels/cpu.py's _span_terms), knot t_j at kn[row + j], the
+        reciprocal of its j-th denominator at kn[q + j(j-1)/2 + r] (knot_tables)."""
         vals[0] = DT(1)
-        ders[0] = DT(1)
         for j in range(1, K1):
-            left[j] = x - knot(kn, row, n, s + 1 - j)
-            right[j] = knot(kn, row, n, s + j) - x
             saved = DT(0)
             for r in range(j):
-                temp = vals[r] / (right[r + 1] + left[j - r])
-                vals[r] = saved + right[r + 1] * temp
-                saved = left[j - r] * temp
+                temp = vals[r] * kn[q + j * (j - 1) // 2 + r]
+                if with_derivs and j == K:
+                    ders[r] = temp  # B_{s-K+1+r, K-1} / (t_{s+r+1} - t_{s+r+1-K})
+                vals[r] = saved + (kn[row + s + r + 1] - x) * temp
+                saved = (x - kn[row + s + r + 1 - j]) * temp
             vals[j] = saved
-            if with_derivs and j == K - 1:
-                for r in range(K):
-                    ders[r] = vals[r]
         if with_derivs:
-            for r in range(K, -1, -1):
-                rising = DT(0)
-                falling = DT(0)
-                if r >= 1:
-                    rising = ders[r - 1] / (knot(kn, row, n, s + r) - knot(kn, row, n, s - K + r))
-                if r < K:
-                    falling = ders[r] / (knot(kn, row, n, s + r + 1)
-                                         - knot(kn, row, n, s - K + r + 1))
+            for r in range(K, -1, -1):  # descending: ders[r - 1] is still the quotient
+                rising = ders[r - 1] if r >= 1 else DT(0)
+                falling = ders[r] if r < K else DT(0)
                 ders[r] = DT(K) * (rising - falling)
 
     @cuda.jit(device=True, inline=True)
@@ -193,7 +180,8 @@ def _build(nbtype, K):
         s = find_span(kn, row, n, xv)
         if s < 0:
             return 0
-        basis(kn, row, n, s, xv, vals, ders, with_derivs)
+        q = I * (n + 2 * K) + (types.int64(i) * (n - 1) + s) * (K * K1 // 2)
+        basis(kn, row, q, s, xv, vals, ders, with_derivs)
         return s
 
     if DT.bitwidth == 32:
@@ -715,18 +703,29 @@ def _data_pointer(a):
     return a.data.ptr if _is_cupy(a) else a.ctypes.data
 
 
-def extended_knots(xp, knots, k):
-    """knots (I, n) with k more on each side at the end cells' spacing, flat (I * (n + 2k)).
+def knot_tables(xp, knots, k):
+    """What the kernels' Cox-de Boor triangle reads, flat: [ext | inv] (kernels/cpu.py's
+    _knot_tables, computed on the knots' device).
 
-    Knot j of input i (-k <= j < n + k) is element i (n + 2k) + k + j: the Cox-de Boor triangle
-    of a span near an end reads the knots past it (where the basis is continued) without a
-    branch or an integer-to-float conversion per knot.
+    ext (I, n + 2k): knots (I, n) with k more on each side at the end cells' spacing, knot j of
+        input i (-k <= j < n + k) at ext[i, k + j], so a span near an end reads the knots past
+        it without a branch;
+    inv (I, n - 1, k(k+1)/2): inv[i, s, j(j-1)/2 + r] = 1 / (t_{s+r+1} - t_{s+r+1-j}) for
+        j = 1..k, r < j: every denominator of the triangle at span s, so it divides nowhere.
     """
     I, n = knots.shape
     steps = xp.arange(1, k + 1, dtype=knots.dtype)
     left = knots[:, :1] - steps[::-1] * (knots[:, 1:2] - knots[:, :1])
     right = knots[:, -1:] + steps * (knots[:, -1:] - knots[:, -2:-1])
-    return xp.concatenate([left, knots, right], axis=1).reshape(-1)
+    ext = xp.concatenate([left, knots, right], axis=1)
+    inv = xp.empty((I, n - 1, k * (k + 1) // 2), dtype=knots.dtype)
+    one = knots.dtype.type(1)
+    for j in range(1, k + 1):
+        for r in range(j):
+            upper = ext[:, r + 1 + k:r + k + n]          # t_{s+r+1}, s = 0..n-2
+            lower = ext[:, r + 1 - j + k:r - j + k + n]  # t_{s+r+1-j}
+            inv[:, :, j * (j - 1) // 2 + r] = one / (upper - lower)
+    return xp.concatenate([ext.reshape(-1), inv.reshape(-1)])
 
 
 def _padded_outputs(xp, g, OP):
@@ -750,7 +749,7 @@ def span_basis(x, knots, k, spans, values, derivs):
     if B * I == 0:
         return
     kern = _kernel("span_basis", values.dtype, k)
-    kern[_cdiv(B * I, 256), 256, _stream(x)](_flat(xp, x), extended_knots(xp, knots, k), B, I,
+    kern[_cdiv(B * I, 256), 256, _stream(x)](_flat(xp, x), knot_tables(xp, knots, k), B, I,
                                              knots.shape[1], spans, values, derivs)
 
 
@@ -768,7 +767,7 @@ def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     out = y if y.flags.c_contiguous else xp.empty_like(y)
     kern = _kernel("forward", coef.dtype, k)
     kern[(_cdiv(B, TB), OP // TO), (WARP, WARPS), _stream(x)](
-        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], wp, wb, nbp, OP, bias,
+        _flat(xp, x), knot_tables(xp, knots, k), B, I, knots.shape[1], wp, wb, nbp, OP, bias,
         int(base), out.reshape(-1), O)
     if out is not y:
         y[...] = out
@@ -826,7 +825,7 @@ def _fused_dx(xp, x, g, knots, coef, w_base, w_spline, mask, k, base, dx):
     st_bv = xp.empty(I * B, dtype=dtype)
     out = dx if dx.flags.c_contiguous else xp.empty_like(dx)
     _kernel("backward_dx", dtype, k)[(_cdiv(B, TB), _cdiv(I, TI)), (WARP, WARPS), _stream(x)](
-        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], gp, wp, wb, nbp, OP,
+        _flat(xp, x), knot_tables(xp, knots, k), B, I, knots.shape[1], gp, wp, wb, nbp, OP,
         int(base), out.reshape(-1), st_row, st_val, st_bv)
     if out is not dx:
         dx[...] = out
@@ -861,7 +860,7 @@ def dense_basis(x, knots, k, base, A):
     if B * I == 0:
         return
     _kernel("dense_basis", A.dtype, k)[_cdiv(B * I, 128), 128, _stream(x)](
-        _flat(xp, x), extended_knots(xp, knots, k), B, I, knots.shape[1], int(base), A)
+        _flat(xp, x), knot_tables(xp, knots, k), B, I, knots.shape[1], int(base), A)
 
 
 def dense_weights(xp, coef, w_base, w_spline, mask):
@@ -929,10 +928,10 @@ LAUNCHES = {"fused": {"forward": 5, "backward": 11}, "dense": {"forward": 8, "ba
 # dx_pair: per (sample, input), dx's staging and lane reduction (all 8 warps counted: an upper
 # bound); params_filter: per thread, per 256-sample group and row window.
 MODEL_INSTR = {
-    4: dict(forward=10.19, backward_dx=14.25, backward_params=11.5, forward_stage=371,
-            dx_pair=2198, params_filter=324),
-    8: dict(forward=12.38, backward_dx=15.81, backward_params=14.75, forward_stage=454,
-            dx_pair=2436, params_filter=318),
+    4: dict(forward=10.19, backward_dx=14.25, backward_params=11.5, forward_stage=340,
+            dx_pair=2037, params_filter=324),
+    8: dict(forward=13.12, backward_dx=15.81, backward_params=14.75, forward_stage=388,
+            dx_pair=2166, params_filter=318),
 }
 
 

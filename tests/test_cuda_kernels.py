@@ -228,9 +228,10 @@ def test_cost_model_covers_forward_and_backward(kc):
     # the fused backward is its dx and parameter kernels; the dense one reuses fused dx
     assert t["fused"]["backward"] > t["fused"]["backward_dx"] + t["fused"]["backward_params"]
     assert t["dense"]["backward"] > t["fused"]["backward_dx"]
-    # the dense basis matrix grows with G, the fused path's memory traffic does not up to G=20
-    small, large = (kc.predict_times(G, 3, np.float32, 256, 256, 16384) for G in (5, 20))
-    assert large["dense"]["forward"] > 1.5 * small["dense"]["forward"]
+    # the dense basis matrix grows with G; the fused forward is issue-bound, flat in G, up to
+    # G = 10 (from about G = 20 the L2 traffic on coefficient rows binds)
+    small, large = (kc.predict_times(G, 3, np.float32, 256, 256, 16384) for G in (5, 10))
+    assert large["dense"]["forward"] > 1.2 * small["dense"]["forward"]
     assert large["fused"]["forward"] == pytest.approx(small["fused"]["forward"], rel=0.05)
 
 
