@@ -113,6 +113,9 @@ def _build(nbtype, K):
     SCAN = 2 * LIST
     GROUP = WARP * SPL                                    # samples a warp filters at once
     LISTED = PGW * GROUP
+    # load4/store4 on shared memory need its 16-byte alignment declared (numba declares the
+    # element's); the simulator takes no alignment argument
+    SMEM_ALIGN = None if _numba_config.ENABLE_CUDASIM else 16
 
     @cuda.jit(device=True, inline=True)
     def find_span(kn, row, n, x):
@@ -371,7 +374,7 @@ def _build(nbtype, K):
         a prefix sum over the lanes lists those in the window, and the warp sweeps only them.
         The slab goes to ws[chunk, window, i, tile] and the finalize kernel sums the overlaps.
         """
-        sh_c = cuda.shared.array(SLAB, DT)
+        sh_c = cuda.shared.array(SLAB, DT, alignment=SMEM_ALIGN)  # read and written by load4/store4
         sh_scan = cuda.shared.array(SCAN, types.int32)
         sh_list = cuda.shared.array(LISTED, types.int32)
         tx = u32(cuda.threadIdx.x)

@@ -206,6 +206,13 @@ def ptx_main():
                             "sm_90": ".target sm_90" in ptx, "f64_lines": len(f64_lines)}
             if ".target sm_90" not in ptx:
                 failures.append(f"{key}: PTX does not target sm_90")
+            # a 16-byte vector access to shared memory (kernels.cuda.load4/store4) faults unless
+            # the array is declared 16-byte aligned: numba declares the element's alignment
+            vector_shared = re.search(r"\b(ld|st)\.shared\.(v4\.(f32|b32)|v2\.(f64|b64))", ptx)
+            aligned = re.search(r"\.shared \.align (16|32|64|128) ", ptx)
+            if vector_shared and not aligned:
+                failures.append(f"{key}: 16-byte shared-memory vector access, no 16-byte aligned "
+                                "shared array")
             if dtype == np.float32:
                 if f64_lines:
                     failures.append(f"{key}: float64 in float32 PTX: {f64_lines[:5]}")
