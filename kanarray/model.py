@@ -176,12 +176,14 @@ class KAN(Network):
             grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, loss_fn=None,
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-            lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0):
+            lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0,
+            lbfgs_history=train.HISTORY_SIZE):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
         opt         "lbfgs" or "adam"
         steps       outer steps; an L-BFGS step runs up to lbfgs_iters iterations
+        lbfgs_history curvature pairs L-BFGS keeps (10, pykan's; more fits ill-conditioned nets)
         lr          L-BFGS step scale (default 1.0) or Adam learning rate (default 1e-2)
         batch       rows per step drawn at random without replacement; -1 = the whole training set
         update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
@@ -230,7 +232,8 @@ class KAN(Network):
         loop = dict(opt=opt, steps=steps, lr=lr, batch=batch, update_grid=update_grid,
                     grid_update_num=grid_update_num, start_grid_update_step=start_grid_update_step,
                     stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
-                    callback=callback, lbfgs_iters=lbfgs_iters, grid_margin=grid_margin)
+                    callback=callback, lbfgs_iters=lbfgs_iters, grid_margin=grid_margin,
+                    lbfgs_history=lbfgs_history)
         train.check_loop_arguments(**loop)
         if threads is not None:
             check_int(threads, "threads", 1)

@@ -30,12 +30,13 @@ OPTIMIZERS = ("lbfgs", "adam")
 
 def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
                          start_grid_update_step, stop_grid_update_step, seed, log, callback,
-                         lbfgs_iters, grid_margin=0.0):
+                         lbfgs_iters, grid_margin=0.0, lbfgs_history=HISTORY_SIZE):
     """The loop's arguments, validated; returns (steps, lr, lbfgs_iters) normalised."""
     if opt not in OPTIMIZERS:
         raise ValueError(f"opt must be one of {OPTIMIZERS}, got {opt!r}")
     steps = check_int(steps, "steps", 0)
     lbfgs_iters = check_int(lbfgs_iters, "lbfgs_iters", 1)
+    check_int(lbfgs_history, "lbfgs_history", 1)
     if lr is None:
         lr = 1.0 if opt == "lbfgs" else 1e-2
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
@@ -57,13 +58,14 @@ def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
     return steps, float(lr), lbfgs_iters
 
 
-def _lbfgs_step(objective, params, state, lr, lbfgs_iters):
-    """Up to lbfgs_iters L-BFGS iterations from params -> (point, loss, grad, state, n_evals)."""
+def _lbfgs_step(objective, params, state, lr, lbfgs_iters, history):
+    """Up to lbfgs_iters L-BFGS iterations, keeping `history` curvature pairs, from params
+    -> (point, loss, grad, state, n_evals)."""
     loss, grad = objective.value_and_grad(params)
     loss, n_evals, point = float(loss), 1, params
     for _ in range(lbfgs_iters):
         point, loss, grad, state, info = lbfgs_update(  # arguments checked once, by fit
-            objective.value_and_grad, point, loss, grad, state, lr, HISTORY_SIZE, MAX_LINE_SEARCH,
+            objective.value_and_grad, point, loss, grad, state, lr, history, MAX_LINE_SEARCH,
             LBFGS_TOLERANCE, LBFGS_TOLERANCE)
         n_evals += info["n_evals"]
         if info["converged"] or info["failed"]:
@@ -97,11 +99,12 @@ class Progress:
 
 def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
         grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, seed=0, log=None,
-        callback=None, lbfgs_iters=20, checkpoint=None, grid_margin=0.0):
+        callback=None, lbfgs_iters=20, checkpoint=None, grid_margin=0.0,
+        lbfgs_history=HISTORY_SIZE):
     """Train `model` in place on `objective`; return the history (see kanarray.KAN.fit)."""
     steps, lr, lbfgs_iters = check_loop_arguments(
         opt, steps, lr, batch, update_grid, grid_update_num, start_grid_update_step,
-        stop_grid_update_step, seed, log, callback, lbfgs_iters, grid_margin)
+        stop_grid_update_step, seed, log, callback, lbfgs_iters, grid_margin, lbfgs_history)
     n_rows = objective.n_rows
     if batch != -1 and batch > n_rows:
         raise ValueError(f"batch must be -1 or at most the {n_rows} training rows, got {batch}")
@@ -127,7 +130,7 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
 
             if opt == "lbfgs":
                 point, loss, grad, lbfgs_state, n_evals = _lbfgs_step(
-                    objective, model.params.copy(), lbfgs_state, lr, lbfgs_iters)
+                    objective, model.params.copy(), lbfgs_state, lr, lbfgs_iters, lbfgs_history)
                 model.params[...] = point
             else:
                 loss, grad = objective.value_and_grad(model.params.copy())

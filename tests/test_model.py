@@ -129,6 +129,24 @@ def test_fit_grid_margin_widens_the_updated_range(dataset):
         model.fit(dataset, steps=1, grid_margin=-0.5)
 
 
+def test_fit_lbfgs_history_is_the_curvature_pairs_kept(dataset):
+    """fit(lbfgs_history=m): 10 (pykan's) is the default, bit for bit; another m changes the path;
+    a bad m is named and leaves the model as it was."""
+    params = {}
+    for history in (None, 10, 3):
+        model = KAN([2, 3, 1], grid=4, seed=0)
+        model.fit(dataset, steps=4, log=0, **({} if history is None else {"lbfgs_history": history}))
+        params[history] = model.params.tobytes()
+    assert params[None] == params[10]
+    assert params[3] != params[10]
+    model = KAN([2, 3, 1], grid=4, seed=0)
+    before = model.params.tobytes()
+    for bad, error in ((0, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="lbfgs_history"):
+            model.fit(dataset, steps=1, log=0, lbfgs_history=bad)
+        assert model.params.tobytes() == before
+
+
 def test_refine_fits_the_coarse_splines(dataset):
     """On the data the grids were fitted to, the finer splines reproduce the coarse ones.
 
