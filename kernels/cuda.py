@@ -37,8 +37,9 @@ fused forward    grid (ceil(B/32), O/128), block (32, 8). Per chunk of 8 inputs 
 fused dx         grid (ceil(B/32), ceil(I/8)), block (32, 8). Stages the derivative bases of the
                  block's pairs (and stores row, bases and base value of each pair, i-major, for
                  the parameter kernel); each thread accumulates, for 4 samples, its 4 outputs of
-                 every output tile as base' (g.w) + sum_r B'_r (g.c_r); 32 lane partials per
-                 sample are summed by one thread in lane order.
+                 every output tile as base' (g.w) + sum_r B'_r (g.c_r); the 32 lane partials
+                 of a sample are summed in a fixed order, 4 lanes per thread, then the 8 sums by
+                 one thread.
 fused params     C[i, p, o] = sum_b B_{p-k}(x[b, i]) g[b, o] from the stored bases (no basis is
                  evaluated here). Block (32, PG_WARPS): warp = input, lane = 4 outputs, each lane
                  owns its columns of the warp's slab in dynamic shared memory (no atomics, no
@@ -518,7 +519,8 @@ def _load2_python(a, offset):
 
 
 def _load_intrinsic(width):
-    """load4(a, offset) -> a[offset:offset+4] as one vector load (LDG.E.128; two for float64).
+    """load4(a, offset) -> a[offset:offset+4] as one vector load (LDG.E.128; two for float64);
+    load2 likewise for two elements.
 
     The compiler cannot merge four scalar loads of a kernel argument by itself: it does not know
     the array's alignment. Here the load promises 4-element alignment: `offset` must be a

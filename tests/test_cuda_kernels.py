@@ -172,6 +172,20 @@ def kc():
     return kc
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [0, 1, 3, 5])
+def test_knot_tables_are_the_cpu_kernels_tables(kc, dtype, k):
+    """The CUDA kernels' [extended knots | reciprocal denominators] are kernels/cpu.py's, bit for
+    bit, on non-uniform knots."""
+    from kanarray.kernels import cpu
+
+    rng = np.random.default_rng(k)
+    knots = np.sort(rng.uniform(-1, 1, (3, 4 + 2 * k + 1)), axis=1).astype(dtype)
+    ext, inv = cpu._tables(knots, k)
+    np.testing.assert_array_equal(kc.knot_tables(np, knots, k),
+                                  np.concatenate([ext.reshape(-1), inv.reshape(-1)]))
+
+
 def test_the_output_gradient_reaches_the_kernels_aligned_for_vector_loads(kc):
     """load4 reads 4 elements with one aligned vector load: a gradient whose data is not
     aligned to 4 elements (a view into a larger buffer) is copied, an aligned one is not."""
