@@ -202,7 +202,7 @@ class MPIObjective:
                 loss, g = data_loss(self.loss, pred, self.yb)
                 loss_sum, g = loss * rows, g * rows
             model.backward(acts, model.backend.asarray(g, model.np_dtype), tape, self._workspace.dx,
-                           self._workspace.tapes)
+                           self._workspace.tapes, input_grad=False)
             grad_sum = model.grad
         except Exception as exc:  # noqa: BLE001 - raised on every rank by the reduction
             if isinstance(exc, CollectiveError):

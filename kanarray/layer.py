@@ -130,9 +130,18 @@ class KANLayer:
             y += self.symbolic_activations(x).sum(axis=1).astype(y.dtype)
         return y
 
-    def backward(self, x, g, dx=None, tape=None):
+    def backward(self, x, g, dx=None, tape=None, want_dx=True):
         """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I) (into `dx` if given).
-        tape: the BasisTape that forward(x, tape=tape) filled, or None."""
+        tape: the BasisTape that forward(x, tape=tape) filled, or None. want_dx=False (with a
+        tape and no symbolic edge): dx is not computed and None is returned; self.grads are the
+        same bits."""
+        if not want_dx and tape is not None and not self.has_symbolic():
+            p, d = self.params, self.grads
+            self.backend.kernels.layer_backward_tape(tape, g, p["coef"], p["w_base"], p["w_spline"],
+                                                     self.spline_mask(), self.k, None, d["coef"], d["w_base"],
+                                                     d["w_spline"], d["bias"])
+            d["symbolic"][...] = 0
+            return None
         dx = self.backend.xp.empty_like(x) if dx is None else dx
         p, d = self.params, self.grads
         spline_mask = self.spline_mask()

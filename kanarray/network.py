@@ -288,7 +288,7 @@ class Network:
             acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
         return acts
 
-    def backward(self, acts, g, reg=None, dx_out=None, tapes=None):
+    def backward(self, acts, g, reg=None, dx_out=None, tapes=None, input_grad=True):
         """Back-propagate g = dL/dy (raw outputs) through the layers; fills self.grad, returns
         dL/dx (raw inputs).
 
@@ -298,6 +298,8 @@ class Network:
         tapes: the BasisTapes that forward_all(..., tapes=) filled for these activations.
         Through a level with multiplication nodes g passes kanarray.nodes.multiply_backward at
         acts.factors (forward_all's), so acts must come from forward_all.
+        input_grad=False (training: the inputs are data): dL/dx may be left uncomputed, and then
+        None is returned; self.grad is the same bits.
         """
         if self.output_scaling is not None:
             g = g * self._on_device(self.output_scaling[1])
@@ -305,10 +307,13 @@ class Network:
             if self.n_mult[l + 1]:
                 g = nodes.multiply_backward(acts.factors[l + 1], g, self.n_sum[l + 1],
                                             self.arities[l + 1])
+            want_dx = l > 0 or input_grad or reg is not None  # the regulariser adds into dL/dx
             g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l],
-                                        None if tapes is None else tapes[l])
+                                        None if tapes is None else tapes[l], want_dx)
             if reg is not None:
                 g = reg.backward_layer(l, g)
+        if g is None:
+            return None
         if self.input_scaling is not None:
             g = g / self._on_device(self.input_scaling[1])
         return g

@@ -90,11 +90,12 @@ def data_loss(loss, pred, y):
     return custom_loss(loss, pred, y)
 
 
-def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
+def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None, input_grad=True):
     """(loss, dL/dx, regulariser value) at device inputs x, labels y; the parameter gradient is
     left in model.grad. loss: "mse" (default), "ce" or loss_fn(pred, y) -> (loss, dloss/dpred);
     reg: a kanarray.regularize.Regularization (loss += reg.lamb * its value when active).
-    workspace: a Workspace of preallocated activation buffers for this batch size."""
+    workspace: a Workspace of preallocated activation buffers for this batch size.
+    input_grad=False: dL/dx is not wanted (training), and may come back as None."""
     if workspace is None:
         acts = model.forward_all(x)
     else:
@@ -109,7 +110,7 @@ def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None):
         loss += reg.lamb * reg_value
     dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), tape,
                         None if workspace is None else workspace.dx,
-                        None if workspace is None else workspace.tapes)
+                        None if workspace is None else workspace.tapes, input_grad)
     return loss, dx, reg_value
 
 
@@ -204,7 +205,7 @@ class LocalObjective:
     def value_and_grad(self, params):
         self.model.params[...] = params
         loss, _, _ = loss_and_grad(self.model, self.xb, self.yb, self.loss, self.reg,
-                                   self._workspace)
+                                   self._workspace, input_grad=False)
         return loss, self.model.grad.copy()
 
     def regularizer_value(self):

@@ -612,7 +612,7 @@ def _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3):
 
 @njit(cache=CACHE)
 def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                               mask, dx, dcoef, dw_base, dw_spline):
+                               mask, want_dx, dx, dcoef, dw_base, dw_spline):
     """_backward_input of a layer with one output and k <= 3 (a regression network's last layer):
     the same operations in the same order on scalars, so the same bits, without the loops of
     length one over the outputs, which cost most of the general sweep at O = 1. dx[b, i] is the
@@ -625,14 +625,15 @@ def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slop
         w = window[i, b]
         m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
         gb = g[b, 0]
-        dspline = (derivs[i, 0, b] * coef[i, m0, 0] + derivs[i, 1, b] * coef[i, m1, 0]
-                   + derivs[i, 2, b] * coef[i, m2, 0] + derivs[i, 3, b] * coef[i, m3, 0])
         dcoef[i, m0, 0] += gb * values[i, 0, b]
         dcoef[i, m1, 0] += gb * values[i, 1, b]
         dcoef[i, m2, 0] += gb * values[i, 2, b]
         dcoef[i, m3, 0] += gb * values[i, 3, b]
         base_sum += gb * base_val[i, b]
-        dx[b, i] = gb * (eb * base_slope[i, b] + es * dspline) + zero
+        if want_dx:
+            dspline = (derivs[i, 0, b] * coef[i, m0, 0] + derivs[i, 1, b] * coef[i, m1, 0]
+                       + derivs[i, 2, b] * coef[i, m2, 0] + derivs[i, 3, b] * coef[i, m3, 0])
+            dx[b, i] = gb * (eb * base_slope[i, b] + es * dspline) + zero
     dw_base[i, 0] = base_sum * mask[i, 0]
     spline_sum = zero
     for m in range(coef.shape[1]):
@@ -643,8 +644,9 @@ def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slop
 
 @njit(cache=CACHE)
 def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
-                    dx, dcoef, dw_base, dw_spline):
-    """layer_backward's work on input i from the tape: dx[:, i], dcoef[i], dw_base[i], dw_spline[i].
+                    want_dx, dx, dcoef, dw_base, dw_spline):
+    """layer_backward's work on input i from the tape: dcoef[i], dw_base[i], dw_spline[i] and,
+    when want_dx, dx[:, i] (without it, none of the basis derivatives are read).
 
     The sweep over samples accumulates C[i] (in dcoef[i]) and D[i] (in dw_base[i]), see
     layer_backward; the per-edge factors are applied once at the end.
@@ -654,7 +656,7 @@ def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef,
     O = coef.shape[2]
     if O == 1 and values.shape[1] == TERMS:
         _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base,
-                                   edge_spline, mask, dx, dcoef, dw_base, dw_spline)
+                                   edge_spline, mask, want_dx, dx, dcoef, dw_base, dw_spline)
         return
     zero = coef.dtype.type(0)
     dspline = np.empty(O, coef.dtype)
@@ -667,21 +669,26 @@ def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef,
         bs = base_slope[i, b]
         m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
         v0, v1, v2, v3 = values[i, 0, b], values[i, 1, b], values[i, 2, b], values[i, 3, b]
-        d0, d1, d2, d3 = derivs[i, 0, b], derivs[i, 1, b], derivs[i, 2, b], derivs[i, 3, b]
-        for o in range(O):
-            dspline[o] = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+        if want_dx:
+            d0, d1, d2, d3 = derivs[i, 0, b], derivs[i, 1, b], derivs[i, 2, b], derivs[i, 3, b]
+            for o in range(O):
+                dspline[o] = d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
         _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3)
         for r in range(TERMS, values.shape[1], TERMS):  # k > 3: the further groups of terms
             m0, m1, m2, m3 = w + min(r, k), w + min(r + 1, k), w + min(r + 2, k), w + min(r + 3, k)
             v0, v1, v2, v3 = values[i, r, b], values[i, r + 1, b], values[i, r + 2, b], values[i, r + 3, b]
-            d0, d1, d2, d3 = derivs[i, r, b], derivs[i, r + 1, b], derivs[i, r + 2, b], derivs[i, r + 3, b]
-            for o in range(O):
-                dspline[o] += d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o] + d3 * coef[i, m3, o]
+            if want_dx:
+                d0, d1, d2, d3 = derivs[i, r, b], derivs[i, r + 1, b], derivs[i, r + 2, b], derivs[i, r + 3, b]
+                for o in range(O):
+                    dspline[o] += (d0 * coef[i, m0, o] + d1 * coef[i, m1, o] + d2 * coef[i, m2, o]
+                                   + d3 * coef[i, m3, o])
             _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3)
         for o in range(O):
             dw_base[i, o] += g[b, o] * bv
-            dx_terms[o] = g[b, o] * (edge_base[i, o] * bs + edge_spline[i, o] * dspline[o])
-        dx[b, i] = _sum_fixed_order(dx_terms, O)
+        if want_dx:
+            for o in range(O):
+                dx_terms[o] = g[b, o] * (edge_base[i, o] * bs + edge_spline[i, o] * dspline[o])
+            dx[b, i] = _sum_fixed_order(dx_terms, O)
     for o in range(O):
         dw_spline[i, o] = zero
         dw_base[i, o] *= mask[i, o]
@@ -704,36 +711,46 @@ def _bias_gradient(g, dbias):
 
 @njit(cache=CACHE)
 def _backward_inputs(k, window, values, derivs, base_val, base_slope, g, coef, w_base, w_spline, mask,
-                     dx, dcoef, dw_base, dw_spline, dbias):
+                     want_dx, dx, dcoef, dw_base, dw_spline, dbias):
     _bias_gradient(g, dbias)
     edge_base, edge_spline = mask * w_base, mask * w_spline
     for i in range(coef.shape[0]):
         _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                        mask, dx, dcoef, dw_base, dw_spline)
+                        mask, want_dx, dx, dcoef, dw_base, dw_spline)
 
 
 @njit(cache=CACHE, parallel=True)
 def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, w_base, w_spline, mask,
-                    dx, dcoef, dw_base, dw_spline, dbias):
+                    want_dx, dx, dcoef, dw_base, dw_spline, dbias):
     _bias_gradient(g, dbias)
     edge_base, edge_spline = mask * w_base, mask * w_spline
     for i in prange(coef.shape[0]):
         _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                        mask, dx, dcoef, dw_base, dw_spline)
+                        mask, want_dx, dx, dcoef, dw_base, dw_spline)
+
+
+def _input_gradient(dx, g, I):
+    """(want_dx, dx) for the compiled sweeps: dx None -> the input gradient is not wanted, and an
+    empty array of the same type stands in for it (no second compiled specialisation)."""
+    return (True, dx) if dx is not None else (False, np.empty((0, I), g.dtype))
 
 
 def layer_backward_tape_serial(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
     """layer_backward_tape on one thread."""
-    _backward_inputs(k, *tape[:5], g, coef, w_base, w_spline, mask, dx, dcoef, dw_base, dw_spline, dbias)
+    _backward_inputs(k, *tape[:5], g, coef, w_base, w_spline, mask, *_input_gradient(dx, g, coef.shape[0]),
+                     dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_tape_parallel(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
     """layer_backward_tape with one task per input i."""
-    _backward_tasks(k, *tape[:5], g, coef, w_base, w_spline, mask, dx, dcoef, dw_base, dw_spline, dbias)
+    _backward_tasks(k, *tape[:5], g, coef, w_base, w_spline, mask, *_input_gradient(dx, g, coef.shape[0]),
+                    dcoef, dw_base, dw_spline, dbias)
 
 
 def layer_backward_tape(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
-    """layer_backward from a filled tape (basis_tape of the layer's input): the same bits."""
+    """layer_backward from a filled tape (basis_tape of the layer's input): the same bits.
+    dx None: the input gradient is not computed (the first layer of a network in training, whose
+    input is the data); the parameter gradients are the same bits either way."""
     work = g.shape[0] * coef.shape[0] * coef.shape[2] * (k + 2)
     form = (layer_backward_tape_parallel if _go_parallel(work) and coef.shape[0] > 1
             else layer_backward_tape_serial)

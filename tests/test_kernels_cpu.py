@@ -156,6 +156,22 @@ def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("form", ["layer_backward_tape_serial", "layer_backward_tape_parallel"])
+@pytest.mark.parametrize("B,I,O,G,k", CASES)
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(B, I, O, G, k, form):
+    """dx=None (a network's first layer in training) skips dx and leaves every parameter
+    gradient bit for bit as with dx, in the general and the one-output sweeps."""
+    low, _ = cast(random_layer(np.random.default_rng(3 * B + O), B, I, O, G, k), np.float64)
+    tape = filled_tape(low, k, 0)
+    args = [low[name] for name in ("coef", "w_base", "w_spline")]
+    with_dx = [np.full(shape, np.nan) for shape in ((B, I), low["coef"].shape, (I, O), (I, O), (O,))]
+    getattr(cpu, form)(tape, low["g"], *args, low["mask"], k, *with_dx)
+    without = [np.full(a.shape, np.nan) for a in with_dx[1:]]
+    getattr(cpu, form)(tape, low["g"], *args, low["mask"], k, None, *without)
+    for got, want in zip(without, with_dx[1:]):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_one_output_sweeps_give_the_general_sweeps_bits(k, dtype):

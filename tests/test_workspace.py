@@ -76,3 +76,19 @@ def test_regularised_evaluations_match_the_dense_regulariser():
         want_loss, _, _ = loss_and_grad(model, model.as_batch(x), model.as_labels(y, x.shape[0]), reg=reg)
         assert abs(loss - want_loss) <= 1e-12 * abs(want_loss)
         np.testing.assert_allclose(grad, model.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_training_evaluations_skip_the_input_gradient_unless_the_regulariser_needs_it(monkeypatch):
+    """The first layer's input is data: fit's evaluations leave its dL/dx uncomputed (the
+    parameter gradient is the same bits, test above), except that the regulariser adds into it."""
+    data, model = problem()
+    calls = []
+    real = cpu.layer_backward_tape
+    monkeypatch.setattr(cpu, "layer_backward_tape",
+                        lambda tape, g, *a: (calls.append((tape.window.shape[0], a[5] is None)), real(tape, g, *a)))
+    LocalObjective(model, data).value_and_grad(model.params.copy())
+    assert calls == [(4, False), (3, True)]  # backward runs from the last layer (4 inputs) down
+    calls.clear()
+    reg = Regularization(lamb=0.1)
+    LocalObjective(model, data, reg=reg).value_and_grad(model.params.copy())
+    assert calls == [(4, False), (3, False)]
