@@ -56,6 +56,7 @@ import numpy as np
 from numba import njit, prange
 
 SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task
+TAPE_BLOCK = 4096  # tapes: samples whose inputs are copied to contiguous columns at a time
 # forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
 # so that each input's coef[i] rows are read once per task, not once per 64 samples. At G=200,
 # B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
@@ -317,9 +318,8 @@ def new_basis_tape(B, I, n_knots, k, dtype):
 
 
 @njit(cache=CACHE)
-def _tape_rows(x, knots, k, base, i, first, last, column, window, values, derivs, base_val, base_slope,
-               ext, inv, N):
-    """The tape entries of samples first..last-1 on input i, written at columns column.. ."""
+def _tape_rows(xi, knots, k, base, i, column, window, values, derivs, base_val, base_slope, ext, inv, N):
+    """The tape entries on input i of the samples whose values are xi, written at columns column.. ."""
     n_basis = knots.shape[1] - 1 - k
     T = values.shape[1]
     zero = values.dtype.type(0)
@@ -328,11 +328,11 @@ def _tape_rows(x, knots, k, base, i, first, last, column, window, values, derivs
     # base(x) in a loop of its own: silu's exp is a library call, and with the span search and
     # the triangle in the same loop body the calls kept the rest from overlapping (16.9 -> 14.4
     # ns per pair at I=5, G=10, k=3; measured on the 2-core EPYC)
-    for b in range(first, last):
-        base_val[i, column + b - first], base_slope[i, column + b - first] = _base_at(x[b, i], base, one)
-    for b in range(first, last):
-        c = column + b - first
-        xv = x[b, i]
+    for j in range(xi.shape[0]):
+        base_val[i, column + j], base_slope[i, column + j] = _base_at(xi[j], base, one)
+    for j in range(xi.shape[0]):
+        c = column + j
+        xv = xi[j]
         s = _find_span_near(knots, i, xv, window[i, c] + k)
         if s < 0:
             window[i, c] = 0
@@ -367,10 +367,21 @@ def _tables(knots, k, ext=None, inv=None):
 
 @njit(cache=CACHE)
 def _tape_task(x, knots, k, base, first, last, window, values, derivs, base_val, base_slope, ext, inv):
+    """The tape entries of samples first..last-1, TAPE_BLOCK samples at a time: their inputs are
+    copied to one contiguous column per input first, so that the sweep over the samples of one
+    input reads consecutive values (x is (B, I): a column is strided, and once x outgrows the
+    cache every value read costs a cache line; 25 -> 14 ns per pair at B=10000, I=32)."""
     N = np.empty(2 * k + 2, values.dtype)
-    for i in range(x.shape[1]):
-        _tape_rows(x, knots, k, base, i, first, last, first, window, values, derivs, base_val, base_slope,
-                   ext, inv, N)
+    I = x.shape[1]
+    columns = np.empty((I, min(TAPE_BLOCK, last - first)), values.dtype)
+    for start in range(first, last, TAPE_BLOCK):
+        n = min(last, start + TAPE_BLOCK) - start
+        for b in range(n):
+            for i in range(I):
+                columns[i, b] = x[start + b, i]
+        for i in range(I):
+            _tape_rows(columns[i, :n], knots, k, base, i, start, window, values, derivs, base_val, base_slope,
+                       ext, inv, N)
 
 
 def basis_tape_serial(x, knots, k, base, tape):

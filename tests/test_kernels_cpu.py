@@ -122,6 +122,26 @@ def test_basis_tape_matches_reference(B, I, O, G, k, dtype, base):
     assert (tape.window >= 0).all() and (tape.window + k < n_basis).all()
 
 
+@pytest.mark.parametrize("form", ["basis_tape_serial", "basis_tape_parallel"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_tape_of_more_samples_than_one_block_holds_every_sample_at_its_column(k, form):
+    """basis_tape copies TAPE_BLOCK samples at a time into contiguous columns: over several
+    blocks each sample's entries are those of the same sample in a tape of its own, bit for bit
+    (the block seams included), and the reference's."""
+    B = 2 * cpu.TAPE_BLOCK + 37
+    low, ref = cast(random_layer(np.random.default_rng(k), B, 3, 1, 7, k), np.float64)
+    tape = cpu.new_basis_tape(B, 3, low["knots"].shape[1], k, np.float64)
+    getattr(cpu, form)(low["x"], low["knots"], k, 0, tape)
+    want = reference.basis_tape(ref["knots"], ref["x"], k, 0, cpu.n_terms(k))
+    np.testing.assert_array_equal(tape.window, want[0])
+    for got, w in zip(tape[1:5], want[1:]):
+        assert rel_err(got, w) < TOLERANCE[np.float64]
+    for rows in (slice(0, 3), slice(cpu.TAPE_BLOCK - 2, cpu.TAPE_BLOCK + 2), slice(B - 3, B)):
+        alone = filled_tape({"x": np.ascontiguousarray(low["x"][rows]), "knots": low["knots"]}, k, 0)
+        for got, w in zip(tape[:5], alone[:5]):
+            np.testing.assert_array_equal(got[..., rows], w)
+
+
 @pytest.mark.parametrize("B,I,O,G,k", CASES)
 def test_a_tapes_previous_windows_do_not_change_its_next_fill(B, I, O, G, k):
     """basis_tape tries each sample's previous span first (window + k): whatever the tape held
