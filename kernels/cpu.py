@@ -32,8 +32,9 @@ bit-identical results, for any thread count:
     tapes, span_basis     a task owns a block of samples and writes only their entries
     forward               a task owns a block of samples b and writes only their rows (forward:
                           FORWARD_TASK_BYTES of rows of y, so coef[i] is read once per task)
-    backward              a task owns an input i and writes only dcoef[i], dw_base[i], dw_spline[i]
-                          and the column dx[:, i]; sums over b run in sample order inside the task
+    backward              a task owns a group of inputs i and writes only their dcoef[i], dw_base[i],
+                          dw_spline[i] and columns dx[:, i]; every sum over b runs in sample order
+                          inside the task (how inputs are grouped changes no result)
 The parallel form is compiled only when a launch first needs it (small models never pay for it).
 No fast-math flag, not even FMA contraction: with contraction LLVM may fuse either product of
 a*b + c*d, and it chose differently in the serial and the parallel caller of the same task function
@@ -57,6 +58,7 @@ from numba import njit, prange
 
 SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task
 TAPE_BLOCK = 4096  # tapes: samples whose inputs are copied to contiguous columns at a time
+BACKWARD_BLOCK = 512  # backward: samples every input of a task sweeps before the next block
 # forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
 # so that each input's coef[i] rows are read once per task, not once per 64 samples. At G=200,
 # B=4096, I=O=128, float64, one thread: 231 ms with 64-sample tasks, ~135 ms with 256 KiB of y,
@@ -622,17 +624,16 @@ def _add_rows(dcoef, i, m0, m1, m2, m3, g, b, v0, v1, v2, v3):
 
 
 @njit(cache=CACHE)
-def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                               mask, want_dx, dx, dcoef, dw_base, dw_spline):
-    """_backward_input of a layer with one output and k <= 3 (a regression network's last layer):
+def _backward_rows_one_output(i, k, first, last, window, values, derivs, base_val, base_slope, g, coef, edge_base,
+                              edge_spline, want_dx, dx, dcoef, dw_base):
+    """_backward_rows of a layer with one output and k <= 3 (a regression network's last layer):
     the same operations in the same order on scalars, so the same bits, without the loops of
     length one over the outputs, which cost most of the general sweep at O = 1. dx[b, i] is the
     single term plus 0, which is what _sum_fixed_order returns for one term."""
     zero = coef.dtype.type(0)
     eb, es = edge_base[i, 0], edge_spline[i, 0]
-    dcoef[i, :, 0] = zero
-    base_sum = zero
-    for b in range(g.shape[0]):
+    base_sum = dw_base[i, 0]
+    for b in range(first, last):
         w = window[i, b]
         m0, m1, m2, m3 = w, w + min(1, k), w + min(2, k), w + min(3, k)
         gb = g[b, 0]
@@ -645,36 +646,21 @@ def _backward_input_one_output(i, k, window, values, derivs, base_val, base_slop
             dspline = (derivs[i, 0, b] * coef[i, m0, 0] + derivs[i, 1, b] * coef[i, m1, 0]
                        + derivs[i, 2, b] * coef[i, m2, 0] + derivs[i, 3, b] * coef[i, m3, 0])
             dx[b, i] = gb * (eb * base_slope[i, b] + es * dspline) + zero
-    dw_base[i, 0] = base_sum * mask[i, 0]
-    spline_sum = zero
-    for m in range(coef.shape[1]):
-        spline_sum += coef[i, m, 0] * dcoef[i, m, 0]
-        dcoef[i, m, 0] *= es
-    dw_spline[i, 0] = spline_sum * mask[i, 0]
+    dw_base[i, 0] = base_sum
 
 
 @njit(cache=CACHE)
-def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline, mask,
-                    want_dx, dx, dcoef, dw_base, dw_spline):
-    """layer_backward's work on input i from the tape: dcoef[i], dw_base[i], dw_spline[i] and,
-    when want_dx, dx[:, i] (without it, none of the basis derivatives are read).
-
-    The sweep over samples accumulates C[i] (in dcoef[i]) and D[i] (in dw_base[i]), see
-    layer_backward; the per-edge factors are applied once at the end.
-    """
-    B = g.shape[0]
-    n_basis = coef.shape[1]
+def _backward_rows(i, k, first, last, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
+                   want_dx, dx, dcoef, dw_base, dspline, dx_terms):
+    """Samples first..last-1 of layer_backward's sweep on input i: accumulates C[i] (in dcoef[i])
+    and D[i] (in dw_base[i]), see layer_backward, and when want_dx writes dx[b, i] (without it,
+    none of the basis derivatives are read). dspline, dx_terms: scratch of O entries."""
     O = coef.shape[2]
     if O == 1 and values.shape[1] == TERMS:
-        _backward_input_one_output(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base,
-                                   edge_spline, mask, want_dx, dx, dcoef, dw_base, dw_spline)
+        _backward_rows_one_output(i, k, first, last, window, values, derivs, base_val, base_slope, g, coef,
+                                  edge_base, edge_spline, want_dx, dx, dcoef, dw_base)
         return
-    zero = coef.dtype.type(0)
-    dspline = np.empty(O, coef.dtype)
-    dx_terms = np.empty(O, coef.dtype)
-    dcoef[i, :, :] = zero
-    dw_base[i, :] = zero
-    for b in range(B):
+    for b in range(first, last):
         w = window[i, b]
         bv = base_val[i, b]
         bs = base_slope[i, b]
@@ -700,15 +686,45 @@ def _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef,
             for o in range(O):
                 dx_terms[o] = g[b, o] * (edge_base[i, o] * bs + edge_spline[i, o] * dspline[o])
             dx[b, i] = _sum_fixed_order(dx_terms, O)
-    for o in range(O):
+
+
+@njit(cache=CACHE)
+def _backward_finish(i, coef, edge_spline, mask, dcoef, dw_base, dw_spline):
+    """The per-edge factors of input i, once its sweep is done: dw_base = mask D,
+    dw_spline = mask sum_m coef C, dcoef = edge_spline C."""
+    zero = coef.dtype.type(0)
+    for o in range(coef.shape[2]):
         dw_spline[i, o] = zero
         dw_base[i, o] *= mask[i, o]
-    for m in range(n_basis):
-        for o in range(O):
+    for m in range(coef.shape[1]):
+        for o in range(coef.shape[2]):
             dw_spline[i, o] += coef[i, m, o] * dcoef[i, m, o]
             dcoef[i, m, o] *= edge_spline[i, o]
-    for o in range(O):
+    for o in range(coef.shape[2]):
         dw_spline[i, o] *= mask[i, o]
+
+
+@njit(cache=CACHE)
+def _backward_group(first_input, last_input, k, window, values, derivs, base_val, base_slope, g, coef, edge_base,
+                    edge_spline, mask, want_dx, dx, dcoef, dw_base, dw_spline):
+    """layer_backward's work on inputs first_input..last_input-1 from the tape: their dcoef,
+    dw_base, dw_spline and (want_dx) dx columns. The samples go BACKWARD_BLOCK at a time, all
+    the group's inputs over one block before the next, so that the block's rows of g stay in
+    the cache while every input reads them; each sum over b still runs in sample order."""
+    zero = coef.dtype.type(0)
+    B = g.shape[0]
+    dspline = np.empty(coef.shape[2], coef.dtype)
+    dx_terms = np.empty(coef.shape[2], coef.dtype)
+    for i in range(first_input, last_input):
+        dcoef[i, :, :] = zero
+        dw_base[i, :] = zero
+    for first in range(0, B, BACKWARD_BLOCK):
+        last = min(B, first + BACKWARD_BLOCK)
+        for i in range(first_input, last_input):
+            _backward_rows(i, k, first, last, window, values, derivs, base_val, base_slope, g, coef, edge_base,
+                           edge_spline, want_dx, dx, dcoef, dw_base, dspline, dx_terms)
+    for i in range(first_input, last_input):
+        _backward_finish(i, coef, edge_spline, mask, dcoef, dw_base, dw_spline)
 
 
 @njit(cache=CACHE)
@@ -725,19 +741,19 @@ def _backward_inputs(k, window, values, derivs, base_val, base_slope, g, coef, w
                      want_dx, dx, dcoef, dw_base, dw_spline, dbias):
     _bias_gradient(g, dbias)
     edge_base, edge_spline = mask * w_base, mask * w_spline
-    for i in range(coef.shape[0]):
-        _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                        mask, want_dx, dx, dcoef, dw_base, dw_spline)
+    _backward_group(0, coef.shape[0], k, window, values, derivs, base_val, base_slope, g, coef, edge_base,
+                    edge_spline, mask, want_dx, dx, dcoef, dw_base, dw_spline)
 
 
 @njit(cache=CACHE, parallel=True)
 def _backward_tasks(k, window, values, derivs, base_val, base_slope, g, coef, w_base, w_spline, mask,
-                    want_dx, dx, dcoef, dw_base, dw_spline, dbias):
+                    want_dx, dx, dcoef, dw_base, dw_spline, dbias, n_groups):
     _bias_gradient(g, dbias)
     edge_base, edge_spline = mask * w_base, mask * w_spline
-    for i in prange(coef.shape[0]):
-        _backward_input(i, k, window, values, derivs, base_val, base_slope, g, coef, edge_base, edge_spline,
-                        mask, want_dx, dx, dcoef, dw_base, dw_spline)
+    I = coef.shape[0]
+    for group in prange(n_groups):
+        _backward_group(group * I // n_groups, (group + 1) * I // n_groups, k, window, values, derivs, base_val,
+                        base_slope, g, coef, edge_base, edge_spline, mask, want_dx, dx, dcoef, dw_base, dw_spline)
 
 
 def _input_gradient(dx, g, I):
@@ -753,9 +769,10 @@ def layer_backward_tape_serial(tape, g, coef, w_base, w_spline, mask, k, dx, dco
 
 
 def layer_backward_tape_parallel(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):
-    """layer_backward_tape with one task per input i."""
+    """layer_backward_tape with one task per group of inputs, as many groups as threads (the
+    grouping does not change any result: each input's sums are its own)."""
     _backward_tasks(k, *tape[:5], g, coef, w_base, w_spline, mask, *_input_gradient(dx, g, coef.shape[0]),
-                    dcoef, dw_base, dw_spline, dbias)
+                    dcoef, dw_base, dw_spline, dbias, min(coef.shape[0], numba.get_num_threads()))
 
 
 def layer_backward_tape(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias):

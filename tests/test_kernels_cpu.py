@@ -176,6 +176,28 @@ def test_kernels_on_a_tape_give_the_fused_kernels_bits(B, I, O, G, k, dtype):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("O", [1, 4])
+def test_backward_over_several_sample_blocks_matches_reference_in_every_form(O):
+    """The backward sweeps BACKWARD_BLOCK samples at a time over a group of inputs: with several
+    blocks (and a partial last one) every gradient is the reference's, and the same bits in the
+    serial form and in the parallel form with any number of input groups (threads)."""
+    B, I, G, k = 2 * cpu.BACKWARD_BLOCK + 37, 5, 6, 3
+    low, ref = cast(random_layer(np.random.default_rng(O), B, I, O, G, k), np.float64)
+    want = reference.layer_backward(ref["x"], ref["g"], ref["knots"], ref["coef"], ref["w_base"],
+                                    ref["w_spline"], ref["mask"], k, 0)
+    serial = run_form(cpu.layer_backward_tape_serial, "layer_backward_tape", low, k, 0)
+    for name, got, w in zip(("dx", "dcoef", "dw_base", "dw_spline", "dbias"), serial, want):
+        assert rel_err(got, w) < TOLERANCE[np.float64], name
+    previous = numba.get_num_threads()
+    try:
+        for n in thread_counts():
+            numba.set_num_threads(n)
+            for got, w in zip(run_form(cpu.layer_backward_tape_parallel, "layer_backward_tape", low, k, 0), serial):
+                np.testing.assert_array_equal(got, w, err_msg=f"threads={n}")
+    finally:
+        numba.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("form", ["layer_backward_tape_serial", "layer_backward_tape_parallel"])
 @pytest.mark.parametrize("B,I,O,G,k", CASES)
 def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(B, I, O, G, k, form):
