@@ -29,7 +29,8 @@ compiled forms by the size of the work:
     <kernel>_parallel   the same per-task code under prange
 Both forms run the same compiled task function on the same pieces of work, so they give
 bit-identical results, for any thread count:
-    tapes, span_basis     a task owns a block of samples and writes only their entries
+    tapes, span_basis     a task owns a range of samples and writes only their entries (one task
+                          per thread)
     forward               a task owns a block of samples b and writes only their rows (forward:
                           FORWARD_TASK_BYTES of rows of y, so coef[i] is read once per task)
     backward              a task owns a group of inputs i and writes only their dcoef[i], dw_base[i],
@@ -56,7 +57,6 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-SAMPLES_PER_TASK = 64  # tapes, span_basis: samples of one parallel task
 TAPE_BLOCK = 4096  # tapes: samples whose inputs are copied to contiguous columns at a time
 BACKWARD_BLOCK = 512  # backward: samples every input of a task sweeps before the next block
 # forward: a task keeps the rows y[b, :] of its samples in the L2 cache while it sweeps the inputs,
@@ -65,12 +65,15 @@ BACKWARD_BLOCK = 512  # backward: samples every input of a task sweeps before th
 # ~110 ms with 512 KiB (CPU time on the busy 2-core EPYC, so rough).
 FORWARD_TASK_BYTES = 1 << 19
 FORWARD_CHUNK_TASKS = 8  # layer_forward from x: forward tasks whose tape is built at once
-# A launch goes parallel only from this much work on: (b, i, o) count times (k+2) for the layer
-# kernels, B*I*(k+1)^2 for span_basis and the tapes. Measured on the 2-core AMD EPYC (quiet,
-# workqueue, 2 threads), one layer's tape + forward + backward, G=10, float64, serial / parallel
-# time: 0.3-0.5 at work 2.5e4-5e4, 0.7 at 1.3e6, 0.9 at 5e6 and 2e7, 1.6 at 5e7, 1.7 at 3.4e8
-# (B=4096, I=O=128). Below it, waking and joining the second thread costs more than it saves.
-PARALLEL_WORK = 1 << 25
+# A launch goes parallel only from this much work on, per kind of kernel: B*I*(k+1)^2 for
+# span_basis and the tapes ("basis"), (b, i, o) count times (k+2) for the layer sweeps. On the
+# 2-core Xeon VM (quiet, workqueue, 2 threads) a launch costs 130-160 us even when empty, and
+# more after serial work has let the second vCPU sleep: parallel / serial time of one launch,
+# G=10, float64, serial and parallel calls alternating (as in an evaluation): basis 1.2-1.9 up to
+# 1.5e6, 0.6-0.8 at 5e6; forward 1.0-1.8 up to 5e7, 0.5 at 3.4e8 (B=4096, I=O=128); backward
+# 1.0-1.5 up to 1.5e7, 0.55-0.85 at 5e7, 0.5 at 3.4e8. Back to back (the second thread awake)
+# they win from about 1e6 and 1e7.
+PARALLEL_WORK = {"basis": 4 * 10 ** 6, "forward": 3 * 10 ** 7, "backward": 3 * 10 ** 7}
 
 
 def _cache_available():
@@ -138,8 +141,8 @@ def thread_limit(n):
         numba.set_num_threads(previous)
 
 
-def _go_parallel(work):
-    return work >= PARALLEL_WORK and numba.get_num_threads() > 1
+def _go_parallel(kind, work):
+    return work >= PARALLEL_WORK[kind] and numba.get_num_threads() > 1
 
 
 @njit(cache=CACHE)
@@ -393,17 +396,18 @@ def basis_tape_serial(x, knots, k, base, tape):
 
 
 @njit(cache=CACHE, parallel=True)
-def _tape_tasks(x, knots, k, base, window, values, derivs, base_val, base_slope, ext, inv):
+def _tape_tasks(x, knots, k, base, window, values, derivs, base_val, base_slope, ext, inv, n_tasks):
     B = x.shape[0]
-    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
-        _tape_task(x, knots, k, base, task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK),
+    for task in prange(n_tasks):
+        _tape_task(x, knots, k, base, task * B // n_tasks, (task + 1) * B // n_tasks,
                    window, values, derivs, base_val, base_slope, ext, inv)
 
 
 def basis_tape_parallel(x, knots, k, base, tape):
-    """basis_tape with one task per SAMPLES_PER_TASK samples."""
+    """basis_tape with one task per thread, each on a contiguous range of samples (an entry
+    depends on its own sample only, so the split changes nothing but the speed)."""
     _tables(knots, k, tape.ext, tape.inv)
-    _tape_tasks(x, knots, k, base, *tape)
+    _tape_tasks(x, knots, k, base, *tape, max(1, min(x.shape[0], numba.get_num_threads())))
 
 
 def basis_tape(x, knots, k, base, tape):
@@ -412,7 +416,7 @@ def basis_tape(x, knots, k, base, tape):
     The windows the tape holds (from the previous fill, in training) are read first as each
     sample's likely span (_find_span_near); any content gives the same result."""
     work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
-    form = basis_tape_parallel if _go_parallel(work) else basis_tape_serial
+    form = basis_tape_parallel if _go_parallel("basis", work) else basis_tape_serial
     form(x, knots, k, base, tape)
 
 
@@ -443,16 +447,17 @@ def span_basis_serial(x, knots, k, spans, values, derivs):
 
 
 @njit(cache=CACHE, parallel=True)
-def _span_basis_tasks(x, knots, k, spans, values, derivs, ext, inv):
+def _span_basis_tasks(x, knots, k, spans, values, derivs, ext, inv, n_tasks):
     B = x.shape[0]
-    for task in prange((B + SAMPLES_PER_TASK - 1) // SAMPLES_PER_TASK):
-        _span_basis_rows(x, knots, k, task * SAMPLES_PER_TASK, min(B, (task + 1) * SAMPLES_PER_TASK),
-                         spans, values, derivs, ext, inv)
+    for task in prange(n_tasks):
+        _span_basis_rows(x, knots, k, task * B // n_tasks, (task + 1) * B // n_tasks, spans, values, derivs,
+                         ext, inv)
 
 
 def span_basis_parallel(x, knots, k, spans, values, derivs):
-    """span_basis with one task per SAMPLES_PER_TASK samples."""
-    _span_basis_tasks(x, knots, k, spans, values, derivs, *_tables(knots, k))
+    """span_basis with one task per thread, each on a contiguous range of samples."""
+    _span_basis_tasks(x, knots, k, spans, values, derivs, *_tables(knots, k),
+                      max(1, min(x.shape[0], numba.get_num_threads())))
 
 
 def span_basis(x, knots, k, spans, values, derivs):
@@ -463,7 +468,7 @@ def span_basis(x, knots, k, spans, values, derivs):
     knot range (span -1), are zero.
     """
     work = x.shape[0] * x.shape[1] * (k + 1) * (k + 1)
-    form = span_basis_parallel if _go_parallel(work) else span_basis_serial
+    form = span_basis_parallel if _go_parallel("basis", work) else span_basis_serial
     form(x, knots, k, spans, values, derivs)
 
 
@@ -523,8 +528,8 @@ def _clear_rows(bias, first, last, y):
 
 
 def _forward_task_samples(y):
-    """Samples of one forward task: FORWARD_TASK_BYTES of rows of y, a multiple of SAMPLES_PER_TASK."""
-    return max(1, FORWARD_TASK_BYTES // (y.shape[1] * y.itemsize) // SAMPLES_PER_TASK) * SAMPLES_PER_TASK
+    """Samples of one forward task: FORWARD_TASK_BYTES of rows of y, a multiple of 64."""
+    return max(1, FORWARD_TASK_BYTES // (y.shape[1] * y.itemsize) // 64) * 64
 
 
 def _forward_in_chunks(fill, forward, x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
@@ -557,7 +562,7 @@ def layer_forward_parallel(x, knots, coef, w_base, w_spline, bias, mask, k, base
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base, y):
     """Fused forward: writes y (B, O). See the module docstring for the formula."""
     work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
-    form = layer_forward_parallel if _go_parallel(work) else layer_forward_serial
+    form = layer_forward_parallel if _go_parallel("forward", work) else layer_forward_serial
     form(x, knots, coef, w_base, w_spline, bias, mask, k, base, y)
 
 
@@ -584,24 +589,32 @@ def layer_forward_tape_serial(tape, coef, w_base, w_spline, bias, mask, k, y):
 
 
 @njit(cache=CACHE, parallel=True)
-def _tape_forward_tasks(window, values, base_val, coef, w_base, w_spline, mask, bias, k, samples_per_task, y):
+def _tape_forward_tasks(window, values, base_val, coef, w_base, w_spline, mask, bias, k, n_tasks, y):
     edge_base, edge_spline = mask * w_base, mask * w_spline
     B = y.shape[0]
-    for task in prange((B + samples_per_task - 1) // samples_per_task):
+    for task in prange(n_tasks):
         _tape_forward_rows(window, values, base_val, coef, edge_base, edge_spline, bias, k,
-                           task * samples_per_task, min(B, (task + 1) * samples_per_task), y)
+                           task * B // n_tasks, (task + 1) * B // n_tasks, y)
+
+
+def _balanced_tasks(B, samples_per_task):
+    """Tasks of at most about samples_per_task samples each, as a multiple of the thread count so
+    that every thread gets the same share (5 tasks on 2 threads keep one waiting for a fifth)."""
+    threads = numba.get_num_threads()
+    return max(1, min(B, threads * -(-B // (threads * samples_per_task))))
 
 
 def layer_forward_tape_parallel(tape, coef, w_base, w_spline, bias, mask, k, y):
-    """layer_forward_tape with one task per _forward_task_samples(y) samples."""
+    """layer_forward_tape with tasks of at most about _forward_task_samples(y) samples, equal
+    shares per thread (each row of y is its own, so the split changes nothing but the speed)."""
     _tape_forward_tasks(tape.window, tape.values, tape.base_val, coef, w_base, w_spline, mask, bias, k,
-                        _forward_task_samples(y), y)
+                        _balanced_tasks(y.shape[0], _forward_task_samples(y)), y)
 
 
 def layer_forward_tape(tape, coef, w_base, w_spline, bias, mask, k, y):
     """layer_forward from a filled tape (basis_tape of the layer's input): the same bits."""
     work = y.shape[0] * coef.shape[0] * coef.shape[2] * (k + 2)
-    form = layer_forward_tape_parallel if _go_parallel(work) else layer_forward_tape_serial
+    form = layer_forward_tape_parallel if _go_parallel("forward", work) else layer_forward_tape_serial
     form(tape, coef, w_base, w_spline, bias, mask, k, y)
 
 
@@ -780,7 +793,7 @@ def layer_backward_tape(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_
     dx None: the input gradient is not computed (the first layer of a network in training, whose
     input is the data); the parameter gradients are the same bits either way."""
     work = g.shape[0] * coef.shape[0] * coef.shape[2] * (k + 2)
-    form = (layer_backward_tape_parallel if _go_parallel(work) and coef.shape[0] > 1
+    form = (layer_backward_tape_parallel if _go_parallel("backward", work) and coef.shape[0] > 1
             else layer_backward_tape_serial)
     form(tape, g, coef, w_base, w_spline, mask, k, dx, dcoef, dw_base, dw_spline, dbias)
 
@@ -818,7 +831,7 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base,
     memory); layer_backward_tape reuses one that forward already built.
     """
     work = x.shape[0] * x.shape[1] * coef.shape[2] * (k + 2)
-    form = layer_backward_parallel if _go_parallel(work) and x.shape[1] > 1 else layer_backward_serial
+    form = layer_backward_parallel if _go_parallel("backward", work) and x.shape[1] > 1 else layer_backward_serial
     form(x, g, knots, coef, w_base, w_spline, mask, k, base, dx, dcoef, dw_base, dw_spline, dbias)
 
 

@@ -347,14 +347,14 @@ def test_serial_and_parallel_forms_are_bit_identical_for_any_thread_count(kernel
 
 
 def test_launch_goes_parallel_only_above_the_work_threshold(monkeypatch):
-    """The public kernels pick the parallel form from PARALLEL_WORK on, and only with threads to use."""
+    """The public kernels pick the parallel form from their PARALLEL_WORK on, and only with threads to use."""
     low, _ = cast(random_layer(np.random.default_rng(2), 40, 3, 5, 6, 3), np.float64)
     calls = []
     monkeypatch.setattr(cpu, "layer_forward_parallel", lambda *a: calls.append("parallel"))
     monkeypatch.setattr(cpu, "layer_forward_serial", lambda *a: calls.append("serial"))
     work = 40 * 3 * 5 * (3 + 2)
     for threshold, threads in ((work + 1, 2), (work, 2), (work, 1)):
-        monkeypatch.setattr(cpu, "PARALLEL_WORK", threshold)
+        monkeypatch.setitem(cpu.PARALLEL_WORK, "forward", threshold)
         monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
         run_form(cpu.layer_forward, "layer_forward", low, 3, 0)
     assert calls == ["serial", "parallel", "serial"]
