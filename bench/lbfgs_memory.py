@@ -23,12 +23,9 @@ import numpy as np
 
 import kanarray
 from kanarray.schedule import grid_extension
+from train_toy import toy  # same folder
 
 DEFAULT_SETTINGS = ("10,0", "30,0", "100,0", "30,0.5", "50,0.5", "100,0.5")
-
-
-def toy(x):
-    return np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2)
 
 
 def last_rows(width, grid_eps, grids, steps, train_num, data_seed, model_seed, history, margin):

@@ -135,17 +135,13 @@ class KANLayer:
         tape: the BasisTape that forward(x, tape=tape) filled, or None. want_dx=False (with a
         tape and no symbolic edge): dx is not computed and None is returned; self.grads are the
         same bits."""
-        if not want_dx and tape is not None and not self.has_symbolic():
-            p, d = self.params, self.grads
-            self.backend.kernels.layer_backward_tape(tape, g, p["coef"], p["w_base"], p["w_spline"],
-                                                     self.spline_mask(), self.k, None, d["coef"], d["w_base"],
-                                                     d["w_spline"], d["bias"])
-            d["symbolic"][...] = 0
-            return None
-        dx = self.backend.xp.empty_like(x) if dx is None else dx
         p, d = self.params, self.grads
         spline_mask = self.spline_mask()
         symbolic = self.has_symbolic()
+        if not want_dx and tape is not None and not symbolic:
+            dx = None  # the tape kernel's "no input gradient"
+        elif dx is None:
+            dx = self.backend.xp.empty_like(x)
         if symbolic and not bool(spline_mask.any()):
             for name in ("coef", "w_base", "w_spline"):
                 d[name][...] = 0
