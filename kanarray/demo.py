@@ -22,7 +22,7 @@ from .symbolic_lib import optional_sympy
 DEMO_LIB = ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"]
 DEMO_TARGET = "exp(sin(pi*x_1) + x_2**2)"
 PRUNE_TOLERANCE = 1e-2  # a pruned network fits if its train RMSE <= this * std of the labels
-INITS = 4  # initialisations tried before the demo gives up
+INITS = 4  # attempts (initialisations, or retries after a collapse) before the demo gives up
 
 
 def demo_function(x):

@@ -21,9 +21,10 @@ The stages, for a network with one hidden layer:
 Stages 1-4 can fail for a given initialisation: the regularised fit collapses towards a
 constant (train R^2 < COLLAPSE_R2), no pruned network fits, or an edge fits no library function
 with R^2 >= 0.99. The pipeline then starts again from another initialisation, up to `inits` of
-them (after a collapse with lamb weakened by COLLAPSE_LAMB_FACTOR: the regulariser outweighs
-the data term of labels with a small spread), and says why it stopped when none gets through,
-instead of returning a wrong formula.
+them, and says why it stopped when none gets through, instead of returning a wrong formula.
+A collapse is retried from the same initialisation with lamb weakened by COLLAPSE_LAMB_FACTOR:
+the regulariser outweighs the data term of labels with a small spread, which a new start would
+not change; the other failures move on to a new initialisation.
 Every decision is taken on the training rows; the test rows only score the result.
 """
 import time
@@ -104,13 +105,14 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     grid, refine_grid, steps, lamb, lamb_entropy
                     starting grid, refined grid, steps of the regularised fit and its weights
     prune_tolerance a pruned network fits when its train RMSE <= this x std of the labels
-    inits           initialisations tried before giving up
+    inits           attempts before giving up (a new initialisation each, or the same one
+                    with a weaker lamb after a collapse)
     say             say(text) for what happens to each initialisation (default: silent)
     on_stage        on_stage(name, model, start_time) after every stage (the demo's table)
     -> {"model": the last model, "stopped": None or why no formula came out, "formula":
         the first output's formula (sympy expression or string) or None, "report":
         kanarray.report.formula_report on the test split or None, "fixed": auto_symbolic's
-        result, "init": the initialisation that got through (0-based) or None, "lamb": the
+        result, "init": the attempt that got through (0-based) or None, "lamb": the
         regularisation it was trained with}
     """
     width = _check_width(width)
@@ -128,9 +130,9 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     tolerance = prune_tolerance * float(np.std(y_train))
     result = {"model": None, "stopped": None, "formula": None, "report": None, "fixed": {},
               "init": None, "lamb": None}
+    init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
     for attempt in range(inits):
         label = "" if attempt == 0 else f", init {attempt + 1}"
-        init = seed if attempt == 0 else int(np.random.default_rng([seed, attempt]).integers(2**31))
         model, stopped = _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps,
                                          lamb, lamb_entropy, tolerance, label, result, say,
                                          on_stage)
@@ -139,10 +141,13 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
             result["init"], result["lamb"] = attempt, lamb
             break
         say(f"  init {attempt + 1}: {stopped}")
-        if stopped.startswith(COLLAPSED):  # too strong for this data's scale: weaken it
-            lamb *= COLLAPSE_LAMB_FACTOR
+        if stopped.startswith(COLLAPSED):  # lamb too strong for this data's scale, not a bad
+            lamb *= COLLAPSE_LAMB_FACTOR   # start: the same start again, weaker
+        else:
+            fresh += 1
+            init = int(np.random.default_rng([seed, fresh]).integers(2**31))
     if result["stopped"]:
-        result["stopped"] += f" (the last of {inits} initialisations tried)"
+        result["stopped"] += f" (the last of {inits} attempts)"
         return result
 
     t0 = time.perf_counter()

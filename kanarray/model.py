@@ -8,7 +8,6 @@
 
 The machinery is kanarray.network.Network; this class validates what users pass and hands the
 work to the modules that do it (objective and train, prune, symbolic, formula, plot, io).
-
 Conventions follow the reference implementation (pykan) where its users rely on them.
 Operations that change a model's shape (refine, prune, prune_node, prune_input) return a new
 model and leave this one as it was; operations that change values within the shape (fit,
@@ -261,14 +260,15 @@ class KAN(Network):
         self.cache_data_ = objective.x_train
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
             if restarts:
-                return train.fit_restarts(self, objective, restarts, self._fresh_state,
+                return train.fit_restarts(self, objective, restarts,
+                                          lambda r: self.fresh_start(r).snapshot(),
                                           checkpoint=checkpoint, **loop)
             return train.fit(self, objective, checkpoint=checkpoint, **loop)
 
-    def _fresh_state(self, restart):
-        """snapshot() of a new initialisation for restart number `restart` (>= 1) of fit."""
+    def fresh_start(self, restart):
+        """A new initialisation (same config, seed drawn from self.seed and `restart` >= 1)."""
         seed = int(np.random.SeedSequence([self.seed, restart]).generate_state(1)[0])
-        return self.derived(seed=seed).snapshot()
+        return self.derived(seed=seed)
 
     # ------------------------------------------------------------------ attribution and pruning
     def attribute(self, x=None):

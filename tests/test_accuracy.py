@@ -54,28 +54,19 @@ def test_final_test_rmse_across_seeds(runs):
 
 
 @pytest.mark.slow
-def test_grid_margin_holds_other_data_seeds_below_1_5e_4():
-    """Data seed s with model seed s, s = 1..4, with fit's grid_margin=0.5 (the grid updates'
-    range widened by half a mean cell each side): test RMSE at G = 20 of 1.1e-4, 5.0e-5, 7.4e-5
-    and 8.4e-5; with the default 0, 2.0e-4, 3.0e-4, 1.3e-4 and 9.5e-4 (test points past the
-    training points' range, in the splines' extension cells). Over all 25 pairs of data and
-    model seeds 0-4 the margin takes the median from 2.0e-4 to 9.1e-5 and the count below 1e-4
-    from 4 to 16 (worst 1.5e-3; `python bench/toy_seeds.py`). It is not the default: it cost
-    fine grids their rate (bench/train_toy.py) and kanarray.discover two of its five recoveries
-    when measured with the previous kernels' rounding."""
-    final = np.array([schedule(seed, seed, grid_margin=0.5)[1][-1]["test_rmse"]
-                      for seed in range(1, 5)])
-    assert np.all(final < 1.5e-4), final
-    assert np.median(final) < 1.2e-4, final
-
-
-@pytest.mark.slow
-def test_grid_margin_and_a_longer_lbfgs_history_bring_every_model_seed_below_1e_4():
-    """Data seed 0, model seeds 0-4, with fit's grid_margin=0.5 and lbfgs_history=100 (instead of
-    pykan's 10: on this ill-conditioned fit the short history underfits, the train RMSE still
-    falling at each stage's end): test RMSE at G = 20 of 5.9e-5, 4.7e-5, 6.5e-5, 5.0e-5 and
-    6.1e-5. Over all 25 pairs of data and model seeds 0-4: 22 below 1e-4, median 5.9e-5, worst
-    2.2e-4 (`python bench/toy_seeds.py`; the default settings: 4 of 25, median 2.0e-4)."""
-    final = np.array([schedule(0, seed, grid_margin=0.5, lbfgs_history=100)[1][-1]["test_rmse"]
-                      for seed in SEEDS])
-    assert np.all(final < 1e-4), final
+def test_a_wider_grid_a_longer_history_and_restarts_bring_every_seed_pair_below_1e_4():
+    """Data seed s with model seed s, s = 0..4, with fit's grid_margin=0.5 (the grid updates'
+    range widened by half a mean cell each side, so test points past the training points' range
+    fall inside the grid), lbfgs_history=100 (pykan's 10 underfits this ill-conditioned fit: the
+    train RMSE is still falling at each stage's end) and restarts=2 (the whole schedule from
+    three starts, keeping the one that ends best on the test split). Scored on 1000 fresh points
+    the selection never saw. Over all 25 pairs of data and model seeds 0-4 every pair ends below
+    1e-4 (median 3.8e-5, worst 8.2e-5); with the margin and history alone 22 of 25 (the misses
+    are starts that settle in a worse minimum at G = 3); with the default settings 4 of 25,
+    median 2.0e-4 (`python bench/toy_seeds.py`). About three times the default's cost, so it is
+    not the default; this test runs the diagonal of the 25 pairs."""
+    for seed in SEEDS:
+        fresh = kanarray.create_dataset(toy, n_var=2, train_num=10, test_num=1000, seed=1000 + seed)
+        model, _ = schedule(seed, seed, grid_margin=0.5, lbfgs_history=100, restarts=2)
+        rmse = np.sqrt(np.mean((model(fresh["test_input"]) - fresh["test_label"]) ** 2))
+        assert rmse < 1e-4, (seed, rmse)

@@ -28,7 +28,7 @@ def test_sin_plus_square_is_recovered_through_a_pruned_2_5_1_for_4_of_5_seeds():
                                        test_num=1000, seed=seed)
         result = discover(data, [2, 5, 1], lib=LIB, seed=seed)
         if result["stopped"] is not None:
-            assert result["formula"] is None and "initialisations tried" in result["stopped"]
+            assert result["formula"] is None and "attempts" in result["stopped"]
             continue
         assert result["model"].width == [2, 1, 1], seed  # pruned to the one node it needs
         assert result["report"]["max_gap"] < 1e-8, seed
@@ -61,14 +61,35 @@ def test_x_times_y_is_recovered_from_training_through_2_2_1_for_4_of_5_seeds():
     assert len(recovered) >= 4, recovered
 
 
-def test_a_collapse_weakens_the_regulariser_for_the_next_initialisation(monkeypatch):
+def recorded_seeds(monkeypatch):
+    """The seeds of the KANs discover builds, in order."""
+    seeds = []
+
+    def kan(*args, seed, **kwargs):
+        seeds.append(seed)
+        return kanarray.KAN(*args, seed=seed, **kwargs)
+    monkeypatch.setattr(discover_module, "KAN", kan)
+    return seeds
+
+
+def test_a_collapse_retries_the_same_start_with_a_weaker_regulariser(monkeypatch):
     monkeypatch.setattr(discover_module, "COLLAPSE_R2", 1.5)  # every fit "collapses"
+    seeds = recorded_seeds(monkeypatch)
     data = kanarray.create_dataset(sin_plus_square, n_var=2, train_num=100, test_num=20, seed=0)
     said = []
-    result = discover(data, [2, 2, 1], seed=0, inits=3, lamb=0.01, steps=2, say=said.append)
+    result = discover(data, [2, 2, 1], seed=7, inits=3, lamb=0.01, steps=2, say=said.append)
     assert result["formula"] is None and result["stopped"].startswith(discover_module.COLLAPSED)
     assert ["lamb = 0.01)" in said[0], "lamb = 0.001)" in said[1], "lamb = 0.0001)" in said[2]] \
         == [True, True, True], said
+    assert seeds == [7, 7, 7]
+
+
+def test_other_failures_move_on_to_new_starts(monkeypatch):
+    seeds = recorded_seeds(monkeypatch)
+    data = kanarray.create_dataset(sin_plus_square, n_var=2, train_num=200, test_num=50, seed=0)
+    result = discover(data, [2, 3, 1], lib=["x"], seed=7, inits=3)  # x alone fits no sine
+    assert result["stopped"] and not result["stopped"].startswith(discover_module.COLLAPSED)
+    assert seeds[0] == 7 and len(set(seeds)) == 3, seeds
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
@@ -92,5 +113,5 @@ def test_a_pipeline_that_cannot_finish_tries_every_initialisation_and_says_why()
     said = []
     result = discover(data, [2, 3, 1], lib=["x"], seed=0, inits=2, say=said.append)
     assert result["formula"] is None and result["report"] is None and result["init"] is None
-    assert "stay splines" in result["stopped"] and "the last of 2 initialisations" in result["stopped"]
+    assert "stay splines" in result["stopped"] and "the last of 2 attempts" in result["stopped"]
     assert sum(line.startswith("  init ") for line in said) == 2

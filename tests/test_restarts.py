@@ -1,9 +1,11 @@
-"""fit(restarts=n): several initialisations, the best on the held-out split kept."""
+"""fit(restarts=n) and grid_extension(restarts=n): several initialisations, the best on the
+held-out split kept."""
 import numpy as np
 import pytest
 
 import kanarray
 from kanarray import KAN
+from kanarray.schedule import grid_extension
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,27 @@ def test_an_error_in_a_later_candidate_keeps_the_best_so_far(data):
     with pytest.raises(KeyboardInterrupt):
         model.fit(data, steps=2, restarts=2, log=0, callback=fail_in_second_candidate)
     np.testing.assert_array_equal(model.params, reference.params)
+
+
+def schedule(data, model, restarts=0):
+    return grid_extension(model, data, [3, 5], steps=3, restarts=restarts, log=0)
+
+
+@pytest.mark.filterwarnings("ignore:layer 1")
+def test_grid_extension_restarts_keep_the_whole_schedule_that_ends_best(data):
+    """Each start runs every grid; the choice is made on the last stage's test RMSE."""
+    model = KAN([2, 3, 1], grid=3, seed=0)
+    alone = [schedule(data, KAN([2, 3, 1], grid=3, seed=0))[1][-1]["test_rmse"]]
+    alone += [schedule(data, model.fresh_start(r))[1][-1]["test_rmse"] for r in (1, 2)]
+    assert len(set(alone)) == 3, alone  # fresh initialisations, not copies
+    kept, rows = schedule(data, model, restarts=2)
+    assert [row["grid"] for row in rows] == [3, 5] and kept.grid == 5
+    assert rows[-1]["start"] == int(np.argmin(alone)) and rows[-1]["test_rmse"] == min(alone)
+    rmse = float(np.sqrt(np.mean((kept(data["test_input"]) - data["test_label"]) ** 2)))
+    assert rmse == pytest.approx(min(alone), rel=1e-12)
+
+
+@pytest.mark.parametrize("restarts, error", [(-1, ValueError), (1.5, TypeError)])
+def test_grid_extension_names_a_bad_restarts(data, restarts, error):
+    with pytest.raises(error, match="restarts"):
+        schedule(data, KAN([2, 3, 1], grid=3, seed=0), restarts=restarts)
