@@ -15,8 +15,8 @@ import os
 import warnings
 
 import kanarray
-from kanarray.demo import demo_function, matches_target, run_demo
-from kanarray.formula import round_formula
+from kanarray.pipelines.demo import demo_function, matches_target, run_demo
+from kanarray.symbolic.formula import round_formula
 
 README_LIB = ["x", "x^2", "exp", "sin", "tanh"]
 

@@ -1,4 +1,4 @@
-"""Which seeds kanarray.discover gets through, on the targets of tests/test_discover.py.
+"""Which seeds kanarray.pipelines.discover gets through, on the targets of tests/test_discover.py.
 
     python bench/discover_seeds.py [--seeds 5] [--out bench/results]
 
@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 
 import kanarray
-from kanarray.discover import discover
-from kanarray.formula import formula_function
+from kanarray.pipelines.discover import discover
+from kanarray.symbolic.formula import formula_function
 
 LIB = ["x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs"]
 CASES = {  # name -> (target, width, discover keyword arguments)
@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args()
-    results, lines = {}, ["# kanarray.discover over seeds\n", "`python bench/discover_seeds.py`\n"]
+    results, lines = {}, ["# kanarray.pipelines.discover over seeds\n", "`python bench/discover_seeds.py`\n"]
     for name, (target, width, kwargs) in CASES.items():
         rows = [run(target, width, kwargs, seed) for seed in range(args.seeds)]
         results[name] = rows

@@ -2,7 +2,7 @@
 
     python bench/small_models.py [--quick] [--out bench/results]
 
-1. One training evaluation (loss + full gradient, through kanarray.objective.LocalObjective,
+1. One training evaluation (loss + full gradient, through kanarray.training.objective.LocalObjective,
    the path fit takes) of [2, 5, 1], [4, 9, 1] and [8, 32, 32, 1] at 1,000 and 10,000 rows,
    G=10, float64, with 1 thread and with all of Numba's threads: median time and useful GFLOP/s
    (6 B I O (k + 2) per layer: forward 2, backward 4 multiply-adds per basis term and edge).
@@ -32,7 +32,7 @@ import numpy as np
 
 import kanarray
 from kanarray.kernels import cpu
-from kanarray.objective import LocalObjective
+from kanarray.training.objective import LocalObjective
 
 WIDTHS = ([2, 5, 1], [4, 9, 1], [8, 32, 32, 1])
 ROWS = (1_000, 10_000)
@@ -67,7 +67,7 @@ def evaluation_seconds(width, rows, threads, repeats):
 def lbfgs_overhead(iterations=300):
     """Seconds per L-BFGS iteration outside the objective, and evaluations per iteration, on
     the [2, 5, 1] objective at 1,000 rows (one thread)."""
-    from kanarray import optim
+    from kanarray.training import optim
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (1000, 2))
@@ -86,7 +86,7 @@ def lbfgs_overhead(iterations=300):
     def iterate(point, loss, grad, state, count):
         evals = 0
         for _ in range(count):
-            point, loss, grad, state, info = optim.lbfgs_update(  # as kanarray.train.fit calls it
+            point, loss, grad, state, info = optim.lbfgs_update(  # as kanarray.training.loop.fit calls it
                 timed, point, loss, grad, state, 1.0, optim.HISTORY_SIZE, optim.MAX_LINE_SEARCH, 1e-32, 1e-32)
             evals += info["n_evals"]
             if info["converged"] or info["failed"]:

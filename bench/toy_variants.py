@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 import kanarray
-from kanarray import grid as gridlib
+from kanarray.core import grid as gridlib
 
 
 def toy(x):

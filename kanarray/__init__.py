@@ -14,10 +14,11 @@ __version__ = "0.1.0"
 EXPORTS = {
     "KAN": "kanarray.model",
     "load": "kanarray.model",
-    "create_dataset": "kanarray.data",
-    "from_arrays": "kanarray.data",
+    "create_dataset": "kanarray.io.data",
+    "from_arrays": "kanarray.io.data",
     "KANRegressor": "kanarray.estimators",
     "KANClassifier": "kanarray.estimators",
+    "discover": "kanarray.pipelines.discover",
 }
 __all__ = [*EXPORTS, "__version__"]
 

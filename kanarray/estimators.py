@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from .model import KAN, from_state
-from .tabular import held_out_mask
+from .io.tabular import held_out_mask
 
 OPTIMIZERS = ("lbfgs", "adam")
 GRID_RANGE = (-1.0, 1.0)  # the range inputs are mapped onto: KAN's default grid_range
@@ -296,7 +296,7 @@ class KANRegressor(_BaseKAN):
 
     hidden      widths of the hidden layers: (5,) gives a [n_features, 5, n_outputs] KAN
     grid, k     grid intervals and spline order of every edge
-    steps       training steps per grid (kanarray.train.fit; an L-BFGS step runs up to 20
+    steps       training steps per grid (kanarray.training.loop.fit; an L-BFGS step runs up to 20
                 iterations)
     refine      grids to extend to after the first, e.g. (10, 20), training `steps` at each
     opt, lr     "lbfgs" or "adam", and the step scale / learning rate (None: fit's default)
@@ -310,7 +310,7 @@ class KANRegressor(_BaseKAN):
     dtype, device  "float64"/"float32", "cpu"/"cuda"
 
     Learned: model_ (the kanarray.KAN, taking raw inputs: it maps them onto [-1, 1] and its
-    outputs from standardised targets itself), n_features_in_, history_ (one dict of kanarray.train.fit's results per grid, with "grid").
+    outputs from standardised targets itself), n_features_in_, history_ (one dict of kanarray.training.loop.fit's results per grid, with "grid").
     y may be (n_samples,) or (n_samples, n_outputs); predict returns the same shape.
     """
 

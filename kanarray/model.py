@@ -6,7 +6,7 @@
     model.fit(dataset, opt="lbfgs", steps=50)
     model = model.refine(10)              # grid extension
 
-The machinery is kanarray.network.Network; this class validates what users pass and hands the
+The machinery is kanarray.core.network.Network; this class validates what users pass and hands the
 work to the modules that do it (objective and train, prune, symbolic, formula, plot, io).
 Conventions follow the reference implementation (pykan) where its users rely on them.
 Operations that change a model's shape (refine, prune, prune_node, prune_input) return a new
@@ -20,20 +20,20 @@ import warnings
 
 import numpy as np
 
-from . import formula as formulalib
-from . import io
-from . import plot as plotlib
-from . import prune as prunelib
-from . import symbolic
-from . import train
-from .backend import return_like
+from .symbolic import formula as formulalib
+from .io import checkpoint as io
+from .analysis import plot as plotlib
+from .analysis import prune as prunelib
+from .symbolic import edges as symbolic
+from .training import loop as train
+from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
-from .checks import check_int
-from .distributed import MPIObjective
-from .network import Network, range_to_grid
-from .objective import LocalObjective, check_loss, loss_and_grad
-from .regularize import Regularization
-from .symbolic_lib import LIBRARY
+from .core.checks import check_int
+from .training.distributed import MPIObjective
+from .core.network import Network, range_to_grid
+from .training.objective import LocalObjective, check_loss, loss_and_grad
+from .training.regularize import Regularization
+from .funcs.library import LIBRARY
 
 OUTSIDE_WARN_SHARE = 0.1  # warn when more than this share of a layer's inputs is off its grid
 RENAMED = {"cache_data": "cache_data_", "edge_scores": "edge_scores_",
@@ -45,7 +45,7 @@ class KAN(Network):
 
     width       layer widths, e.g. [2, 5, 1]: inputs, hidden nodes, outputs; a hidden level may
                 be a pair [n_sum, n_mult] of sum and multiplication nodes (KAN 2.0, pykan's
-                convention: [2, [5, 2], 1]; kanarray.nodes)
+                convention: [2, [5, 2], 1]; kanarray.core.nodes)
     mult_arity  factors of every multiplication node: an int (default 2), or one entry per
                 level, each an int or a list with one int per mult node of the level
     grid        number of grid intervals G of every spline
@@ -115,10 +115,10 @@ class KAN(Network):
 
         x (B, width[0]), y (B, width[-1]) -> (mse, grad) with grad a new flat array aligned
         with model.params; with input_grad=True also dL/dx (B, width[0]). With reg (a
-        kanarray.regularize.Regularization) the loss is mse + reg.lamb * regulariser.
+        kanarray.training.regularize.Regularization) the loss is mse + reg.lamb * regulariser.
         """
         if reg is not None and not isinstance(reg, Regularization):
-            raise TypeError(f"reg must be a kanarray.regularize.Regularization or None, got "
+            raise TypeError(f"reg must be a kanarray.training.regularize.Regularization or None, got "
                             f"{type(reg).__name__}")
         xd = self.as_batch(x)
         mse, dx, _ = loss_and_grad(self, xd, self.as_labels(y, xd.shape[0]), reg=reg)
@@ -162,7 +162,7 @@ class KAN(Network):
         """A new model with new_grid intervals whose splines are least-squares fits of these.
 
         With samples x, each layer's new knots follow the samples as in update_grid. Without,
-        they subdivide the current knots (kanarray.grid.subdivide_knots): when new_grid is a
+        they subdivide the current knots (kanarray.core.grid.subdivide_knots): when new_grid is a
         multiple of the current grid every old knot is kept and the fit is exact.
         """
         new_grid = check_int(new_grid, "new_grid", 1)
@@ -202,7 +202,7 @@ class KAN(Network):
                     otherwise); 0: silent; n: print a line every n steps
         callback    callback(step, model, results) after every step
         comm        an mpi4py communicator: data-parallel training, `dataset` is this rank's shard
-                    (kanarray.distributed.shard); loss, gradient, batches, grid updates and logged
+                    (kanarray.training.distributed.shard); loss, gradient, batches, grid updates and logged
                     RMSEs are global and every rank ends with identical parameters
         cuda_aware  with comm and device="cuda": hand CuPy buffers to MPI directly (default: the
                     KANARRAY_MPI_CUDA_AWARE env var), else stage them through host memory
@@ -211,7 +211,7 @@ class KAN(Network):
         lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff
                     sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
                     entropy of the edge magnitudes and the coefficient L1 and smoothness terms
-                    weighted by the other four (kanarray.regularize; pykan's names and defaults)
+                    weighted by the other four (kanarray.training.regularize; pykan's names and defaults)
         threads     cap on the CPU kernels' threads while fitting (None: all of Numba's threads;
                     with comm: 1, one thread per rank, so that ranks sharing a node do not
                     oversubscribe its cores). Results are bit-identical for any thread count.
@@ -219,7 +219,7 @@ class KAN(Network):
                     seed and the restart number) and keep whichever of them and the model's own
                     start ends with the lowest test loss; the test split then serves as a
                     validation split, so score the result on data it has not seen
-                    (kanarray.train.fit_restarts; the history gains "restart_test_loss", "restart")
+                    (kanarray.training.loop.fit_restarts; the history gains "restart_test_loss", "restart")
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
            test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
@@ -273,28 +273,28 @@ class KAN(Network):
     # ------------------------------------------------------------------ attribution and pruning
     def attribute(self, x=None):
         """Node and edge importance scores on inputs x (default: cache_data_); see
-        kanarray.prune.attribute. Sets edge_scores_, node_scores_, feature_score_; returns self."""
+        kanarray.analysis.prune.attribute. Sets edge_scores_, node_scores_, feature_score_; returns self."""
         return prunelib.attribute(self, x)
 
     def prune_node(self, threshold=1e-2, x=None):
-        """A new model without the hidden nodes scoring below threshold (kanarray.prune)."""
+        """A new model without the hidden nodes scoring below threshold (kanarray.analysis.prune)."""
         return prunelib.prune_node(self, threshold, x)
 
     def prune_edge(self, threshold=3e-2, x=None):
-        """Mask (in place) the edges scoring below threshold; returns self (kanarray.prune)."""
+        """Mask (in place) the edges scoring below threshold; returns self (kanarray.analysis.prune)."""
         return prunelib.prune_edge(self, threshold, x)
 
     def prune(self, node_th=1e-2, edge_th=3e-2, x=None):
-        """A new, smaller model: weak hidden nodes removed, weak edges masked (kanarray.prune)."""
+        """A new, smaller model: weak hidden nodes removed, weak edges masked (kanarray.analysis.prune)."""
         return prunelib.prune(self, node_th, edge_th, x)
 
     def prune_input(self, threshold=1e-2, active_inputs=None, x=None):
         """A new model without the inputs scoring below threshold, or keeping active_inputs;
-        it takes x[:, new.input_ids] of the original data (kanarray.prune)."""
+        it takes x[:, new.input_ids] of the original data (kanarray.analysis.prune)."""
         return prunelib.prune_input(self, threshold, active_inputs, x)
 
     # ------------------------------------------------------------------ symbolic edges and plot
-    # c * f(a*x + b) + d on chosen edges; conventions and details in kanarray.symbolic
+    # c * f(a*x + b) + d on chosen edges; conventions and details in kanarray.symbolic.edges
     def fix_symbolic(self, l, i, j, name, fit_params=True, a_range=(-10, 10), b_range=(-10, 10),
                      x=None, verbose=False):
         """Fix edge (l, i, j) to c f(a x + b) + d, fitted to its curve; returns the fit's R^2."""
@@ -319,11 +319,11 @@ class KAN(Network):
 
     def fit_constants(self, x, y):
         """Levenberg–Marquardt fit of the constants of an all-symbolic model (after auto_symbolic);
-        returns the RMSE on (x, y). See kanarray.symbolic.fit_constants."""
+        returns the RMSE on (x, y). See kanarray.symbolic.edges.fit_constants."""
         return symbolic.fit_constants(self, x, y)
 
     def symbolic_formula(self, var_names=None, simplify=False, normalize=True, allow_splines=False):
-        """One formula per output (sympy expressions, or strings without sympy); kanarray.formula."""
+        """One formula per output (sympy expressions, or strings without sympy); kanarray.symbolic.formula."""
         return formulalib.symbolic_formula(self, var_names, simplify, normalize, allow_splines)
 
     def plot(self, path, x=None, **kwargs):
@@ -412,7 +412,7 @@ def from_state(config, arrays, path="the state"):
         if unknown:
             raise io.CheckpointError(f"{path!r}: layer {l} uses symbolic functions {unknown} that "
                                      "are not in the library; register them with "
-                                     "kanarray.symbolic_lib.add_symbolic before loading")
+                                     "kanarray.funcs.library.add_symbolic before loading")
         layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
         layer.mask[...] = layer.backend.asarray(mask, layer.dtype)
         layer.symbolic_mask[...] = layer.backend.asarray(sym, layer.dtype)

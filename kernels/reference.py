@@ -197,7 +197,7 @@ def spline_activations(x, knots, coef, w_base, w_spline, mask, k, base):
     and the bias.
 
     phi[b, i, o] = mask (w_base base(x[b,i]) + w_spline sum_m coef[i, m, o] B_im(x[b,i])),
-    so that layer_forward = bias + phi.sum(axis=1). Oracle of the regulariser (kanarray.regularize).
+    so that layer_forward = bias + phi.sum(axis=1). Oracle of the regulariser (kanarray.training.regularize).
     """
     basis, _ = dense_basis(knots, x, k)
     base_val, _ = base_function(x, base)

@@ -1,8 +1,8 @@
-"""Specifications of kanarray.checks: shared argument checks name the argument and the expectation."""
+"""Specifications of kanarray.core.checks: shared argument checks name the argument and the expectation."""
 import numpy as np
 import pytest
 
-from kanarray.checks import check_bool, check_callable, check_choice, check_int, check_real, check_seed
+from kanarray.core.checks import check_bool, check_callable, check_choice, check_int, check_real, check_seed
 
 
 def test_check_real_accepts_python_and_numpy_reals_and_returns_a_python_float():

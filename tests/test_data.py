@@ -1,4 +1,4 @@
-"""Specifications of kanarray.data: create_dataset and from_arrays."""
+"""Specifications of kanarray.io.data: create_dataset and from_arrays."""
 import numpy as np
 import pytest
 

@@ -1,10 +1,10 @@
-"""Specifications of the demo pipeline (kanarray.demo) and the formula report (kanarray.report)."""
+"""Specifications of the demo pipeline (kanarray.pipelines.demo) and the formula report (kanarray.symbolic.report)."""
 import numpy as np
 import pytest
 
 import kanarray
-from kanarray import demo, discover
-from kanarray.report import formula_report, report_lines
+from kanarray.pipelines import demo, discover
+from kanarray.symbolic.report import formula_report, report_lines
 
 sp = pytest.importorskip("sympy")
 

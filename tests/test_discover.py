@@ -1,11 +1,11 @@
-"""kanarray.discover: from data to a checked formula, for any seed."""
+"""kanarray.pipelines.discover: from data to a checked formula, for any seed."""
 import numpy as np
 import pytest
 
 import kanarray
-from kanarray import discover as discover_module
-from kanarray.discover import discover
-from kanarray.formula import formula_function
+from kanarray.pipelines import discover as discover_module
+from kanarray.pipelines.discover import discover
+from kanarray.symbolic.formula import formula_function
 
 sp = pytest.importorskip("sympy")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kanarray.estimators import KANClassifier, KANRegressor, NotFittedError
-from kanarray.losses import cross_entropy
+from kanarray.training.losses import cross_entropy
 
 TINY = dict(hidden=(3,), grid=4, steps=5)  # fast enough for scikit-learn's many fits
 

@@ -1,8 +1,8 @@
-"""Specifications of kanarray.grid.knots_from_samples: where grid updates put the knots."""
+"""Specifications of kanarray.core.grid.knots_from_samples: where grid updates put the knots."""
 import numpy as np
 import pytest
 
-from kanarray.grid import (design_matrices, extend_knots, knots_from_samples, refit_coef,
+from kanarray.core.grid import (design_matrices, extend_knots, knots_from_samples, refit_coef,
                            subdivide_knots, uniform_knots)
 
 # Two inputs, nine samples each (deliberately unsorted). With grid = 4 the quantile knots are

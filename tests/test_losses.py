@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kanarray import losses
+from kanarray.training import losses
 from finite_differences import central_differences
 
 

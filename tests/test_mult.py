@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import kanarray
-from kanarray import KAN, nodes
+from kanarray import KAN
+from kanarray.core import nodes
 from kanarray.kernels import reference
 from finite_differences import central_differences
 
@@ -98,17 +99,17 @@ def test_save_load_refine_and_update_grid_keep_the_mult_nodes(tmp_path):
 
 def test_attribution_gives_every_factor_its_mult_nodes_score():
     model, x, _ = random_model([3, [2, 2], 2], seed=4)
-    edge, node = kanarray.prune.attribution_scores(model, x)
+    edge, node = kanarray.analysis.prune.attribution_scores(model, x)
     # the last layer's edges start from the 4 nodes; node scores of level 1 are their row sums
     np.testing.assert_allclose(node[1], edge[1].sum(axis=1))
-    mags = kanarray.prune.edge_magnitudes(model, model.as_batch(x))[0]
+    mags = kanarray.analysis.prune.edge_magnitudes(model, model.as_batch(x))[0]
     owner_score = node[1][[0, 1, 2, 2, 3, 3]]
     np.testing.assert_allclose(edge[0], mags * owner_score / (mags.sum(axis=0) + 1e-4))
 
 
 def _silence_node(model, level, node):
     """Mask every edge into `node` of `level` (into all of a mult node's factors) and out of it."""
-    model.layers[level - 1].mask[:, kanarray.prune.factor_ids(model, level, [node])] = 0.0
+    model.layers[level - 1].mask[:, kanarray.analysis.prune.factor_ids(model, level, [node])] = 0.0
     model.layers[level].mask[node, :] = 0.0
 
 
@@ -169,10 +170,10 @@ def test_product_is_recovered_from_training_through_one_mult_node():
             formula, model, data = recover_product(seed)
         except ValueError:  # an edge left a spline: fit_constants or the formula refuses
             continue
-        fn = kanarray.formula.formula_function(formula, ["x_1", "x_2"])
+        fn = kanarray.symbolic.formula.formula_function(formula, ["x_1", "x_2"])
         x = data["test_input"]
         recovered += bool(
-            kanarray.formula.round_formula(sp.expand(formula), 6) == x1 * x2
+            kanarray.symbolic.formula.round_formula(sp.expand(formula), 6) == x1 * x2
             and np.abs(fn(x) - x[:, 0] * x[:, 1]).max() <= 1e-6
             and np.abs(fn(x) - model(x)[:, 0]).max() <= 1e-8)
     assert recovered >= 4
@@ -190,7 +191,7 @@ def test_formula_writes_products_of_factors():
     x = np.random.default_rng(0).uniform(-1, 1, (50, 2))
     np.testing.assert_allclose(model(x)[:, 0], x[:, 0] * x[:, 1], rtol=1e-14, atol=1e-15)
     sp = pytest.importorskip("sympy")
-    formula = kanarray.formula.round_formula(model.symbolic_formula()[0], 6)
+    formula = kanarray.symbolic.formula.round_formula(model.symbolic_formula()[0], 6)
     assert formula == sp.Symbol("x_1") * sp.Symbol("x_2")
 
 
@@ -201,6 +202,6 @@ def test_plain_text_formula_multiplies_the_factors(monkeypatch):
         model.fix_symbolic(l, i, j, "x", fit_params=False)
     for l, i, j in [(0, 0, 1), (0, 1, 0)]:
         model.layers[l].mask[i, j] = 0.0
-    monkeypatch.setattr(kanarray.symbolic_lib, "optional_sympy", lambda: None)  # as without sympy
+    monkeypatch.setattr(kanarray.funcs.library, "optional_sympy", lambda: None)  # as without sympy
     text = model.symbolic_formula()[0]
     assert isinstance(text, str) and ")*(" in text and "x_1" in text and "x_2" in text

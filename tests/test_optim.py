@@ -1,10 +1,10 @@
-"""Specifications of kanarray.optim: Adam and L-BFGS over flat vectors."""
+"""Specifications of kanarray.training.optim: Adam and L-BFGS over flat vectors."""
 
 import numpy as np
 import pytest
 import scipy.optimize
 
-from kanarray.optim import (
+from kanarray.training.optim import (
     AdamState,
     adam_init,
     adam_update,
@@ -487,7 +487,7 @@ def test_two_loop_kernel_and_array_form_match_the_reference(m, dtype):
     """The CPU kernel (NumPy's path) and the array-operation form (CuPy's path) of the search
     direction equal kernels/reference.py's two-loop recursion on fresh random pairs."""
     from kanarray.kernels import cpu, reference
-    from kanarray.optim import LBFGSState, _two_loop_arrays
+    from kanarray.training.optim import LBFGSState, _two_loop_arrays
 
     rng = np.random.default_rng(m)
     n = 37

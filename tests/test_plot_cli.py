@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from kanarray import KAN
-from kanarray import symbolic as S
+from kanarray.symbolic import edges as S
 from kanarray.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,11 +1,11 @@
-"""Specifications of kanarray.prune: attribution scores, pruning of nodes, edges and inputs."""
+"""Specifications of kanarray.analysis.prune: attribution scores, pruning of nodes, edges and inputs."""
 import numpy as np
 import pytest
 
 import kanarray
 from kanarray import KAN
 from kanarray.kernels import reference
-from kanarray.prune import PARAM_AXES, STATE_AXES
+from kanarray.analysis.prune import PARAM_AXES, STATE_AXES
 
 BASE = {"silu": 0, "identity": 1, "zero": 2}
 
@@ -163,7 +163,7 @@ def test_every_per_edge_array_is_sliced():
             layer.params["symbolic"][...] = tag[:, :, None] + np.arange(4) / 10
         if getattr(layer, "symbolic_fun", None) is not None:
             layer.symbolic_fun = np.vectorize(lambda v: f"f{int(v)}")(tag).astype(layer.symbolic_fun.dtype)
-    fewer = kanarray.prune._derived(model, [0, 2], [np.array([0, 2]), np.array([1, 3]),
+    fewer = kanarray.analysis.prune._derived(model, [0, 2], [np.array([0, 2]), np.array([1, 3]),
                                                                np.arange(2)])
     for l, (src, dst) in enumerate(zip(model.layers, fewer.layers)):
         rows = [0, 2] if l == 0 else [1, 3]

@@ -1,12 +1,12 @@
-"""Specifications of kanarray.regularize: the regulariser's value and its hand-derived gradient."""
+"""Specifications of kanarray.training.regularize: the regulariser's value and its hand-derived gradient."""
 import numpy as np
 import pytest
 
 import kanarray
 from kanarray import KAN
 from kanarray.kernels import reference
-from kanarray.objective import loss_and_grad
-from kanarray.regularize import Regularization
+from kanarray.training.objective import loss_and_grad
+from kanarray.training.regularize import Regularization
 from finite_differences import central_differences
 
 TERMS = {
@@ -198,8 +198,8 @@ def test_fit_records_reg_and_regularisation_sparsifies():
     assert len(r_sparse["reg"]) == 6 and all(np.isfinite(r_sparse["reg"]))
     reg = Regularization(lamb=1e-2)
     x = sparse.as_batch(data["train_input"])
-    assert r_sparse["reg"][-1] == pytest.approx(kanarray.regularize.value(sparse, x, reg), rel=1e-12)
+    assert r_sparse["reg"][-1] == pytest.approx(kanarray.training.regularize.value(sparse, x, reg), rel=1e-12)
     # the data part of the objective is what train_loss reports
     mse = sparse.loss_and_grad(data["train_input"], data["train_label"])[0]
     assert r_sparse["train_loss"][-1] == pytest.approx(np.sqrt(mse), rel=1e-6)
-    assert r_sparse["reg"][-1] < kanarray.regularize.value(plain, x, reg)
+    assert r_sparse["reg"][-1] < kanarray.training.regularize.value(plain, x, reg)

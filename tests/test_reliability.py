@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import kanarray
-from kanarray import KAN, io
+from kanarray import KAN
+from kanarray.io import checkpoint as io
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import sympy as sp
 
 import kanarray
 from kanarray import KAN
-from kanarray import formula as F
-from kanarray.objective import loss_and_grad
+from kanarray.symbolic import formula as F
+from kanarray.training.objective import loss_and_grad
 from finite_differences import central_differences
 
 

@@ -5,10 +5,10 @@ import sympy as sp
 
 import kanarray
 from kanarray import KAN, create_dataset
-from kanarray import grid as gridlib
-from kanarray import formula as F
-from kanarray import symbolic as S
-from kanarray import symbolic_lib as slib
+from kanarray.core import grid as gridlib
+from kanarray.symbolic import formula as F
+from kanarray.symbolic import edges as S
+from kanarray.funcs import library as slib
 from kanarray.kernels import reference as ref
 from finite_differences import central_differences
 
@@ -114,9 +114,9 @@ def test_fixed_edge_drops_its_spline_and_unfix_restores_it():
     model.fix_symbolic(0, 1, 2, "sin", fit_params=False)
     layer = model.layers[0]
     # edge output is now sin(x) exactly: the rest of the network is unchanged
-    h = S.layer_inputs(model, x)[1]
+    h = model.layer_inputs(x)[1]
     plain = KAN([2, 3, 1], seed=1)
-    h_plain = S.layer_inputs(plain, x)[1]
+    h_plain = plain.layer_inputs(x)[1]
     delta = h - h_plain
     curve = layer.spline_curves(1, x[:, 1])[:, 2]
     np.testing.assert_allclose(delta[:, 2], np.sin(x[:, 1]) - curve, atol=1e-13)
@@ -257,7 +257,7 @@ def test_refine_and_float32_keep_symbolic_edges():
     np.testing.assert_array_equal(finer.layers[1].params["symbolic"], model.layers[1].params["symbolic"])
     np.testing.assert_array_equal(finer.layers[1].symbolic_mask, model.layers[1].symbolic_mask)
     # layer 0 (inputs inside its grid) is refined exactly, symbolic edges included
-    np.testing.assert_allclose(S.layer_inputs(finer, x)[1], S.layer_inputs(model, x)[1], atol=1e-10)
+    np.testing.assert_allclose(finer.layer_inputs(x)[1], model.layer_inputs(x)[1], atol=1e-10)
     narrow = KAN([2, 3, 2], seed=0, dtype="float32")
     narrow.params = symbolic_model(blend=False).params
     for a, b in zip(narrow.layers, model.layers):
@@ -269,7 +269,7 @@ def test_refine_and_float32_keep_symbolic_edges():
 
 
 def test_edge_activations_sum_to_the_layer_output():
-    pytest.importorskip("kanarray.regularize")
+    pytest.importorskip("kanarray.training.regularize")
     model = symbolic_model()
     layer = model.layers[1]
     h = np.random.default_rng(0).uniform(-1, 1, (20, 3))
@@ -279,7 +279,7 @@ def test_edge_activations_sum_to_the_layer_output():
 
 def test_pruning_slices_symbolic_state():
     if not hasattr(KAN, "prune_input"):
-        pytest.skip("needs pruning (kanarray.prune)")
+        pytest.skip("needs pruning (kanarray.analysis.prune)")
     model = symbolic_model(blend=False)
     x = np.random.default_rng(0).uniform(-1, 1, (30, 2))
     small = model.prune_input(active_inputs=[1])

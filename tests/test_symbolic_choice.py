@@ -1,7 +1,7 @@
 """Specifications of which function auto_symbolic chooses, and of formulas that equal the network.
 
 - The simplest function whose fit is as good within the fit tolerance wins (x^2 over a cosine of
-  tiny frequency, x over the sine of a small argument); see kanarray.symbolic_lib.score.
+  tiny frequency, x over the sine of a small argument); see kanarray.funcs.library.score.
 - An edge whose best R^2 is below r2_threshold stays a spline, and auto_symbolic says so.
 - A formula evaluates to what the network computes, guarded regions included (log|z|, sqrt of
   a negative argument, clamped reciprocals, arcsin beyond [-1, 1], tan at its poles, ...).
@@ -16,10 +16,10 @@ import pytest
 sp = pytest.importorskip("sympy")
 
 from kanarray import KAN, create_dataset  # noqa: E402
-from kanarray import symbolic as S  # noqa: E402
-from kanarray.formula import formula_function  # noqa: E402
-from kanarray import symbolic_fit as sfit
-from kanarray import symbolic_lib as slib  # noqa: E402
+from kanarray.symbolic import edges as S  # noqa: E402
+from kanarray.symbolic.formula import formula_function  # noqa: E402
+from kanarray.symbolic import fit as sfit
+from kanarray.funcs import library as slib  # noqa: E402
 
 SEEDS = range(5)
 MIN_SUCCESSES = 4

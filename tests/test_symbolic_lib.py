@@ -1,4 +1,4 @@
-"""Specification tests for kanarray.symbolic_lib (library of symbolic functions + fitter)."""
+"""Specification tests for kanarray.funcs.library (library of symbolic functions + fitter)."""
 
 import math
 import os
@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from kanarray import symbolic_fit as F
-from kanarray import symbolic_lib as S
-from kanarray.symbolic_fit import AMP_FREE, FIT_TOL, fit_affine, suggest
-from kanarray.symbolic_lib import LIBRARY, SymbolicFunction, add_symbolic, affine_text, evaluate_affine
+from kanarray.symbolic import fit as F
+from kanarray.funcs import library as S
+from kanarray.symbolic.fit import AMP_FREE, FIT_TOL, fit_affine, suggest
+from kanarray.funcs.library import LIBRARY, SymbolicFunction, add_symbolic, affine_text, evaluate_affine
 
 # pykan's names and complexities
 EXPECTED_COMPLEXITY = {
@@ -472,7 +472,7 @@ def test_library_imports_and_formats_without_sympy():
     code = (
         "import sys\n"
         "sys.modules['sympy'] = None  # any 'import sympy' now raises ImportError\n"
-        "import kanarray.symbolic_lib as S\n"
+        "import kanarray.funcs.library as S\n"
         "out = S.affine_formula('sin', [3.0, 0.5, 2.0, -1.0])\n"
         "assert isinstance(out, str) and 'sin(3*x + 0.5)' in out, out\n"
         "import numpy as np\n"

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kanarray import tabular
+from kanarray.io import tabular
 
 
 def write(tmp_path, name, text):

@@ -5,8 +5,8 @@ import numpy as np
 
 import kanarray
 from kanarray.kernels import cpu
-from kanarray.objective import LocalObjective, loss_and_grad
-from kanarray.regularize import Regularization
+from kanarray.training.objective import LocalObjective, loss_and_grad
+from kanarray.training.regularize import Regularization
 
 
 def fresh(model, x, y):

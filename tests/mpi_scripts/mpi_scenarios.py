@@ -16,7 +16,7 @@ from common import (ADAM, ADAM_CE, ADAM_REG, ADAM_TINY, CE_MODEL, LBFGS, MODEL, 
                     make_classes, make_dataset)
 
 from kanarray import KAN, load  # noqa: E402
-from kanarray.distributed import Context, shard  # noqa: E402
+from kanarray.training.distributed import Context, shard  # noqa: E402
 
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()

@@ -1,0 +1,91 @@
+"""What each `kanarray` command does, once kanarray.cli has parsed its arguments."""
+import numpy as np
+
+from . import fit as cli_fit, info as cli_info
+from ..pipelines import demo
+from ..training import distributed
+from ..io import tabular
+from ..core.checks import UserError
+from .fit import check_output_path
+from ..symbolic.formula import round_formula
+from ..model import load
+
+
+def _model_and_names(path):
+    """A saved model, its metadata, and the names of its inputs and of its outputs (from the
+    metadata kanarray fit saves; a classifier's outputs are the logits of its classes)."""
+    model = load(path)
+    meta = model.metadata_
+    inputs = meta.get("inputs") or [f"x_{i + 1}" for i in model.input_ids]
+    targets = meta.get("targets") or [f"y_{j + 1}" for j in range(model.width[-1])]
+    if meta.get("task") == "classification":
+        targets = [f"logit_{targets[0]}={c}" for c in range(model.width[-1])]
+    return model, meta, [str(v) for v in inputs], [str(v) for v in targets]
+
+
+def predict(args):
+    model, meta, inputs, targets = _model_and_names(args.model)
+    if args.out is not None:
+        check_output_path(args.out)
+    names, table = tabular.read_table(args.data)
+    missing = [n for n in inputs if n not in names]
+    if missing and len(names) >= len(inputs) and "inputs" not in meta:
+        missing = []  # a model without column names takes the first columns
+    if missing:
+        raise UserError(f"{args.data} lacks the model's input column(s) {', '.join(missing)}")
+    columns = [names.index(n) for n in inputs] if "inputs" in meta else list(range(len(inputs)))
+    outputs = np.asarray(model(table[:, columns]), dtype=np.float64)
+    if meta.get("task") == "classification":
+        header = [meta["targets"][0]] + [f"p_{c}" for c in range(outputs.shape[1])]
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        outputs = np.column_stack([outputs.argmax(axis=1), shifted / shifted.sum(axis=1, keepdims=True)])
+    else:
+        header = targets
+    if args.out is None:
+        print(",".join(header))
+        for row in outputs:
+            print(",".join(f"{v:.17g}" for v in row))
+    else:
+        np.savetxt(args.out, outputs, delimiter=",", header=",".join(header), comments="", fmt="%.17g")
+        print(f"wrote {len(outputs)} predictions to {args.out}")
+
+
+def formula(args):
+    model, _, inputs, targets = _model_and_names(args.model)
+    try:
+        formulas = model.symbolic_formula(var_names=inputs)
+    except ValueError as exc:
+        raise UserError(f"{args.model} has no formula yet: {exc} (train with --symbolic)") from None
+    for target, expr in zip(targets, formulas):
+        print(f"{target} = {expr if args.digits is None else round_formula(expr, args.digits)}")
+
+
+def plot(args):
+    model, _, inputs, targets = _model_and_names(args.model)
+    check_output_path(args.out)
+    print(f"wrote {model.plot(args.out, var_names=inputs, out_names=targets)}")
+
+
+def run(args):
+    """Run the parsed command (kanarray.cli.build_parser)."""
+    if getattr(args, "threads", None):
+        cli_info.set_threads(args.threads)
+    if args.command == "demo":
+        if not args.no_plot:
+            check_output_path(args.out)
+        demo.run_demo(seed=args.seed, out=args.out, plot=not args.no_plot)
+    elif args.command == "fit":
+        comm = distributed.launched_world()
+        say = print if comm is None or comm.Get_rank() == 0 else (lambda *a, **k: None)
+        cli_fit.run(args, comm, lambda text: say(text, flush=True))
+    elif args.command == "predict":
+        predict(args)
+    elif args.command == "formula":
+        formula(args)
+    elif args.command == "plot":
+        plot(args)
+    elif args.command == "info":
+        print("\n".join(cli_info.info()))
+    elif args.command == "bench":
+        for what, ms, gflops in cli_info.bench(args.repeats):
+            print(f"{what:<58s} {ms:10.3f} ms {gflops:8.2f} GFLOP/s")

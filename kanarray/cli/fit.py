@@ -1,0 +1,193 @@
+"""`kanarray fit DATA --target COL`: from a data file to a trained, saved (and explained) KAN.
+
+Stages, each a fit of `--steps` steps and a row of the closing table:
+    fit        at --grid, with --lamb sparsity regularisation (and --restarts more initialisations,
+               the best on the test rows kept)
+    prune      (--prune) weak nodes and edges removed on the training rows, then a fit
+    refine     one per grid of --refine (grid extension), each followed by a fit
+    symbolic   (--symbolic) every edge fixed to its best library function, the constants of the
+               formula fitted by Levenberg–Marquardt, then a fine-tune
+
+Inputs are scaled into the grid range (and regression targets standardised) by the model's own
+affine maps (KAN.set_scaling), so data in any units train alike and predictions and formulas
+come back in those units. Launched by `mpiexec -n N kanarray fit ...`, every rank reads only its
+block of rows and training is data-parallel (kanarray.training.distributed); the structural decisions of
+pruning and symbolic fitting are made on rank 0's rows and sent to the other ranks.
+"""
+import os
+import time
+
+import numpy as np
+
+from ..training import distributed
+from ..io import tabular
+from ..core.checks import UserError
+from ..symbolic.formula import round_formula
+from ..model import KAN, from_state
+from ..core.network import range_to_grid
+from ..symbolic.report import formula_report, report_lines
+
+def parse_ints(text, option, minimum=1):
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated integers such as 5 or 10,20, got {text!r}") from None
+    if not values or min(values) < minimum:
+        raise UserError(f"{option} must be integers >= {minimum}, got {text!r}")
+    return values
+
+
+def check_output_path(path, option="--out"):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {folder} is not writable")
+
+
+def check_fit_options(args):
+    """Every option checked before any work is done; -> (hidden widths, refine grids)."""
+    hidden = [] if str(args.width).strip() == "0" else parse_ints(args.width, "--width")
+    refine = parse_ints(args.refine, "--refine") if args.refine else []
+    if refine and (refine[0] <= args.grid or any(b <= a for a, b in zip(refine, refine[1:]))):
+        raise UserError(f"--refine grids must increase and exceed --grid {args.grid}, got {args.refine}")
+    for option, value, minimum in (("--grid", args.grid, 1), ("--steps", args.steps, 1),
+                                   ("--threads", 1 if args.threads is None else args.threads, 1),
+                                   ("--restarts", args.restarts, 0)):
+        if value < minimum:
+            raise UserError(f"{option} must be >= {minimum}, got {value}")
+    if not 0 < args.test_frac < 1:
+        raise UserError(f"--test-frac must be strictly between 0 and 1, got {args.test_frac}")
+    if not (np.isfinite(args.lamb) and args.lamb >= 0):
+        raise UserError(f"--lamb must be a finite number >= 0, got {args.lamb}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    check_output_path(args.out)
+    return hidden, refine
+
+
+def read_rows(args, comm):
+    """This process's rows: (X, y, is_test, input names, target names), all rows without MPI."""
+    if comm is None:
+        names, table = tabular.read_table(args.data)
+        is_test = tabular.held_out_mask(table.shape[0], args.test_frac, args.seed)
+    else:
+        n_rows = tabular.count_rows(args.data)
+        if n_rows < comm.Get_size():
+            raise ValueError(f"{args.data}: {n_rows} data rows, fewer than the {comm.Get_size()} ranks")
+        lo, hi = distributed.shard_bounds(n_rows, comm.Get_size(), comm.Get_rank())
+        names, table = tabular.read_rows(args.data, lo, hi)
+        is_test = tabular.held_out_mask(n_rows, args.test_frac, args.seed)[lo:hi]
+    X, y, inputs, targets = tabular.split_columns(names, table, args.target)
+    if args.task == "classification":
+        if y.shape[1] != 1 or np.any(y < 0) or np.any(y != np.round(y)):
+            raise ValueError(f"--task classification needs one target column of class ids "
+                             f"0, 1, 2, ... ({', '.join(targets)} is not)")
+        y = y[:, 0].astype(np.int64)
+    return X, y, is_test, inputs, targets
+
+
+def global_stats(comm, x, y, classification):
+    """Per-column min and max of x over the rows of every rank, and of y the (mean, std) of every
+    column (regression) or the number of classes (classification)."""
+    low, high = x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)
+    if classification:
+        tops = np.array([float(y.max(initial=-1))])
+    else:
+        moments = np.concatenate([[len(y)], y.sum(axis=0), (y ** 2).sum(axis=0)])
+    if comm is not None:
+        MPI = distributed.mpi()
+        comm.Allreduce(MPI.IN_PLACE, low, op=MPI.MIN)
+        comm.Allreduce(MPI.IN_PLACE, high, op=MPI.MAX)
+        if classification:
+            comm.Allreduce(MPI.IN_PLACE, tops, op=MPI.MAX)
+        else:
+            comm.Allreduce(MPI.IN_PLACE, moments, op=MPI.SUM)
+    if classification:
+        return low, high, None, int(tops[0]) + 1
+    n, k = moments[0], y.shape[1]
+    mean = moments[1:1 + k] / n
+    std = np.sqrt(np.maximum(moments[1 + k:] / n - mean ** 2, 0.0))
+    return low, high, (mean, np.where(std > 0, std, 1.0)), None
+
+
+def same_model_everywhere(comm, model):
+    """Rank 0's model on every rank (after a structural change decided on rank 0's rows)."""
+    if comm is None:
+        return model
+    state = comm.bcast((model.config(), model.state_arrays()) if comm.Get_rank() == 0 else None)
+    return from_state(*state)
+
+
+def run(args, comm, say):
+    """The fit command; say(text) prints on rank 0. -> the trained model."""
+    hidden, refine = check_fit_options(args)
+    context = distributed.Context(comm) if comm is not None else None
+    rows = context.run(read_rows, args, comm) if context else read_rows(args, comm)
+    X, y, is_test, inputs, targets = rows
+    classification = args.task == "classification"
+    low, high, out_scaling, n_classes = global_stats(comm, X[~is_test], y[~is_test], classification)
+    n_out = n_classes if classification else y.shape[1]
+    model = KAN([X.shape[1], *hidden, n_out], grid=args.grid, k=3, seed=args.seed,
+                dtype=args.dtype, device=args.device,
+                input_scaling=range_to_grid(low, high, (-1.0, 1.0)), output_scaling=out_scaling)
+    data = {"train_input": X[~is_test], "train_label": y[~is_test],
+            "test_input": X[is_test], "test_label": y[is_test]}
+    metric = "accuracy" if classification else "RMSE"
+    say(f"kanarray fit: {args.data}, {len(inputs)} inputs -> {', '.join(targets)} ({args.task}), "
+        f"model {model.width}, grid {args.grid}" + (f", {comm.Get_size()} ranks" if comm else ""))
+    fit_kwargs = dict(opt=args.opt, steps=args.steps, comm=comm, log=args.log, seed=args.seed,
+                      loss="ce" if classification else "mse", threads=args.threads)
+    table = []
+
+    def stage(name, model, lamb=0.0, update_grid=True, restarts=0):
+        start = time.perf_counter()
+        results = model.fit(data, lamb=lamb, update_grid=update_grid, restarts=restarts,
+                            **fit_kwargs)
+        key = "accuracy" if classification else "loss"
+        table.append((name, list(model.width), model.grid, results[f"train_{key}"][-1],
+                      results[f"test_{key}"][-1], time.perf_counter() - start))
+        if results["stopped"]:
+            say(f"  stopped early: {results['stopped']}")
+        if restarts:
+            scores = ", ".join(f"{v:.4e}" for v in results["restart_test_loss"])
+            say(f"  restarts: kept start {results['restart']} of {restarts + 1} (test loss {scores})")
+
+    stage("fit", model, lamb=args.lamb, restarts=args.restarts)
+    if args.prune:
+        pruned = model.prune(x=data["train_input"]) if comm is None or comm.Get_rank() == 0 else model
+        model = same_model_everywhere(comm, pruned)
+        stage("prune", model)
+    for grid in refine:
+        model = model.refine(grid)
+        stage(f"refine {grid}", model)
+    if args.symbolic:
+        if comm is None or comm.Get_rank() == 0:
+            fits = model.auto_symbolic(x=data["train_input"], verbose=0)
+            left = [edge for edge, (name, _) in fits.items() if not name]
+            if not left and not classification:  # a formula: fit its constants exactly
+                model.fit_constants(data["train_input"], data["train_label"])
+        model = same_model_everywhere(comm, model)
+        stage("symbolic", model, update_grid=False)
+    say(f"\n{'stage':<12s} {'width':<14s} {'grid':>4s} {'train ' + metric:>14s} "
+        f"{'test ' + metric:>14s} {'seconds':>8s}")
+    for name, width, grid, train, test, seconds in table:
+        say(f"{name:<12s} {str(width):<14s} {grid:>4d} {train:14.4e} {test:14.4e} {seconds:8.2f}")
+    if comm is None or comm.Get_rank() == 0:
+        model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": targets,
+                                       "data": os.path.basename(args.data)})
+        say(f"saved {args.out}")
+        if args.symbolic:
+            if left:
+                say(f"no formula: {len(left)} edge(s) fit no library function well "
+                    f"(R^2 < 0.99) and stay splines: {left[:5]}")
+            else:
+                for target, formula in zip(targets if not classification else
+                                           [f"logit_{c}" for c in range(n_out)],
+                                           model.symbolic_formula(var_names=inputs)):
+                    say(f"{target} = {round_formula(formula, 6)}")
+                if not classification:  # how far to trust it, on the held-out rows
+                    report = formula_report(model, data["test_input"], data["test_label"],
+                                            var_names=inputs, edge_fits=fits)
+                    say("\n".join(["formula check (test rows):"] + report_lines(report)))
+    return model

@@ -1,0 +1,222 @@
+"""Sparsity regularisation of a KAN, with its hand-derived gradient.
+
+    model.fit(dataset, lamb=1e-2)                       # lamb_l1=1, lamb_entropy=2 (pykan's defaults)
+    reg = Regularization(lamb=1e-2, lamb_coef=1e-3)
+    loss, dx = model.device_loss_and_grad(x, y, reg=reg)  # loss = data loss + lamb * reg value
+
+Definitions (what is computed, exactly)
+---------------------------------------
+For layer l with inputs x (B, I) the per-edge activation is the numerical edge function
+
+    phi[b, i, o] = mask[i,o] ( w_base[i,o] base(x[b,i]) + w_spline[i,o] sum_m coef[i,m,o] B_im(x[b,i]) )
+
+(symbolic edges, when a layer has them, are not penalised: as in pykan only the spline edges are
+regularised). Its magnitude over the batch is the paper's L1 norm of an activation function:
+
+    m[i, o] = (1/B) sum_b |phi[b, i, o]|                                    (KAN paper, eq. 2.17)
+
+The value of the regulariser is, summed over layers (pykan 0.2's `MultKAN.reg` formula, applied to
+the paper's magnitudes m rather than to pykan's std-based scales):
+
+    L1        = sum_{i,o} m[i,o]
+    entropy   = H_in + H_out   (node-level entropies, log base 2, as in pykan 0.2)
+      H_in    = -(1/O) sum_o sum_i p[i,o] log2(p[i,o] + 1e-4),  p[i,o] = m[i,o] / (sum_i' m[i',o] + 1)
+                (for every output node: how its incoming edges share its magnitude)
+      H_out   = -(1/I) sum_i sum_o q[i,o] log2(q[i,o] + 1e-4),  q[i,o] = m[i,o] / (sum_o' m[i,o'] + 1)
+                (for every input node: how its outgoing edges share its magnitude)
+    coef L1   = (1/(G+k))   sum_{i,m,o} |coef[i,m,o]|                 (pykan: sum over edges of the
+    coef diff = (1/(G+k-1)) sum_{i,m,o} |coef[i,m+1,o] - coef[i,m,o]|   mean over the basis index)
+
+    reg   = sum_l  lamb_l1 L1_l + lamb_entropy (H_in,l + H_out,l) + lamb_coef coefL1_l
+                   + lamb_coefdiff coefdiff_l
+    total = data loss + lamb * reg
+
+The derivative of |.| at 0 is taken as 0. The magnitude terms depend on the layer input x, so their
+gradient reaches the layer's parameters and dL/dx, which the model then back-propagates through
+the earlier layers (model.backward adds each layer's contribution right after that layer's own
+backward).
+
+Cost: the spline activations come from the layer (KANLayer.spline_activations), plain array code
+that materialises per layer the edge activations (B, I, O) and the basis densified to
+(B, I, G+k). Memory O(B I (O + G + k)) per layer is fine for the interpretable-size models
+regularisation is meant for, not for large models.
+"""
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+ENTROPY_EPS = 1e-4  # pykan: log2(p + 1e-4)
+ENTROPY_SHIFT = 1.0  # pykan: p = m / (sum m + 1)
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """Weights of the regulariser; the objective is loss + lamb * reg (see the module docstring)."""
+
+    lamb: float = 0.0
+    lamb_l1: float = 1.0
+    lamb_entropy: float = 2.0
+    lamb_coef: float = 0.0
+    lamb_coefdiff: float = 0.0
+
+    def __post_init__(self):
+        for name in ("lamb", "lamb_l1", "lamb_entropy", "lamb_coef", "lamb_coefdiff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+    @property
+    def uses_activations(self):
+        return self.lamb_l1 != 0 or self.lamb_entropy != 0
+
+    @property
+    def active(self):
+        """False when the regulariser contributes nothing (then nothing is computed)."""
+        return self.lamb != 0 and (self.uses_activations or self.lamb_coef != 0
+                                   or self.lamb_coefdiff != 0)
+
+
+# ---------------------------------------------------------------------- building blocks
+def node_entropy(xp, m, axis):
+    """pykan's node-level entropy of magnitudes m (I, O) and its gradient dH/dm.
+
+    axis=0: groups are output nodes (normalise over inputs); axis=1: groups are input nodes.
+    H = -(1/n_groups) sum_groups sum_j p_j log2(p_j + eps), p_j = m_j / (sum_group m + 1).
+    With h_j = dH_group/dp_j = -(log2(p_j + eps) + p_j / ((p_j + eps) ln 2)) and
+    dp_i/dm_j = (delta_ij - p_i) / s:   dH/dm_j = (h_j - sum_i h_i p_i) / s / n_groups.
+    """
+    n_groups = m.shape[1 - axis]
+    s = m.sum(axis=axis, keepdims=True) + ENTROPY_SHIFT
+    p = m / s
+    lg = xp.log2(p + ENTROPY_EPS)
+    value = -(p * lg).sum() / n_groups
+    h = -(lg + p / ((p + ENTROPY_EPS) * LN2))
+    grad = (h - (h * p).sum(axis=axis, keepdims=True)) / s / n_groups
+    return value, grad
+
+
+def magnitude_terms(xp, m, reg):
+    """lamb_l1 L1 + lamb_entropy (H_in + H_out) of magnitudes m (I, O), and its gradient."""
+    value = reg.lamb_l1 * m.sum()
+    grad = xp.full_like(m, reg.lamb_l1)
+    if reg.lamb_entropy != 0:
+        for axis in (0, 1):
+            h, dh = node_entropy(xp, m, axis)
+            value = value + reg.lamb_entropy * h
+            grad += reg.lamb_entropy * dh
+    return value, grad
+
+
+def coef_terms(xp, coef, reg):
+    """lamb_coef coefL1 + lamb_coefdiff coefdiff of coef (I, nb, O), and its gradient."""
+    value = 0.0
+    grad = xp.zeros_like(coef)
+    nb = coef.shape[1]
+    if reg.lamb_coef != 0:
+        value = value + reg.lamb_coef / nb * abs(coef).sum()
+        grad += (reg.lamb_coef / nb) * xp.sign(coef)
+    if reg.lamb_coefdiff != 0 and nb > 1:
+        w = reg.lamb_coefdiff / (nb - 1)
+        sd = xp.sign(coef[:, 1:, :] - coef[:, :-1, :])
+        value = value + w * abs(coef[:, 1:, :] - coef[:, :-1, :]).sum()
+        grad[:, 1:, :] += w * sd
+        grad[:, :-1, :] -= w * sd
+    return value, grad
+
+
+# ---------------------------------------------------------------------- model level
+@dataclass(frozen=True)
+class Reduction:
+    """How the regulariser's terms combine over processes (kanarray.training.distributed sets one up).
+
+    sum          host float64 vector -> the same vector summed over every process
+    n_rows       rows of all processes that the magnitudes average over
+    grad_scale   the caller divides the summed gradient by this after its own reduction
+    owns_shared  whether this process adds the gradient of the terms that depend on the
+                 parameters alone (identical everywhere: one process adds them, once)
+    """
+
+    sum: Callable
+    n_rows: int
+    grad_scale: float = 1.0
+    owns_shared: bool = True
+
+
+class RegTape:
+    """The regulariser at one point: its value, and per-layer gradient pieces for the backward.
+
+    tape = RegTape(model, acts, reg)   # acts = model.forward_all(x)
+    tape.value                        # reg (not multiplied by lamb)
+    dx = tape.backward_layer(l, dx)   # after layer l's own backward: adds lamb * d reg
+
+    With a Reduction the magnitudes are means over the rows of every process: each process sums
+    |phi| over its rows, reduction.sum adds the sums up, and every process computes the same
+    value and dreg/dm; each then back-propagates through its own rows with weight 1/n_rows.
+    """
+
+    def __init__(self, model, acts, reg, need_grad=True, reduction=None, tapes=None):
+        xp = model.backend.xp
+        self.reg = reg
+        self._layers = model.layers
+        self._acts = [None] * model.depth
+        self._dm = [None] * model.depth
+        self._dcoef = [None] * model.depth
+        self._scale = 1.0 if reduction is None else reduction.grad_scale
+        owns_shared = reduction is None or reduction.owns_shared
+        self._weight = 0.0
+        total = 0.0
+        if reg.uses_activations:
+            acts_l = [layer.spline_activations(acts[l], with_derivs=need_grad,
+                                               tape=None if tapes is None else tapes[l])
+                      for l, layer in enumerate(model.layers)]
+            sums = [a.abs_sums() for a in acts_l]  # (I, O) per layer
+            n_rows = int(acts[0].shape[0])
+            if reduction is not None:
+                flat = np.concatenate([model.backend.to_numpy(s).astype(np.float64).ravel() for s in sums])
+                flat = reduction.sum(flat)
+                pieces = np.split(flat, np.cumsum([s.size for s in sums])[:-1])
+                sums = [xp.asarray(p.reshape(s.shape), dtype=s.dtype) for p, s in zip(pieces, sums)]
+                n_rows = reduction.n_rows
+            self._weight = 1.0 / n_rows
+            for l, (a, s) in enumerate(zip(acts_l, sums)):
+                value, self._dm[l] = magnitude_terms(xp, s / n_rows, reg)
+                total = total + float(value)
+                self._acts[l] = a if a.n_rows else None
+        if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
+            for l, layer in enumerate(model.layers):
+                value, dcoef = coef_terms(xp, layer.params["coef"], reg)
+                total = total + float(value)
+                self._dcoef[l] = dcoef if owns_shared else None
+        self.value = float(total)
+
+    def backward_layer(self, l, dx):
+        """Add lamb * d reg / d(layer l params) to its grads and lamb * d reg / dx to dx."""
+        lamb = self.reg.lamb * self._scale
+        if self._acts[l] is not None:
+            self._acts[l].add_magnitude_backward(lamb * self._dm[l], dx, weight=self._weight)
+            self._acts[l] = None  # free the (I, B, O) arrays as soon as they are used
+        if self._dcoef[l] is not None:
+            self._layers[l].grads["coef"] += lamb * self._dcoef[l]
+            self._dcoef[l] = None
+        return dx
+
+
+def tape(model, acts, reg, reduction=None, tapes=None):
+    """RegTape for model at activations acts, or None when reg is None or inactive; tapes: the
+    CPU kernels' BasisTapes that forward_all filled for acts (then the magnitudes come from
+    the kernels)."""
+    if reg is None or not reg.active:
+        return None
+    return RegTape(model, acts, reg, reduction=reduction, tapes=tapes)
+
+
+def value(model, x, reg, reduction=None):
+    """The regulariser's value (not multiplied by lamb) at inputs x (device array)."""
+    if reg is None or not reg.active:
+        return 0.0
+    return RegTape(model, model.forward_all(x), reg, need_grad=False, reduction=reduction).value
