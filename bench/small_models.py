@@ -2,13 +2,13 @@
 
     python bench/small_models.py [--quick] [--out bench/results]
 
-1. One training evaluation (loss + full gradient, through kanarray.training.objective.LocalObjective,
+1. One training evaluation (loss + full gradient, through kanarray.training.objective.Objective,
    the path fit takes) of [2, 5, 1], [4, 9, 1] and [8, 32, 32, 1] at 1,000 and 10,000 rows,
    G=10, float64, with 1 thread and with all of Numba's threads: median time and useful GFLOP/s
    (6 B I O (k + 2) per layer: forward 2, backward 4 multiply-adds per basis term and edge).
 2. The same with a competing CPU-bound process on every core (started and stopped here), and
    the loaded / quiet ratio.
-   And the optimizer's own cost: L-BFGS iterations (optim.lbfgs_update, as fit runs them) on
+   And the optimizer's own cost: L-BFGS iterations (as fit runs them) on
    the [2, 5, 1] objective at 1,000 rows, their time less the time inside the objective.
 3. End to end, wall time of whole processes: `kanarray demo --no-plot` with an empty kernel
    cache (NUMBA_CACHE_DIR pointing at a new folder) and with a warm one, and the grid-extension
@@ -32,7 +32,7 @@ import numpy as np
 
 import kanarray
 from kanarray.kernels import cpu
-from kanarray.training.objective import LocalObjective
+from kanarray.training.objective import Objective
 
 WIDTHS = ([2, 5, 1], [4, 9, 1], [8, 32, 32, 1])
 ROWS = (1_000, 10_000)
@@ -51,7 +51,7 @@ def evaluation_seconds(width, rows, threads, repeats):
     data = {"train_input": x, "train_label": np.sin(x.sum(axis=1, keepdims=True)),
             "test_input": x[:10], "test_label": np.zeros((10, width[-1]))}
     model = kanarray.KAN(width, grid=GRID, k=K, seed=0)
-    objective = LocalObjective(model, data)
+    objective = Objective(model, data)
     params = model.params.copy()
     with cpu.thread_limit(threads):
         for _ in range(3):
@@ -67,14 +67,14 @@ def evaluation_seconds(width, rows, threads, repeats):
 def lbfgs_overhead(iterations=300):
     """Seconds per L-BFGS iteration outside the objective, and evaluations per iteration, on
     the [2, 5, 1] objective at 1,000 rows (one thread)."""
-    from kanarray.training import optim
+    from kanarray.training import lbfgs as optim
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (1000, 2))
     data = {"train_input": x, "train_label": np.sin(x.sum(axis=1, keepdims=True)),
             "test_input": x[:10], "test_label": np.zeros((10, 1))}
     model = kanarray.KAN([2, 5, 1], grid=GRID, k=K, seed=0)
-    objective = LocalObjective(model, data)
+    objective = Objective(model, data)
     inside = [0.0]
 
     def timed(params):
@@ -83,11 +83,14 @@ def lbfgs_overhead(iterations=300):
         inside[0] += time.perf_counter() - start
         return answer
 
+    opt = optim.LBFGS()  # fit's default
+
     def iterate(point, loss, grad, state, count):
         evals = 0
         for _ in range(count):
-            point, loss, grad, state, info = optim.lbfgs_update(  # as kanarray.training.loop.fit calls it
-                timed, point, loss, grad, state, 1.0, optim.HISTORY_SIZE, optim.MAX_LINE_SEARCH, 1e-32, 1e-32)
+            point, loss, grad, _, state, info = optim._lbfgs_iteration(  # as LBFGS.update runs it
+                timed, point, loss, grad, None, state, opt.lr, opt.history, opt.max_ls,
+                opt.tolerance_grad, opt.tolerance_change)
             evals += info["n_evals"]
             if info["converged"] or info["failed"]:
                 state = optim.lbfgs_init()
@@ -95,7 +98,7 @@ def lbfgs_overhead(iterations=300):
 
     with cpu.thread_limit(1):
         point = model.params.copy()
-        loss, grad = timed(point)
+        loss, grad = timed(point)[:2]
         point, loss, grad, state, _ = iterate(point, loss, grad, optim.lbfgs_init(), 20)  # warm-up
         inside[0] = 0.0
         start = time.perf_counter()

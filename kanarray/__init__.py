@@ -19,6 +19,10 @@ EXPORTS = {
     "KANRegressor": "kanarray.estimators",
     "KANClassifier": "kanarray.estimators",
     "discover": "kanarray.pipelines.discover",
+    "LBFGS": "kanarray.training.lbfgs",
+    "Adam": "kanarray.training.adam",
+    "GridSchedule": "kanarray.training.options",
+    "Regularization": "kanarray.training.regularize",
 }
 __all__ = [*EXPORTS, "__version__"]
 

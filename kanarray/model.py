@@ -29,9 +29,11 @@ from .training import loop as train
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
-from .training.distributed import MPIObjective
+from .training.distributed import MPIRanks
 from .core.network import Network, range_to_grid
-from .training.objective import LocalObjective, check_loss, loss_and_grad
+from .training.objective import Objective, check_loss, evaluate
+from .training.lbfgs import HISTORY_SIZE
+from .training.options import fit_options
 from .training.regularize import Regularization
 from .funcs.library import LIBRARY
 
@@ -110,20 +112,20 @@ class KAN(Network):
                 warnings.warn(f"layer {l}: {share:.0%} of its inputs fall outside its grid, where "
                               "the spline part is zero; consider model.update_grid(x)", stacklevel=3)
 
-    def loss_and_grad(self, x, y, input_grad=False, reg=None):
+    def loss_and_grad(self, x, y, need_dx=False, reg=None):
         """Mean squared error and its gradient through every layer (the hand-derived backward).
 
         x (B, width[0]), y (B, width[-1]) -> (mse, grad) with grad a new flat array aligned
-        with model.params; with input_grad=True also dL/dx (B, width[0]). With reg (a
+        with model.params; with need_dx=True also dL/dx (B, width[0]). With reg (a
         kanarray.training.regularize.Regularization) the loss is mse + reg.lamb * regulariser.
         """
         if reg is not None and not isinstance(reg, Regularization):
             raise TypeError(f"reg must be a kanarray.training.regularize.Regularization or None, got "
                             f"{type(reg).__name__}")
         xd = self.as_batch(x)
-        mse, dx, _ = loss_and_grad(self, xd, self.as_labels(y, xd.shape[0]), reg=reg)
-        grad = self.grad.copy()
-        return (mse, grad, return_like(dx, x, self.backend)) if input_grad else (mse, grad)
+        ev = evaluate(self, xd, self.as_labels(y, xd.shape[0]), reg=reg if reg is not None and reg.active else None,
+                      need_dx=need_dx)
+        return (ev.loss, ev.grad, return_like(ev.dx, x, self.backend)) if need_dx else (ev.loss, ev.grad)
 
     def set_scaling(self, x, y=None):
         """Fit the affine maps to raw data, so data in any units train like data in the grid range.
@@ -176,11 +178,13 @@ class KAN(Network):
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
             lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0,
-            lbfgs_history=train.HISTORY_SIZE):
+            lbfgs_history=HISTORY_SIZE, grid_schedule=None, reg=None):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
-        opt         "lbfgs" or "adam"
+        opt         "lbfgs" or "adam" (any case: pykan's "LBFGS" and "Adam" too), or an optimizer
+                    with its options: kanarray.LBFGS(lr, history, iters) or kanarray.Adam(lr, b1,
+                    b2, eps) (then lr, lbfgs_iters and lbfgs_history are not used)
         steps       outer steps; an L-BFGS step runs up to lbfgs_iters iterations
         lbfgs_history curvature pairs L-BFGS keeps (10, pykan's; more fits ill-conditioned nets)
         lr          L-BFGS step scale (default 1.0) or Adam learning rate (default 1e-2)
@@ -190,10 +194,10 @@ class KAN(Network):
                     steps while start_grid_update_step <= step < stop_grid_update_step
         grid_margin the knots of those updates span the samples' range widened by grid_margin
                     mean cells ((max - min) / grid) on each side (>= 0; 0: the end knots sit
-                    on the extreme samples, as in pykan). 0.5 halves the median test RMSE of
-                    the [2, 5, 1] toy's grids 3 -> 20 over data and model seeds (test points
-                    past the training range stay off the extension cells) but costs fine grids
-                    their rate: [2, 1, 1] at G = 100 ends at train RMSE 3.8e-6, not 2.8e-8
+                    on the extreme samples, as in pykan); wider keeps test points past the
+                    training range off the extension cells, at a cost on fine grids (README)
+        grid_schedule all five as one kanarray.GridSchedule(update, num, start, stop, margin)
+                    (then those keywords are not used)
         loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred), replacing `loss`
         loss        "mse" (mean squared error, default) or "ce" (softmax cross-entropy: labels are
                     integer class ids (N,) in [0, width[-1]), the outputs are logits)
@@ -212,6 +216,7 @@ class KAN(Network):
                     sparsity regularisation: the objective is loss + lamb * reg, with reg the L1 and
                     entropy of the edge magnitudes and the coefficient L1 and smoothness terms
                     weighted by the other four (kanarray.training.regularize; pykan's names and defaults)
+        reg         all five as one kanarray.Regularization (then those keywords are not used)
         threads     cap on the CPU kernels' threads while fitting (None: all of Numba's threads;
                     with comm: 1, one thread per rank, so that ranks sharing a node do not
                     oversubscribe its cores). Results are bit-identical for any thread count.
@@ -228,12 +233,9 @@ class KAN(Network):
            "reg": the regulariser's value (not times lamb) per step on the step's batch}
         With lamb > 0, train_loss is the RMSE of the data term alone. Sets cache_data_.
         """
-        loop = dict(opt=opt, steps=steps, lr=lr, batch=batch, update_grid=update_grid,
-                    grid_update_num=grid_update_num, start_grid_update_step=start_grid_update_step,
-                    stop_grid_update_step=stop_grid_update_step, seed=seed, log=log,
-                    callback=callback, lbfgs_iters=lbfgs_iters, grid_margin=grid_margin,
-                    lbfgs_history=lbfgs_history)
-        train.check_loop_arguments(**loop)
+        options = fit_options(opt, steps, lr, batch, update_grid, grid_update_num,
+                              start_grid_update_step, stop_grid_update_step, seed, log, callback,
+                              lbfgs_iters, checkpoint, grid_margin, lbfgs_history, grid_schedule)
         if threads is not None:
             check_int(threads, "threads", 1)
         restarts = check_int(restarts, "restarts", 0)
@@ -245,25 +247,26 @@ class KAN(Network):
                 raise ValueError(f"give loss_fn or loss, not both (got loss={loss!r})")
             loss = loss_fn
         loss = check_loss(loss)
-        reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        if reg is None:
+            reg = Regularization(lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        elif not isinstance(reg, Regularization):
+            raise TypeError(f"reg must be a kanarray.training.regularize.Regularization or None, got "
+                            f"{type(reg).__name__}")
         if comm is not None and not all(hasattr(comm, m) for m in ("Get_rank", "Get_size", "Allreduce")):
             raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, "
                             f"got {type(comm).__name__}")
         if comm is None:
-            objective = LocalObjective(self, dataset, loss, reg)
+            objective = Objective(self, dataset, loss, reg)
         else:  # every rank checks that the others train the same model with the same arguments
-            agree_on = {name: (value if not callable(value) else "callable")
-                        for name, value in loop.items()}
-            agree_on.update(loss=loss if isinstance(loss, str) else "callable",
-                            checkpoint=checkpoint is None, reg=reg)
-            objective = MPIObjective(self, dataset, comm, loss, reg, cuda_aware, agree_on)
+            agreed = (options.agreed(), loss if isinstance(loss, str) else "callable", reg)
+            objective = Objective(self, dataset, loss, reg, MPIRanks(comm, self.backend.xp, cuda_aware),
+                                  agreed)
         self.cache_data_ = objective.x_train
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
             if restarts:
-                return train.fit_restarts(self, objective, restarts,
-                                          lambda r: self.fresh_start(r).snapshot(),
-                                          checkpoint=checkpoint, **loop)
-            return train.fit(self, objective, checkpoint=checkpoint, **loop)
+                return train.fit_restarts(self, objective, options, restarts,
+                                          lambda r: self.fresh_start(r).snapshot())
+            return train.fit(self, objective, options)
 
     def fresh_start(self, restart):
         """A new initialisation (same config, seed drawn from self.seed and `restart` >= 1)."""

@@ -24,8 +24,8 @@ SIMULATED_MODEL = PRELUDE + textwrap.dedent("""
         gpu = kanarray.KAN([3, 4, 2], grid=4, seed=1, device="cuda", path=path)
         cpu.update_grid(x); gpu.update_grid(x)
         np.testing.assert_allclose(gpu(x), cpu(x), rtol=1e-12, atol=1e-12)
-        loss_c, grad_c, dx_c = cpu.loss_and_grad(x, y, input_grad=True)
-        loss_g, grad_g, dx_g = gpu.loss_and_grad(x, y, input_grad=True)
+        loss_c, grad_c, dx_c = cpu.loss_and_grad(x, y, need_dx=True)
+        loss_g, grad_g, dx_g = gpu.loss_and_grad(x, y, need_dx=True)
         assert abs(loss_g - loss_c) <= 1e-12 * loss_c
         np.testing.assert_allclose(grad_g, grad_c, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(dx_g, dx_c, rtol=1e-10, atol=1e-12)

@@ -58,7 +58,7 @@ def test_every_parameter_gradient_matches_finite_differences():
 
 def test_input_gradient_matches_finite_differences():
     model, x, y = trained_three_layer(seed=5)
-    _, _, dx = model.loss_and_grad(x, y, input_grad=True)
+    _, _, dx = model.loss_and_grad(x, y, need_dx=True)
     numeric = central_differences(lambda xx: model.loss_and_grad(xx, y)[0], x)
     assert np.abs(dx - numeric).max() <= 1e-6 * np.abs(numeric).max()
 
@@ -70,7 +70,7 @@ def test_gradients_are_bit_identical_for_one_and_two_threads(tmp_path):
         model = kanarray.KAN([16, 24, 3], grid=7, seed=1)
         model.params = model.params + 0.1 * rng.normal(size=model.num_params)
         x, y = rng.uniform(-1.2, 1.2, (999, 16)), rng.normal(size=(999, 3))
-        loss, grad, dx = model.loss_and_grad(x, y, input_grad=True)
+        loss, grad, dx = model.loss_and_grad(x, y, need_dx=True)
         np.savez(sys.argv[1], loss=loss, grad=grad, dx=dx, y=model(x))
     """)
     results = []

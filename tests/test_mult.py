@@ -48,7 +48,7 @@ def test_gradient_through_a_zero_factor_is_the_product_of_the_others():
 @pytest.mark.parametrize("width,mult_arity", CASES)
 def test_every_gradient_matches_finite_differences(width, mult_arity):
     model, x, y = random_model(width, seed=len(str(width)), mult_arity=mult_arity)
-    _, grad, dx = model.loss_and_grad(x, y, input_grad=True)
+    _, grad, dx = model.loss_and_grad(x, y, need_dx=True)
     start = model.params.copy()
 
     def loss_at(params):

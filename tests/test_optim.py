@@ -1,18 +1,13 @@
-"""Specifications of kanarray.training.optim: Adam and L-BFGS over flat vectors."""
+"""Specifications of kanarray.training.adam and kanarray.training.lbfgs: Adam and L-BFGS over
+flat vectors."""
 
 import numpy as np
 import pytest
 import scipy.optimize
 
-from kanarray.training.optim import (
-    AdamState,
-    adam_init,
-    adam_update,
-    array_module,
-    lbfgs_init,
-    lbfgs_minimize,
-    lbfgs_step,
-)
+from kanarray.core.arrays import array_module
+from kanarray.training.adam import AdamState, adam_init, adam_update
+from kanarray.training.lbfgs import lbfgs_init, lbfgs_minimize, lbfgs_step
 
 C1, C2 = 1e-4, 0.9  # strong-Wolfe constants the line search promises
 
@@ -487,7 +482,7 @@ def test_two_loop_kernel_and_array_form_match_the_reference(m, dtype):
     """The CPU kernel (NumPy's path) and the array-operation form (CuPy's path) of the search
     direction equal kernels/reference.py's two-loop recursion on fresh random pairs."""
     from kanarray.kernels import cpu, reference
-    from kanarray.training.optim import LBFGSState, _two_loop_arrays
+    from kanarray.training.lbfgs import LBFGSState, _two_loop_arrays
 
     rng = np.random.default_rng(m)
     n = 37

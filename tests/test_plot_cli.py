@@ -8,7 +8,6 @@ import pytest
 import sympy as sp
 
 from kanarray import KAN
-from kanarray.symbolic import edges as S
 from kanarray.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,8 +5,8 @@ import pytest
 import kanarray
 from kanarray import KAN
 from kanarray.kernels import reference
-from kanarray.training.objective import loss_and_grad
-from kanarray.training.regularize import Regularization
+from kanarray.training.objective import evaluate
+from kanarray.training.regularize import RegState, Regularization
 from finite_differences import central_differences
 
 TERMS = {
@@ -97,8 +97,8 @@ def test_each_term_gradient_matches_finite_differences(width, term):
     reg = TERMS[term]
     y = np.zeros((x.shape[0], width[-1]))
     assert min_abs_phi(model, x) > 1e-3  # |.| is smooth at this point
-    value, dx, _ = loss_and_grad(model, x, y, zero_loss, reg)
-    grad = model.grad.copy()
+    ev = evaluate(model, x, y, zero_loss, reg, need_dx=True)
+    value, dx, grad = ev.loss, ev.dx, ev.grad
     assert value == pytest.approx(oracle(model, x, reg), rel=1e-12)
     assert np.abs(grad).max() > 0
 
@@ -106,14 +106,14 @@ def test_each_term_gradient_matches_finite_differences(width, term):
 
     def at_params(params):
         model.params = params
-        return loss_and_grad(model, x, y, zero_loss, reg)[0]
+        return evaluate(model, x, y, zero_loss, reg).loss
 
     numeric = central_differences(at_params, start, eps=1e-5)
     model.params = start
     scale = np.abs(numeric).max()
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8 * scale)
 
-    numeric_dx = central_differences(lambda xx: loss_and_grad(model, xx, y, zero_loss, reg)[0], x, eps=1e-5)
+    numeric_dx = central_differences(lambda xx: evaluate(model, xx, y, zero_loss, reg).loss, x, eps=1e-5)
     if term.startswith("coef"):
         assert np.all(dx == 0) and np.all(numeric_dx == 0)  # coefficient terms ignore the data
     else:
@@ -128,9 +128,9 @@ def test_total_objective_gradient_with_every_term_and_mse():
     reg = Regularization(lamb=0.3, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.5, lamb_coefdiff=0.7)
     assert min_abs_phi(model, x) > 1e-3
     mse = model.loss_and_grad(x, y)[0]
-    loss, grad, dx = model.loss_and_grad(x, y, input_grad=True, reg=reg)
+    loss, grad, dx = model.loss_and_grad(x, y, need_dx=True, reg=reg)
     assert loss == pytest.approx(mse + 0.3 * oracle(model, x, reg), rel=1e-12)
-    assert loss_and_grad(model, x, y, reg=reg)[2] == pytest.approx(oracle(model, x, reg), rel=1e-12)
+    assert evaluate(model, x, y, reg=reg).reg == pytest.approx(oracle(model, x, reg), rel=1e-12)
     start = model.params.copy()
 
     def at_params(params):
@@ -157,10 +157,10 @@ def test_reference_spline_activations_sum_to_the_layer_output():
 def test_no_regularisation_changes_nothing():
     model, x = random_model([3, 4, 2], seed=2)
     y = np.ones((x.shape[0], 2))
-    plain = model.loss_and_grad(x, y, input_grad=True)
+    plain = model.loss_and_grad(x, y, need_dx=True)
     for reg in (None, Regularization(), Regularization(lamb=0.0, lamb_coef=1.0),
                 Regularization(lamb=1.0, lamb_l1=0.0, lamb_entropy=0.0)):
-        again = model.loss_and_grad(x, y, input_grad=True, reg=reg)
+        again = model.loss_and_grad(x, y, need_dx=True, reg=reg)
         assert again[0] == plain[0]
         np.testing.assert_array_equal(again[1], plain[1])
         np.testing.assert_array_equal(again[2], plain[2])
@@ -175,8 +175,9 @@ def test_float32_value_close_to_float64():
         dst.knots[...] = src.knots
         dst.mask[...] = src.mask
     y = np.zeros((x.shape[0], 2), np.float32)
-    value32, dx32, _ = loss_and_grad(single, x.astype(np.float32), y, zero_loss, reg)
-    assert dx32.dtype == np.float32 and single.grad.dtype == np.float32
+    ev32 = evaluate(single, x.astype(np.float32), y, zero_loss, reg, need_dx=True)
+    value32, dx32 = ev32.loss, ev32.dx
+    assert dx32.dtype == np.float32 and ev32.grad.dtype == np.float32
     assert value32 == pytest.approx(oracle(model, x, reg), rel=1e-5)
 
 
@@ -198,8 +199,8 @@ def test_fit_records_reg_and_regularisation_sparsifies():
     assert len(r_sparse["reg"]) == 6 and all(np.isfinite(r_sparse["reg"]))
     reg = Regularization(lamb=1e-2)
     x = sparse.as_batch(data["train_input"])
-    assert r_sparse["reg"][-1] == pytest.approx(kanarray.training.regularize.value(sparse, x, reg), rel=1e-12)
+    assert r_sparse["reg"][-1] == pytest.approx(RegState(sparse, sparse.forward_all(x), reg).value, rel=1e-12)
     # the data part of the objective is what train_loss reports
     mse = sparse.loss_and_grad(data["train_input"], data["train_label"])[0]
     assert r_sparse["train_loss"][-1] == pytest.approx(np.sqrt(mse), rel=1e-6)
-    assert r_sparse["reg"][-1] < kanarray.training.regularize.value(plain, x, reg)
+    assert r_sparse["reg"][-1] < RegState(plain, plain.forward_all(x), reg).value

@@ -8,7 +8,7 @@ import sympy as sp
 import kanarray
 from kanarray import KAN
 from kanarray.symbolic import formula as F
-from kanarray.training.objective import loss_and_grad
+from kanarray.training.objective import evaluate
 from finite_differences import central_differences
 
 
@@ -34,7 +34,7 @@ def test_set_scaling_maps_each_column_onto_the_grid_and_standardises_labels():
 def test_gradients_through_the_scaling_match_finite_differences():
     x, y = raw_data(40)
     model = KAN([2, 3, 1], seed=1).set_scaling(x, y)
-    _, grad, dx = model.loss_and_grad(x, y, input_grad=True)
+    _, grad, dx = model.loss_and_grad(x, y, need_dx=True)
     start = model.params.copy()
 
     def at(params):
@@ -91,13 +91,13 @@ def blobs(n, seed):
 def test_cross_entropy_gradient_matches_finite_differences():
     x, labels = blobs(30, 0)
     model = KAN([2, 3, 3], seed=4)
-    loss, _, _ = loss_and_grad(model, x, labels, "ce")
-    grad = model.grad.copy()
+    ev = evaluate(model, x, labels, "ce")
+    loss, grad = ev.loss, ev.grad
     start = model.params.copy()
 
     def at(params):
         model.params = params
-        return loss_and_grad(model, x, labels, "ce")[0]
+        return evaluate(model, x, labels, "ce").loss
 
     numeric = central_differences(at, start, eps=1e-5)
     assert loss > 0 and np.abs(numeric).max() > 0

@@ -106,9 +106,10 @@ def bench(repeats=20):
     x = rng.uniform(-1, 1, (batch, width)).astype(np.float32)
     g = rng.normal(size=(batch, width)).astype(np.float32)
     layer = layer_model.layers[0]
+    grads, _ = layer.views(np.empty_like(layer_model.params), 0)
 
     def kan_layer():
-        layer.backward(x, g)
+        layer.backward(x, g, grads)
         layer.forward(x)
 
     seconds = _median_seconds(kan_layer, max(3, repeats // 4))

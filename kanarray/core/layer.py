@@ -11,8 +11,10 @@ fused kernels; the second is the symbolic branch of the edges fixed to a library
 is alive at all (pruning); `sym` (symbolic_mask) switches an edge from its spline to its function,
 and the spline stays untouched underneath, so unfixing brings it back.
 
-A layer owns no parameter memory: `bind` points its parameters (and their gradients) at slices
-of the model's flat buffers, so optimizers see one vector. The layer keeps what is not trained:
+A layer owns no parameter memory: `bind` points its parameters at slices of the model's flat
+buffer, so optimizers see one vector; `views` gives the same groups over any other flat buffer
+(a training workspace's trial point, a gradient). forward and backward take the parameters to
+use (default: the layer's own) and backward the gradient views to write. The layer keeps what is not trained:
 the knot vectors (I, G+2k+1), the masks (I, O), the function names (host (I, O) strings, "" =
 none), the order k and the base function. This module is the only place that computes an edge:
 the forward and backward passes, each edge's activation (regularisation, attribution) and each
@@ -42,7 +44,6 @@ class KANLayer:
         self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
         self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")  # sets _symbolic_edges
         self.params = {}
-        self.grads = {}
 
     @property
     def n_basis(self):
@@ -54,13 +55,18 @@ class KANLayer:
         return {"coef": (I, self.n_basis, O), "w_base": (I, O), "w_spline": (I, O), "bias": (O,),
                 "symbolic": (I, O, 4)}  # (a, b, c, d) of c f(a x + b) + d per edge
 
-    def bind(self, flat_params, flat_grads, offset):
-        """Point parameters and gradients at flat_params/flat_grads from offset; return the end."""
+    def views(self, flat, offset):
+        """({group name: view of flat}, end offset): the layer's groups laid out from offset."""
+        out = {}
         for name, shape in self.param_shapes().items():
             size = int(np.prod(shape))
-            self.params[name] = flat_params[offset:offset + size].reshape(shape)
-            self.grads[name] = flat_grads[offset:offset + size].reshape(shape)
+            out[name] = flat[offset:offset + size].reshape(shape)
             offset += size
+        return out, offset
+
+    def bind(self, flat_params, offset):
+        """Point the layer's parameters at flat_params from offset; return the end."""
+        self.params, offset = self.views(flat_params, offset)
         return offset
 
     def init_params(self, rng, noise_scale):
@@ -104,15 +110,16 @@ class KANLayer:
         """Weight of every edge's spline branch: mask * (1 - symbolic_mask)."""
         return self.mask * (1 - self.symbolic_mask) if self.has_symbolic() else self.mask
 
-    def forward(self, x, out=None, tape=None, tape_filled=False):
+    def forward(self, x, p=None, out=None, tape=None, tape_filled=False):
         """x (B, I) on the layer's device and dtype -> y (B, O) (written into `out` if given).
 
+        p: the parameter groups to use (views(...)'s dict; default: the layer's own).
         tape: a CPU kernels' BasisTape for B rows (a training workspace's): forward fills it
         with the basis of x (unless tape_filled: it holds them already), and backward(x, g,
         tape=tape) reuses it instead of recomputing it.
         """
         y = self.backend.xp.empty((x.shape[0], self.out_dim), dtype=self.dtype) if out is None else out
-        p = self.params
+        p = self.params if p is None else p
         spline_mask = self.spline_mask()
         symbolic = self.has_symbolic()
         if tape is not None and not tape_filled:
@@ -127,18 +134,18 @@ class KANLayer:
             forward(x, self.knots, p["coef"], p["w_base"], p["w_spline"], p["bias"], spline_mask,
                     self.k, BASE_CODES[self.base_fun], y)
         if symbolic:
-            y += self.symbolic_activations(x).sum(axis=1).astype(y.dtype)
+            y += self.symbolic_activations(x, p).sum(axis=1).astype(y.dtype)
         return y
 
-    def backward(self, x, g, dx=None, tape=None, want_dx=True):
-        """Gradient of sum(g * forward(x)): fills self.grads, returns dx (B, I) (into `dx` if given).
-        tape: the BasisTape that forward(x, tape=tape) filled, or None. want_dx=False (with a
-        tape and no symbolic edge): dx is not computed and None is returned; self.grads are the
-        same bits."""
-        p, d = self.params, self.grads
+    def backward(self, x, g, d, p=None, dx=None, tape=None, need_dx=True):
+        """Gradient of sum(g * forward(x, p)): writes every group of `d` (gradient views of the
+        layer's groups), returns dx (B, I) (into `dx` if given). tape: the BasisTape that
+        forward(x, tape=tape) filled, or None. need_dx=False (with a tape and no symbolic
+        edge): dx is not computed and None is returned; d gets the same bits."""
+        p = self.params if p is None else p
         spline_mask = self.spline_mask()
         symbolic = self.has_symbolic()
-        if not want_dx and tape is not None and not symbolic:
+        if not need_dx and tape is not None and not symbolic:
             dx = None  # the tape kernel's "no input gradient"
         elif dx is None:
             dx = self.backend.xp.empty_like(x)
@@ -156,7 +163,7 @@ class KANLayer:
                      BASE_CODES[self.base_fun], dx, d["coef"], d["w_base"], d["w_spline"], d["bias"])
         d["symbolic"][...] = 0
         if symbolic:
-            self.symbolic_backward(x, g, dx)
+            self.symbolic_backward(x, g, dx, d, p)
         return dx
 
     # ------------------------------------------------------------------ the symbolic branch
@@ -167,37 +174,41 @@ class KANLayer:
         return [(slib.get_symbolic(name), ii[names == name], oo[names == name])
                 for name in np.unique(names)]
 
-    def _symbolic_terms(self, x, ii, oo):
+    def _symbolic_terms(self, x, ii, oo, params):
         """Float64 pieces of the edges (ii, oo) over the batch: X (B, E), z = a X + b, (E, 4), weight (E,)."""
         xp = self.backend.xp
         di, do = xp.asarray(ii), xp.asarray(oo)
-        p = self.params["symbolic"][di, do].astype(np.float64)
+        p = params["symbolic"][di, do].astype(np.float64)
         weight = (self.mask[di, do] * self.symbolic_mask[di, do]).astype(np.float64)
         X = x[:, di].astype(np.float64)
         return X, X * p[:, 0] + p[:, 1], p, weight
 
-    def symbolic_activations(self, x):
-        """Symbolic branch of every edge, mask * sym * (c f(a x + b) + d): (B, I, O), 0 elsewhere."""
+    def symbolic_activations(self, x, params=None):
+        """Symbolic branch of every edge, mask * sym * (c f(a x + b) + d): (B, I, O), 0 elsewhere.
+        params: the parameter groups to use (default: the layer's own)."""
         xp = self.backend.xp
+        params = self.params if params is None else params
         phi = xp.zeros((x.shape[0], self.in_dim, self.out_dim), dtype=np.float64)
         for fn, ii, oo in self._symbolic_groups():
-            _, z, p, weight = self._symbolic_terms(x, ii, oo)
+            _, z, p, weight = self._symbolic_terms(x, ii, oo, params)
             phi[:, xp.asarray(ii), xp.asarray(oo)] = weight * (p[:, 2] * fn.f(z) + p[:, 3])
         return phi
 
-    def symbolic_backward(self, x, g, dx):
-        """Gradients of sum(g * symbolic branch): writes grads["symbolic"], adds into dx (B, I).
+    def symbolic_backward(self, x, g, dx, d, params=None):
+        """Gradients of sum(g * symbolic branch) at params (default: the layer's own): writes
+        d["symbolic"], adds into dx (B, I).
 
             u = f(z), z = a x + b, out = w (c u + d), G = g[:, o] w
             dd = sum_b G,  dc = sum_b G u,  da = sum_b G c f'(z) x,  db = sum_b G c f'(z),
             dx[:, i] += G c f'(z) a    (summed over the edge's outputs in a fixed order)
         """
         xp = self.backend.xp
-        grads = self.grads["symbolic"]
+        params = self.params if params is None else params
+        grads = d["symbolic"]
         g64 = g.astype(np.float64)
         slope = xp.zeros((x.shape[0], self.in_dim, self.out_dim), dtype=np.float64)
         for fn, ii, oo in self._symbolic_groups():
-            X, z, p, weight = self._symbolic_terms(x, ii, oo)
+            X, z, p, weight = self._symbolic_terms(x, ii, oo, params)
             G = g64[:, xp.asarray(oo)] * weight
             dz = G * p[:, 2] * fn.df(z)
             grad = xp.stack([(dz * X).sum(axis=0), dz.sum(axis=0), (G * fn.f(z)).sum(axis=0),
@@ -229,13 +240,15 @@ class KANLayer:
         self.params["symbolic"][i, o] = self.backend.asarray(IDENTITY_SYMBOLIC, self.dtype)
 
     # ------------------------------------------------------------------ edges one at a time
-    def spline_activations(self, x, with_derivs=False, tape=None):
-        """The spline branch of every edge at inputs x, as a SplineActivations (phi (I, B, O));
-        given the BasisTape that forward(x, tape=) filled (CPU training), as a
-        TapedSplineActivations: what the regulariser needs, from the kernels, without phi."""
+    def spline_activations(self, x, with_derivs=False, tape=None, p=None):
+        """The spline branch of every edge at inputs x with parameters p (default: the layer's
+        own), as a SplineActivations (phi (I, B, O)); given the BasisTape that forward(x,
+        tape=) filled (CPU training), as a TapedSplineActivations: what the regulariser needs,
+        from the kernels, without phi."""
+        p = self.params if p is None else p
         if tape is not None:
-            return TapedSplineActivations(self, tape)
-        return SplineActivations(self, x, with_derivs)
+            return TapedSplineActivations(self, tape, p)
+        return SplineActivations(self, x, p, with_derivs)
 
     def edge_activations(self, x):
         """What every edge adds to its output node at inputs x: phi (B, I, O), both branches and
@@ -296,10 +309,9 @@ class SplineActivations:
     kernel: memory O(B I (O + G + k)), meant for interpretable-size models.
     """
 
-    def __init__(self, layer, x, with_derivs=False):
+    def __init__(self, layer, x, p, with_derivs=False):
         xp = layer.backend.xp
-        p = layer.params
-        self.layer = layer
+        self.layer, self.p = layer, p
         self.A, self.Ad = _dense_local_basis(layer, x, with_derivs)  # (I, B, nb)
         self.base_val, self.base_der = _base_branch(xp, x.T, layer.base_fun)  # (I, B)
         self.spline = xp.matmul(self.A, p["coef"])  # (I, B, O)
@@ -315,18 +327,14 @@ class SplineActivations:
         """sum_b |phi[i, b, o]|, (I, O)."""
         return abs(self.phi).sum(axis=1)
 
-    def magnitudes(self):
-        """m[i, o] = mean_b |phi[i, b, o]|, (I, O)."""
-        return abs(self.phi).mean(axis=1)
-
-    def add_magnitude_backward(self, dm, dx, weight=None):
-        """Add d(sum dm * m)/d(params) to the layer's grads and d/dx to dx (B, I), in place.
+    def add_magnitude_backward(self, dm, dx, d, weight=None):
+        """Add d(sum dm * m)/d(params) to the gradient views d and d/dx to dx (B, I), in place.
 
         m is the mean over this batch's B rows; `weight` (default 1/B) replaces that 1/B when the
         mean runs over more rows than these (the rows of every rank, kanarray.training.distributed).
         """
         xp = self.layer.backend.xp
-        p, d = self.layer.params, self.layer.grads
+        p = self.p
         weight = 1.0 / self.phi.shape[1] if weight is None else weight
         q = xp.sign(self.phi) * (dm * weight)[:, None, :] * self.mask[:, None, :]  # (I, B, O)
         d["w_base"] += (q * self.base_val[:, :, None]).sum(axis=1)
@@ -343,21 +351,20 @@ class TapedSplineActivations:
     of the layer's input (CPU kernels edge_magnitude_sums and edge_magnitude_backward): no
     (I, B, O) or (I, B, G+k) arrays, and the spans and bases of the forward pass reused."""
 
-    def __init__(self, layer, tape):
-        self.layer = layer
-        self.tape = tape
+    def __init__(self, layer, tape, p):
+        self.layer, self.tape, self.p = layer, tape, p
         self.n_rows = tape.window.shape[1]
 
     def abs_sums(self):
-        layer, p = self.layer, self.layer.params
+        layer, p = self.layer, self.p
         sums = np.empty((layer.in_dim, layer.out_dim), dtype=layer.dtype)
         layer.backend.kernels.edge_magnitude_sums(self.tape, p["coef"], p["w_base"], p["w_spline"],
                                                   layer.spline_mask(), layer.k, sums)
         return sums
 
-    def add_magnitude_backward(self, dm, dx, weight=None):
+    def add_magnitude_backward(self, dm, dx, d, weight=None):
         """As SplineActivations.add_magnitude_backward."""
-        layer, p, d = self.layer, self.layer.params, self.layer.grads
+        layer, p = self.layer, self.p
         weight = 1.0 / self.n_rows if weight is None else weight
         mask = layer.spline_mask()
         scale = np.ascontiguousarray(dm * weight * mask, dtype=layer.dtype)

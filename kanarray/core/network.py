@@ -4,7 +4,8 @@ This is the machinery under kanarray.KAN (kanarray/model.py), which adds the pub
 face. Everything here works on arrays already on the model's device and dtype.
 
     net.forward_all(x)          [x, h_1, ..., y]: every layer's input, and the output
-    net.backward(acts, g)       fills net.grad (aligned with net.params), returns dL/dx
+    net.backward(acts, g, grads) writes dL/dparams into grads (net.views of a flat gradient
+                                aligned with net.params), returns dL/dx
     net.regrid(x)               knots follow the samples, splines keep their shape
     net.refined(G)              a new network on a finer grid, splines fitted to these
     net.derived(width=..., ...) a new network of the same kind with other settings
@@ -13,7 +14,8 @@ A level of width may be a pair [n_sum, n_mult]: the layer before it then outputs
 of its multiplication nodes, multiplied in forward_all (kanarray.core.nodes).
 
 Every trainable parameter lives in `params`, one 1-D array; layers hold views into it, so an
-optimizer updating `params` in place updates the layers. Gradients land in `grad` the same way.
+optimizer updating `params` in place updates the layers. Any other flat array of that length (a
+trial point, a gradient) is read and written through the same layout by `views`.
 """
 import numbers
 
@@ -154,14 +156,21 @@ class Network:
         return len(self.layers)
 
     def _allocate(self):
-        """One flat buffer for all parameters and one for their gradients; layers bind views."""
-        xp = self.backend.xp
+        """One flat buffer for all parameters; layers bind views into it."""
         total = sum(int(np.prod(s)) for layer in self.layers for s in layer.param_shapes().values())
-        self._params = xp.zeros(total, dtype=self.np_dtype)
-        self.grad = xp.zeros(total, dtype=self.np_dtype)
+        self._params = self.backend.xp.zeros(total, dtype=self.np_dtype)
         offset = 0
         for layer in self.layers:
-            offset = layer.bind(self._params, self.grad, offset)
+            offset = layer.bind(self._params, offset)
+
+    def views(self, flat):
+        """[{group name: view}] per layer of a flat array laid out like params (a trial point,
+        a gradient)."""
+        out, offset = [], 0
+        for layer in self.layers:
+            groups, offset = layer.views(flat, offset)
+            out.append(groups)
+        return out
 
     def group_slices(self):
         """[(layer index, group name, slice of params)] for every parameter group, in buffer
@@ -260,24 +269,25 @@ class Network:
     def _on_device(self, values):
         return self.backend.asarray(values, self.np_dtype)
 
-    def forward_all(self, x, out=None, tapes=None, first_tape_filled=False):
+    def forward_all(self, x, params=None, workspace=None):
         """[h_0, h_1, ..., y] for raw inputs x on the device: h_l is the input of layer l (h_0
         the scaled inputs) and y the raw outputs (the last layer's, through output_scaling).
 
+        params: views(...) of the parameters to use (default: the network's own).
+        workspace: a kanarray.core.workspace.Workspace for x's rows (training): the outputs go
+        to its buffers and every layer's basis to its tapes, for backward to reuse.
         Where level l+1 has multiplication nodes, layer l's outputs are its factors (kept in
         acts.factors[l + 1] for backward) and h_{l+1} their products (kanarray.core.nodes).
-        out: optional list of preallocated (B, layer l's outputs) arrays (a training
-        workspace), reused across evaluations instead of allocating new ones. tapes: optional
-        list of the CPU kernels' BasisTapes, one a layer, that backward(..., tapes=) reuses;
-        first_tape_filled: tapes[0] already holds the basis of these inputs (kanarray.training.objective's
-        Workspace knows when).
         """
+        params = [layer.params for layer in self.layers] if params is None else params
+        first_tape_filled = workspace is not None and workspace.first_tape_current(self)
         if self.input_scaling is not None:
             shift, scale = self.input_scaling
             x = (x - self._on_device(shift)) / self._on_device(scale)
         acts = Activations([x])
         for l, layer in enumerate(self.layers):
-            z = layer.forward(acts[-1], None if out is None else out[l], None if tapes is None else tapes[l],
+            z = layer.forward(acts[-1], params[l], None if workspace is None else workspace.acts[l],
+                              None if workspace is None else workspace.tape(l),
                               tape_filled=first_tape_filled and l == 0)
             if self.n_mult[l + 1]:
                 acts.factors[l + 1] = z
@@ -286,30 +296,33 @@ class Network:
         if self.output_scaling is not None:
             shift, scale = self.output_scaling
             acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
+        if workspace is not None and not first_tape_filled:
+            workspace.first_tape_filled(self)
         return acts
 
-    def backward(self, acts, g, reg=None, dx_out=None, tapes=None, input_grad=True):
-        """Back-propagate g = dL/dy (raw outputs) through the layers; fills self.grad, returns
-        dL/dx (raw inputs).
+    def backward(self, acts, g, grads, params=None, workspace=None, reg=None, need_dx=True):
+        """Back-propagate g = dL/dy (raw outputs) through the layers; writes dL/dparams into
+        grads (views(...) of a flat gradient) and returns dL/dx (raw inputs).
 
-        reg: a kanarray.training.regularize.RegTape at these activations; its gradient for layer l is
-        added (parameters and dL/dx) right after layer l's own backward.
-        dx_out: optional list of preallocated (B, layer l's inputs) arrays for the layers' dL/dx.
-        tapes: the BasisTapes that forward_all(..., tapes=) filled for these activations.
-        Through a level with multiplication nodes g passes kanarray.core.nodes.multiply_backward at
-        acts.factors (forward_all's), so acts must come from forward_all.
-        input_grad=False (training: the inputs are data): dL/dx may be left uncomputed, and then
-        None is returned; self.grad is the same bits.
+        params, workspace: as given to the forward_all that made acts (which must come from
+        forward_all: through a level with multiplication nodes g passes
+        kanarray.core.nodes.multiply_backward at acts.factors).
+        reg: a kanarray.training.regularize.RegState at these activations; its gradient for
+        layer l is added (parameters and dL/dx) right after layer l's own backward.
+        need_dx=False (training: the inputs are data): dL/dx may be left uncomputed, and then
+        None is returned; grads get the same bits.
         """
+        params = [layer.params for layer in self.layers] if params is None else params
         if self.output_scaling is not None:
             g = g * self._on_device(self.output_scaling[1])
         for l in range(self.depth - 1, -1, -1):
             if self.n_mult[l + 1]:
                 g = nodes.multiply_backward(acts.factors[l + 1], g, self.n_sum[l + 1],
                                             self.arities[l + 1])
-            want_dx = l > 0 or input_grad or reg is not None  # the regulariser adds into dL/dx
-            g = self.layers[l].backward(acts[l], g, None if dx_out is None else dx_out[l],
-                                        None if tapes is None else tapes[l], want_dx)
+            layer_dx = l > 0 or need_dx or reg is not None  # the regulariser adds into dL/dx
+            g = self.layers[l].backward(acts[l], g, grads[l], params[l],
+                                        None if workspace is None else workspace.dx[l],
+                                        None if workspace is None else workspace.tape(l), layer_dx)
             if reg is not None:
                 g = reg.backward_layer(l, g)
         if g is None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..core.checks import check_int, check_real
 from ..model import KAN, from_state
-from ..training.objective import rmse
+from ..training.losses import rmse
 from ..symbolic.report import formula_report
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing

@@ -12,65 +12,11 @@ the step changed (parameters and knots, a grid update included) is restored, a w
 and results["stopped"] says why. An exception (from a loss_fn, a callback, a checkpoint write,
 or Ctrl-C) also puts the model back to its last good step before it propagates. Nothing is lost.
 """
-import numbers
 import sys
 import time
 import warnings
 
 import numpy as np
-
-from ..core.checks import check_int, check_real
-from .optim import HISTORY_SIZE, MAX_LINE_SEARCH, adam_init, adam_update, lbfgs_init, lbfgs_update
-
-# Like pykan: never stop an L-BFGS step on tolerances; a float64 MSE near 1e-12 still moves by
-# far less than any fixed absolute threshold while it keeps improving.
-LBFGS_TOLERANCE = 1e-32
-OPTIMIZERS = ("lbfgs", "adam")
-
-
-def check_loop_arguments(opt, steps, lr, batch, update_grid, grid_update_num,
-                         start_grid_update_step, stop_grid_update_step, seed, log, callback,
-                         lbfgs_iters, grid_margin=0.0, lbfgs_history=HISTORY_SIZE):
-    """The loop's arguments, validated; returns (steps, lr, lbfgs_iters) normalised."""
-    if opt not in OPTIMIZERS:
-        raise ValueError(f"opt must be one of {OPTIMIZERS}, got {opt!r}")
-    steps = check_int(steps, "steps", 0)
-    lbfgs_iters = check_int(lbfgs_iters, "lbfgs_iters", 1)
-    check_int(lbfgs_history, "lbfgs_history", 1)
-    if lr is None:
-        lr = 1.0 if opt == "lbfgs" else 1e-2
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if batch != -1:
-        check_int(batch, "batch", 1)
-    if not isinstance(update_grid, (bool, np.bool_)):
-        raise TypeError(f"update_grid must be True or False, got {update_grid!r}")
-    check_int(grid_update_num, "grid_update_num", 1)
-    check_int(start_grid_update_step, "start_grid_update_step", -1)
-    check_int(stop_grid_update_step, "stop_grid_update_step", 0)
-    check_real(grid_margin, "grid_margin", minimum=0)
-    check_int(seed, "seed", 0)
-    if log is not None:
-        check_int(log, "log", 0)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable(step, model, results) or None, got "
-                        f"{type(callback).__name__}")
-    return steps, float(lr), lbfgs_iters
-
-
-def _lbfgs_step(objective, params, state, lr, lbfgs_iters, history):
-    """Up to lbfgs_iters L-BFGS iterations, keeping `history` curvature pairs, from params
-    -> (point, loss, grad, state, n_evals)."""
-    loss, grad = objective.value_and_grad(params)
-    loss, n_evals, point = float(loss), 1, params
-    for _ in range(lbfgs_iters):
-        point, loss, grad, state, info = lbfgs_update(  # arguments checked once, by fit
-            objective.value_and_grad, point, loss, grad, state, lr, history, MAX_LINE_SEARCH,
-            LBFGS_TOLERANCE, LBFGS_TOLERANCE)
-        n_evals += info["n_evals"]
-        if info["converged"] or info["failed"]:
-            break
-    return point, loss, grad, state, n_evals
 
 
 class Progress:
@@ -97,49 +43,34 @@ class Progress:
             print(flush=True)
 
 
-def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid=True,
-        grid_update_num=10, start_grid_update_step=-1, stop_grid_update_step=50, seed=0, log=None,
-        callback=None, lbfgs_iters=20, checkpoint=None, grid_margin=0.0,
-        lbfgs_history=HISTORY_SIZE):
-    """Train `model` in place on `objective`; return the history (see kanarray.KAN.fit)."""
-    steps, lr, lbfgs_iters = check_loop_arguments(
-        opt, steps, lr, batch, update_grid, grid_update_num, start_grid_update_step,
-        stop_grid_update_step, seed, log, callback, lbfgs_iters, grid_margin, lbfgs_history)
+def fit(model, objective, options):
+    """Train `model` in place on `objective` with kanarray.training.options.FitOptions (checked
+    when made); return the history (see kanarray.KAN.fit)."""
     n_rows = objective.n_rows
-    if batch != -1 and batch > n_rows:
-        raise ValueError(f"batch must be -1 or at most the {n_rows} training rows, got {batch}")
-    grid_update_freq = max(1, stop_grid_update_step // grid_update_num)
-    rng = np.random.default_rng(seed)
-    lamb = 0.0 if objective.reg is None else objective.reg.lamb
+    if options.batch != -1 and options.batch > n_rows:
+        raise ValueError(f"batch must be -1 or at most the {n_rows} training rows, got {options.batch}")
+    opt, batch = options.opt, options.batch
+    rng = np.random.default_rng(options.seed)
     results = {"train_loss": [], "test_loss": [], "n_evals": [], "evals_per_second": [],
                "seconds": 0.0, "stopped": None, "reg": []}
-    progress = Progress(log, objective.is_root, model.grid)
-    adam_state = adam_init(model.params)
-    lbfgs_state = lbfgs_init()
+    progress = Progress(options.log, objective.is_root, model.grid)
+    state = opt.init(model.params)
     start = time.perf_counter()
     last_good = model.snapshot()  # what a failing step goes back to (it may move the knots too)
 
     try:
-        for step in range(steps):
+        for step in range(options.steps):
             step_start = time.perf_counter()
             objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
-            if (update_grid and step % grid_update_freq == 0
-                    and start_grid_update_step <= step < stop_grid_update_step):
-                objective.update_grid(grid_margin)
-                lbfgs_state = lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
-
-            if opt == "lbfgs":
-                point, loss, grad, lbfgs_state, n_evals = _lbfgs_step(
-                    objective, model.params.copy(), lbfgs_state, lr, lbfgs_iters, lbfgs_history)
-                model.params[...] = point
-            else:
-                loss, grad = objective.value_and_grad(model.params.copy())
-                n_evals = 1
-                delta, adam_state = adam_update(grad, adam_state, lr=lr)
-                model.params[...] = model.params + delta
+            if options.grid.due(step):
+                objective.update_grid(options.grid.margin)
+                state = opt.after_grid_update(state)
+            point, state, taken = opt.update(objective.value_and_grad, model.params.copy(), state)
+            model.params[...] = point
+            ev = taken.value
 
             xp = model.backend.xp
-            if not (np.isfinite(loss) and bool(xp.isfinite(grad).all())
+            if not (np.isfinite(ev.loss) and bool(xp.isfinite(ev.grad).all())
                     and bool(xp.isfinite(model.params).all())):
                 model.restore(last_good)
                 results["stopped"] = (f"step {step}: the loss, its gradient or the parameters became "
@@ -150,17 +81,16 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
                 break
             last_good = model.snapshot()
 
-            reg_value = 0.0 if objective.reg is None else objective.regularizer_value()
-            results["reg"].append(reg_value)
-            for key, value in objective.step_metrics(loss - lamb * reg_value).items():
+            results["reg"].append(ev.reg)
+            for key, value in objective.step_metrics(ev).items():
                 results.setdefault(key, []).append(value)
-            results["n_evals"].append(n_evals)
-            results["evals_per_second"].append(n_evals / max(time.perf_counter() - step_start, 1e-9))
-            progress.step(step, steps, results)
-            if checkpoint is not None:
-                objective.run_on_root(model.save, checkpoint)
-            if callback is not None:
-                objective.run(callback, step, model, results)
+            results["n_evals"].append(taken.n_evals)
+            results["evals_per_second"].append(taken.n_evals / max(time.perf_counter() - step_start, 1e-9))
+            progress.step(step, options.steps, results)
+            if options.checkpoint is not None:
+                objective.run_on_root(model.save, options.checkpoint)
+            if options.callback is not None:
+                objective.run(options.callback, step, model, results)
 
     except BaseException:  # an error (a callback, a loss_fn, Ctrl-C): back to the last good step
         model.restore(last_good)
@@ -172,7 +102,7 @@ def fit(model, objective, opt="lbfgs", steps=100, lr=None, batch=-1, update_grid
     return results
 
 
-def fit_restarts(model, objective, restarts, fresh_state, **loop):
+def fit_restarts(model, objective, options, restarts, fresh_state):
     """fit from the model's state and from `restarts` fresh initialisations; keep the best.
 
     Candidate 0 starts from the model as it is, candidate r >= 1 from fresh_state(r) (a
@@ -187,7 +117,7 @@ def fit_restarts(model, objective, restarts, fresh_state, **loop):
         if r:
             model.restore(fresh_state(r))
         try:
-            history = fit(model, objective, **loop)
+            history = fit(model, objective, options)
         except BaseException:
             if best is not None:
                 model.restore(best[1])

@@ -3,12 +3,16 @@
 Every loss takes the model's outputs `pred` (B, n_out) and the labels, and returns
 (loss, dloss/dpred): loss a host float, the gradient an array of pred's shape on pred's device.
 That is the `loss_fn` contract of kanarray.training.loop.fit. The array module is taken from the input
-(kanarray.training.optim.array_module), so one implementation serves both devices.
+(kanarray.core.arrays.array_module), so one implementation serves both devices.
 
     mse(pred, y)                   mean over all entries of (pred - y)^2
     cross_entropy(logits, labels)  mean over rows of -log softmax(logits)[label]
     accuracy(logits, labels)       share of rows whose largest logit is the label's
+
+and the pieces the objective sums over rows and processes: squared_error, rmse and hits.
 """
+import numpy as np
+
 from ..core.arrays import array_module
 
 
@@ -37,6 +41,18 @@ def _check_labels(labels, logits):
         raise ValueError(f"labels must lie in [0, {n_classes}) for {n_classes} classes, "
                          f"got class id {bad}")
     return labels
+
+
+def squared_error(pred, y):
+    """(sum of squared errors, residual pred - y) of predictions against labels, both (B, O)."""
+    residual = pred - y
+    return float((residual * residual).sum()), residual
+
+
+def rmse(pred, y):
+    """Root mean squared error over every entry of (B, O) predictions and labels."""
+    sse, _ = squared_error(pred, y)
+    return float(np.sqrt(sse / max(pred.size, 1)))
 
 
 def mse(pred, y):
@@ -81,8 +97,13 @@ def cross_entropy(logits, labels):
     return loss, grad
 
 
-def accuracy(logits, labels):
-    """Share of rows (a host float in [0, 1]) whose largest logit is at the label's class."""
+def hits(logits, labels):
+    """Rows (a host float) whose largest logit is at the label's class."""
     _check_outputs(logits, "logits")
     labels = _check_labels(labels, logits)
-    return float((logits.argmax(axis=1) == labels).mean())
+    return float((logits.argmax(axis=1) == labels).sum())
+
+
+def accuracy(logits, labels):
+    """Share of rows (a host float in [0, 1]) whose largest logit is at the label's class."""
+    return hits(logits, labels) / logits.shape[0]

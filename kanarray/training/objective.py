@@ -1,25 +1,37 @@
-"""What the training loop minimises: a model's loss and gradient on its training data.
+"""What training minimises: one evaluation of loss and gradient, and the objective around it.
 
-An objective is a small object with one job, evaluating the loss at a parameter vector, plus
-what the loop needs around that (kanarray.training.loop.fit never asks how the numbers are made):
+    ev = evaluate(model, x, y, loss="mse", reg=None)      # -> Evaluation
+    ev.loss, ev.grad                                      # data loss + lamb * reg; its gradient
+                                                          # (a new flat array, aligned with params)
 
-    n_rows                    training rows the loop draws its batches from
+`evaluate` is the only place a loss and its gradient are computed: forward through the layers,
+the data loss and its dL/dpred, the regulariser, the backward pass, and the sums over rows
+combined by `ranks` (one process: as they are; MPI ranks: kanarray.training.distributed adds
+them up over every rank). dL/dx comes back only where asked (need_dx). It evaluates at a given
+flat parameter vector (`point`, copied into a workspace) or at the model's own parameters; the
+model is never written.
+
+An Objective is evaluate bound to a dataset, with what the training loop needs around it
+(kanarray.training.loop.fit never asks where the rows live):
+
+    n_rows                    training rows the loop draws its batches from (every rank's)
     is_root                   whether this process prints, warns and writes files
     select(rows)              the batch of the next evaluations: sorted row ids, or None = all
-    value_and_grad(params)    -> (loss, grad): loss at params on the batch, grad a new flat array
-    regularizer_value()       the regulariser's value (not times lamb) on the batch
-    step_metrics(data_loss)   {"train_loss", "test_loss", ...}: what the history records
+    value_and_grad(point)     -> Evaluation at the flat parameter vector `point` on the batch
+    step_metrics(ev)          {"train_loss", "test_loss", ...}: what the history records
     update_grid(margin)       move the grids to the batch's activations (range widened by margin cells)
     run(fn, *args)            call user code (callback, checkpoint); its errors reach the loop
     run_on_root(fn, *args)    the same, on the root process only
     finish()                  -> dict of statistics, after the last step
-
-LocalObjective is the one for data in this process; kanarray.training.distributed.MPIObjective is the
-same interface over the rows of every MPI rank.
 """
+from typing import NamedTuple
+
 import numpy as np
 
-from . import losses, regularize
+from . import losses
+from .collectives import CollectiveError
+from .regularize import RegState
+from ..core.workspace import Workspace
 
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 BUILT_IN_LOSSES = ("mse", "ce")
@@ -50,18 +62,6 @@ def check_dataset(model, dataset, loss="mse"):
     return x_train, y_train, x_test, y_test
 
 
-def squared_error(pred, y):
-    """(sum of squared errors, residual pred - y) of predictions against labels, both (B, O)."""
-    residual = pred - y
-    return float((residual * residual).sum()), residual
-
-
-def rmse(pred, y):
-    """Root mean squared error over every entry of (B, O) predictions and labels."""
-    sse, _ = squared_error(pred, y)
-    return float(np.sqrt(sse / max(pred.size, 1)))
-
-
 def custom_loss(loss_fn, pred, y):
     """loss_fn(pred, y) -> (loss, dloss/dpred), its answer checked: a real scalar and an array
     of pred's shape (a wrong shape would make a kernel read past the end of the array)."""
@@ -80,149 +80,202 @@ def custom_loss(loss_fn, pred, y):
     return loss, g
 
 
-def data_loss(loss, pred, y):
-    """(loss, dloss/dpred) of predictions (B, O): loss "mse", "ce" or a callable (check_loss)."""
+def data_loss(loss, pred, y, n_rows=None):
+    """This process's part of the data loss over n_rows rows of every process (default: pred's
+    rows) and its gradient dpart/dpred: the parts of all processes sum to the loss.
+
+    "mse": the sum of squared errors over pred's entries / (n_rows width); "ce" and a callable
+    loss_fn (check_loss): their mean over pred's rows, weighted by rows / n_rows.
+    """
+    rows = int(pred.shape[0])
+    n_rows = rows if n_rows is None else n_rows
     if loss == "mse":
-        sse, residual = squared_error(pred, y)
-        return sse / residual.size, residual * (2.0 / residual.size)
-    if loss == "ce":
-        return losses.cross_entropy(pred, y)
-    return custom_loss(loss, pred, y)
+        sse, residual = losses.squared_error(pred, y)
+        size = n_rows * pred.shape[1]
+        return sse / size, residual * (2.0 / size)
+    if rows == 0:
+        return 0.0, pred * 0.0
+    value, g = losses.cross_entropy(pred, y) if loss == "ce" else custom_loss(loss, pred, y)
+    if rows == n_rows:
+        return value, g
+    return value * (rows / n_rows), g * (rows / n_rows)
 
 
-def loss_and_grad(model, x, y, loss="mse", reg=None, workspace=None, input_grad=True):
-    """(loss, dL/dx, regulariser value) at device inputs x, labels y; the parameter gradient is
-    left in model.grad. loss: "mse" (default), "ce" or loss_fn(pred, y) -> (loss, dloss/dpred);
-    reg: a kanarray.training.regularize.Regularization (loss += reg.lamb * its value when active).
-    workspace: a Workspace of preallocated activation buffers for this batch size.
-    input_grad=False: dL/dx is not wanted (training), and may come back as None."""
-    if workspace is None:
-        acts = model.forward_all(x)
-    else:
-        current = workspace.first_tape_current(model)
-        acts = model.forward_all(x, workspace.acts, workspace.tapes, current)
-        if not current:
-            workspace.first_tape_filled(model)
-    tape = regularize.tape(model, acts, reg, tapes=None if workspace is None else workspace.tapes)
-    loss, g = data_loss("mse" if loss is None else loss, acts[-1], y)
-    reg_value = 0.0 if tape is None else tape.value
-    if tape is not None:
-        loss += reg.lamb * reg_value
-    dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), tape,
-                        None if workspace is None else workspace.dx,
-                        None if workspace is None else workspace.tapes, input_grad)
-    return loss, dx, reg_value
+class Evaluation(NamedTuple):
+    """One evaluation: loss = data_loss + lamb * reg over every row of every process, grad its
+    gradient (a new flat array aligned with the model's params), reg the regulariser's value
+    (not times lamb; 0 without one), dx dL/dx of the raw inputs (B, width[0]) when asked for."""
+
+    loss: float
+    grad: object
+    data_loss: float
+    reg: float
+    dx: object = None
 
 
-class Workspace:
-    """Preallocated buffers of every layer for one batch size: outputs, input gradients and,
-    on the CPU, the basis tapes that let backward reuse forward's spans and bases.
-
-    The first layer's input is the batch itself, the same rows at every evaluation until the
-    objective selects others (new_rows()): its tape is kept while the first layer's knots and
-    the input scaling stay what they were when it was filled (first_tape_current).
-    """
-
-    def __init__(self, model, n_rows):
-        xp, dtype = model.backend.xp, model.np_dtype
-        self.n_rows = n_rows
-        self.acts = [xp.empty((n_rows, layer.out_dim), dtype=dtype) for layer in model.layers]
-        self.dx = [xp.empty((n_rows, layer.in_dim), dtype=dtype) for layer in model.layers]
-        kernels = model.backend.kernels
-        self.tapes = None if model.backend.device != "cpu" else [
-            kernels.new_basis_tape(n_rows, layer.in_dim, layer.knots.shape[1], layer.k, dtype)
-            for layer in model.layers]
-        self._first_key = None
-
-    def new_rows(self):
-        """The batch changed: the first layer's tape no longer holds it."""
-        self._first_key = None
-
-    def first_tape_current(self, model):
-        """True when tapes[0] holds the first layer's basis of this batch, so forward may skip
-        filling it."""
-        return self._first_key is not None and self._first_key == self._key_of(model)
-
-    def first_tape_filled(self, model):
-        """Record that forward filled tapes[0] for this batch at the model's current knots."""
-        if self.tapes is not None:
-            self._first_key = self._key_of(model)
-
-    @staticmethod
-    def _key_of(model):
-        """What the first layer's tape depends on besides the rows: its knots and the input map,
-        as (shape, dtype, bytes) of each (equal bytes: the same tape; a byte compare costs a
-        fraction of np.array_equal's per-call overhead, which was 2% of a small evaluation)."""
-        shift, scale = model.input_scaling if model.input_scaling is not None else (np.zeros(0), np.zeros(0))
-        return tuple((a.shape, a.dtype.str, a.tobytes()) for a in (model.layers[0].knots, shift, scale))
-
-
-def step_metrics(loss, data_loss_value, test_pred, y_test, train_pred=None, y_train=None):
-    """What the history records for one step, from this process's rows (LocalObjective).
-
-    mse and custom losses: train_loss = sqrt(data loss) (the RMSE for mse), test_loss = test
-    RMSE. "ce": train_loss = the cross-entropy, test_loss = the test cross-entropy, and the
-    accuracies train_accuracy and test_accuracy.
-    """
-    if loss != "ce":
-        return {"train_loss": float(np.sqrt(max(data_loss_value, 0.0))),
-                "test_loss": rmse(test_pred, y_test)}
-    return {"train_loss": data_loss_value, "test_loss": losses.cross_entropy(test_pred, y_test)[0],
-            "train_accuracy": losses.accuracy(train_pred, y_train),
-            "test_accuracy": losses.accuracy(test_pred, y_test)}
-
-
-class LocalObjective:
-    """The loss of `model` on `dataset` in this process (see the module docstring).
-
-    loss: "mse", "ce" or loss_fn(pred, y) -> (loss, dloss/dpred) (check_loss);
-    reg: a kanarray.training.regularize.Regularization or None.
-    """
+class OneProcess:
+    """The ranks of a run in one process: sums over rows are this process's, as they are."""
 
     is_root = True
+    collective = False
+    gather_rows = None
 
-    def __init__(self, model, dataset, loss="mse", reg=None):
-        self.model = model
-        self.loss = check_loss(loss)
-        self.x_train, self.y_train, self.x_test, self.y_test = check_dataset(model, dataset, loss)
-        self.n_rows = int(self.x_train.shape[0])
-        self.reg = reg if reg is not None and reg.active else None
-        self._workspaces = {}
-        self.select(None)
-
-    def select(self, rows):
-        if rows is None:
-            self.xb, self.yb = self.x_train, self.y_train
-        else:
-            index = self.model.backend.xp.asarray(rows)
-            self.xb, self.yb = self.x_train[index], self.y_train[index]
-        n = int(self.xb.shape[0])
-        if n not in self._workspaces:
-            self._workspaces[n] = Workspace(self.model, n)
-        self._workspace = self._workspaces[n]
-        self._workspace.new_rows()
-
-    def value_and_grad(self, params):
-        self.model.params[...] = params
-        loss, _, _ = loss_and_grad(self.model, self.xb, self.yb, self.loss, self.reg,
-                                   self._workspace, input_grad=False)
-        return loss, self.model.grad.copy()
-
-    def regularizer_value(self):
-        return regularize.value(self.model, self.xb, self.reg)
-
-    def step_metrics(self, data_loss_value):
-        train_pred = self.model.forward_all(self.xb)[-1] if self.loss == "ce" else None
-        return step_metrics(self.loss, data_loss_value, self.model.forward_all(self.x_test)[-1],
-                            self.y_test, train_pred, self.yb)
-
-    def update_grid(self, margin=0.0):
-        self.model.regrid(self.xb, margin=margin)
+    def agree(self, model, options):
+        pass
 
     def run(self, fn, *args):
         return fn(*args)
 
     run_on_root = run
 
-    def finish(self):
+    def rows(self, n_local):
+        """(rows of every process, offset of this process's first row)."""
+        return n_local, 0
+
+    def share_model(self, model):
+        pass
+
+    def sum(self, values):
+        """A small host vector summed over processes -> float64 NumPy array."""
+        return np.asarray(values, dtype=np.float64)
+
+    def reduction(self, n_rows):
+        """The regulariser's kanarray.training.regularize.Reduction (None: this process's rows)."""
+        return None
+
+    def loss_and_grad(self, loss, grad):
+        """The loss and gradient parts of every process, summed."""
+        return loss, grad
+
+    def fail(self, exc):
+        raise exc
+
+    def finish(self, model):
         return {}
+
+
+ONE_PROCESS = OneProcess()
+
+
+def evaluate(model, x, y, loss="mse", reg=None, point=None, workspace=None, need_dx=False,
+             ranks=ONE_PROCESS, n_rows=None):
+    """Loss and gradient of `model` on device rows x, labels y -> Evaluation.
+
+    loss: "mse", "ce" or loss_fn(pred, y) -> (loss, dloss/dpred) (check_loss); reg: an active
+    kanarray.training.regularize.Regularization or None. point: the flat parameter vector to
+    evaluate at (default: the model's params); workspace: a kanarray.core.workspace.Workspace
+    for x's rows (training: its buffers and basis tapes are reused, and `point` is copied into
+    it). need_dx: also dL/dx of the raw inputs. ranks, n_rows: how sums over rows combine over
+    processes (default: this process alone) and the batch's rows over all of them.
+    """
+    xp = model.backend.xp
+    n_rows = int(x.shape[0]) if n_rows is None else n_rows
+    if workspace is None:
+        params = None if point is None else model.views(point)
+        grad = xp.empty(model.num_params, dtype=model.np_dtype)
+        grads = model.views(grad)
+    else:
+        params = workspace.load(model.params if point is None else point)
+        grad, grads = workspace.grad, workspace.grads
+    state, dx = None, None
+    try:
+        acts = model.forward_all(x, params, workspace)
+        if reg is not None:  # collective under MPI: every rank gets here, or meets the others below
+            state = RegState(model, acts, reg, params, grads, ranks.reduction(n_rows),
+                             None if workspace is None else workspace.tapes)
+        part, g = data_loss(loss, acts[-1], y, n_rows)
+        dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), grads, params,
+                            workspace, state, need_dx)
+        grad = grad.copy() if workspace is not None else grad
+    except Exception as exc:  # noqa: BLE001 - one process re-raises; MPI ranks raise it on all
+        if not ranks.collective or isinstance(exc, CollectiveError):
+            raise
+        ranks.fail(exc)
+        if state is None and reg is not None and reg.uses_activations:
+            # the other ranks wait in the regulariser's sum: meet them there (it raises)
+            ranks.sum(np.zeros(sum(layer.in_dim * layer.out_dim for layer in model.layers)))
+        part, grad = 0.0, xp.zeros(model.num_params, dtype=model.np_dtype)
+    part, grad = ranks.loss_and_grad(part, grad)
+    reg_value = 0.0 if state is None else state.value
+    total = part if state is None else part + reg.lamb * reg_value
+    return Evaluation(total, grad, part, reg_value, dx)
+
+
+class Objective:
+    """The loss of `model` on `dataset` (see the module docstring), over the rows of `ranks`.
+
+    loss: "mse", "ce" or loss_fn(pred, y) -> (loss, dloss/dpred) (check_loss); reg: a
+    kanarray.training.regularize.Regularization or None; ranks: ONE_PROCESS, or
+    kanarray.training.distributed.MPIRanks for data-parallel training (then dataset is this
+    rank's shard, and construction is collective: the model and `options` are checked to agree
+    on every rank, every shard is validated and rank 0's model is sent to all).
+    """
+
+    def __init__(self, model, dataset, loss="mse", reg=None, ranks=ONE_PROCESS, options=None):
+        self.model = model
+        self.ranks = ranks
+        self.is_root = ranks.is_root
+        self.loss = check_loss(loss)
+        self.reg = reg if reg is not None and reg.active else None
+        ranks.agree(model, options)
+        self.x_train, self.y_train, self.x_test, self.y_test = ranks.run(check_dataset, model,
+                                                                         dataset, self.loss)
+        self.n_local = int(self.x_train.shape[0])
+        self.n_rows, self.offset = ranks.rows(self.n_local)
+        ranks.share_model(model)
+        self._workspaces = {}
+        self.select(None)
+
+    def select(self, rows):
+        """rows: sorted global row ids of the batch (every rank draws the same), or None for all;
+        this process uses those it owns (rows are numbered rank by rank, in rank order)."""
+        if rows is None:
+            self.xb, self.yb, self.n_batch = self.x_train, self.y_train, self.n_rows
+        else:
+            lo, hi = np.searchsorted(rows, [self.offset, self.offset + self.n_local])
+            index = self.model.backend.xp.asarray(rows[lo:hi] - self.offset)
+            self.xb, self.yb, self.n_batch = self.x_train[index], self.y_train[index], len(rows)
+        n = int(self.xb.shape[0])
+        if n not in self._workspaces:
+            self._workspaces[n] = Workspace(self.model, n)
+        self._workspace = self._workspaces[n]
+        self._workspace.new_rows()
+
+    def value_and_grad(self, point):
+        return evaluate(self.model, self.xb, self.yb, self.loss, self.reg, point, self._workspace,
+                        ranks=self.ranks, n_rows=self.n_batch)
+
+    def step_metrics(self, ev):
+        """What the history records for a step whose accepted evaluation is ev, over the rows of
+        every process: mse and custom losses: train_loss = sqrt(data loss) (the RMSE for mse),
+        test_loss = test RMSE; "ce": train_loss = the cross-entropy, test_loss = the test
+        cross-entropy, and the accuracies train_accuracy and test_accuracy."""
+        model, y_test = self.model, self.y_test
+        test_pred = model.forward_all(self.x_test)[-1]
+        if self.loss != "ce":
+            sse, residual = losses.squared_error(test_pred, y_test)
+            total, count = self.ranks.sum([sse, residual.size])
+            return {"train_loss": float(np.sqrt(max(ev.data_loss, 0.0))),
+                    "test_loss": float(np.sqrt(total / max(count, 1.0)))}
+        n_train, n_test = int(self.xb.shape[0]), int(y_test.shape[0])
+        sums = [0.0, 0.0, 0.0, float(n_train), float(n_test)]
+        if n_test:
+            sums[0] = losses.cross_entropy(test_pred, y_test)[0] * n_test
+            sums[2] = losses.hits(test_pred, y_test)
+        if n_train:
+            sums[1] = losses.hits(model.forward_all(self.xb)[-1], self.yb)
+        ce, train_hits, test_hits, n_train, n_test = self.ranks.sum(sums)
+        return {"train_loss": ev.data_loss, "test_loss": float(ce / n_test),
+                "train_accuracy": float(train_hits / n_train), "test_accuracy": float(test_hits / n_test)}
+
+    def update_grid(self, margin=0.0):
+        self.model.regrid(self.xb, gather=self.ranks.gather_rows, margin=margin)
+
+    def run(self, fn, *args):
+        return self.ranks.run(fn, *args)
+
+    def run_on_root(self, fn, *args):
+        return self.ranks.run_on_root(fn, *args)
+
+    def finish(self):
+        return self.ranks.finish(self.model)

@@ -2,7 +2,7 @@
 
     model.fit(dataset, lamb=1e-2)                       # lamb_l1=1, lamb_entropy=2 (pykan's defaults)
     reg = Regularization(lamb=1e-2, lamb_coef=1e-3)
-    loss, dx = model.device_loss_and_grad(x, y, reg=reg)  # loss = data loss + lamb * reg value
+    loss, grad = model.loss_and_grad(x, y, reg=reg)     # loss = data loss + lamb * reg value
 
 Definitions (what is computed, exactly)
 ---------------------------------------
@@ -36,10 +36,11 @@ gradient reaches the layer's parameters and dL/dx, which the model then back-pro
 the earlier layers (model.backward adds each layer's contribution right after that layer's own
 backward).
 
-Cost: the spline activations come from the layer (KANLayer.spline_activations), plain array code
-that materialises per layer the edge activations (B, I, O) and the basis densified to
-(B, I, G+k). Memory O(B I (O + G + k)) per layer is fine for the interpretable-size models
-regularisation is meant for, not for large models.
+Cost: in training on the CPU the magnitudes and their gradient come from the kernels, on the
+basis tapes the forward pass filled (no (B, I, O) array). Elsewhere the spline activations come
+from the layer (KANLayer.spline_activations), plain array code that materialises per layer the
+edge activations (B, I, O) and the basis densified to (B, I, G+k): memory O(B I (O + G + k)) per
+layer, fine for the interpretable-size models regularisation is meant for.
 """
 import math
 from dataclasses import dataclass
@@ -136,43 +137,46 @@ class Reduction:
 
     sum          host float64 vector -> the same vector summed over every process
     n_rows       rows of all processes that the magnitudes average over
-    grad_scale   the caller divides the summed gradient by this after its own reduction
     owns_shared  whether this process adds the gradient of the terms that depend on the
-                 parameters alone (identical everywhere: one process adds them, once)
+                 parameters alone (identical everywhere: one process adds them, once, and the
+                 processes' gradients are summed)
     """
 
     sum: Callable
     n_rows: int
-    grad_scale: float = 1.0
     owns_shared: bool = True
 
 
-class RegTape:
+class RegState:
     """The regulariser at one point: its value, and per-layer gradient pieces for the backward.
 
-    tape = RegTape(model, acts, reg)   # acts = model.forward_all(x)
-    tape.value                        # reg (not multiplied by lamb)
-    dx = tape.backward_layer(l, dx)   # after layer l's own backward: adds lamb * d reg
+    state = RegState(model, acts, reg, params, grads)  # acts = model.forward_all(x, params)
+    state.value                                      # reg (not multiplied by lamb)
+    dx = state.backward_layer(l, dx)                 # after layer l's own backward: adds
+                                                     # lamb * d reg into grads[l] and dx
 
-    With a Reduction the magnitudes are means over the rows of every process: each process sums
-    |phi| over its rows, reduction.sum adds the sums up, and every process computes the same
-    value and dreg/dm; each then back-propagates through its own rows with weight 1/n_rows.
+    params, grads: model.views(...) of the point and of its gradient (default params: the
+    model's own). tapes: the CPU kernels' BasisTapes that forward_all filled for acts (then the
+    magnitudes come from the kernels). With a Reduction the magnitudes are means over the rows
+    of every process: each process sums |phi| over its rows, reduction.sum adds the sums up, and
+    every process computes the same value and dreg/dm; each then back-propagates through its
+    own rows with weight 1/n_rows.
     """
 
-    def __init__(self, model, acts, reg, need_grad=True, reduction=None, tapes=None):
+    def __init__(self, model, acts, reg, params=None, grads=None, reduction=None, tapes=None):
         xp = model.backend.xp
+        params = [layer.params for layer in model.layers] if params is None else params
         self.reg = reg
-        self._layers = model.layers
+        self._grads = grads
         self._acts = [None] * model.depth
         self._dm = [None] * model.depth
         self._dcoef = [None] * model.depth
-        self._scale = 1.0 if reduction is None else reduction.grad_scale
         owns_shared = reduction is None or reduction.owns_shared
         self._weight = 0.0
         total = 0.0
         if reg.uses_activations:
-            acts_l = [layer.spline_activations(acts[l], with_derivs=need_grad,
-                                               tape=None if tapes is None else tapes[l])
+            acts_l = [layer.spline_activations(acts[l], with_derivs=grads is not None,
+                                               tape=None if tapes is None else tapes[l], p=params[l])
                       for l, layer in enumerate(model.layers)]
             sums = [a.abs_sums() for a in acts_l]  # (I, O) per layer
             n_rows = int(acts[0].shape[0])
@@ -188,35 +192,20 @@ class RegTape:
                 total = total + float(value)
                 self._acts[l] = a if a.n_rows else None
         if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
-            for l, layer in enumerate(model.layers):
-                value, dcoef = coef_terms(xp, layer.params["coef"], reg)
+            for l in range(model.depth):
+                value, dcoef = coef_terms(xp, params[l]["coef"], reg)
                 total = total + float(value)
                 self._dcoef[l] = dcoef if owns_shared else None
         self.value = float(total)
 
     def backward_layer(self, l, dx):
-        """Add lamb * d reg / d(layer l params) to its grads and lamb * d reg / dx to dx."""
-        lamb = self.reg.lamb * self._scale
+        """Add lamb * d reg / d(layer l params) to grads[l] and lamb * d reg / dx to dx."""
+        lamb = self.reg.lamb
         if self._acts[l] is not None:
-            self._acts[l].add_magnitude_backward(lamb * self._dm[l], dx, weight=self._weight)
+            self._acts[l].add_magnitude_backward(lamb * self._dm[l], dx, self._grads[l],
+                                                 weight=self._weight)
             self._acts[l] = None  # free the (I, B, O) arrays as soon as they are used
         if self._dcoef[l] is not None:
-            self._layers[l].grads["coef"] += lamb * self._dcoef[l]
+            self._grads[l]["coef"] += lamb * self._dcoef[l]
             self._dcoef[l] = None
         return dx
-
-
-def tape(model, acts, reg, reduction=None, tapes=None):
-    """RegTape for model at activations acts, or None when reg is None or inactive; tapes: the
-    CPU kernels' BasisTapes that forward_all filled for acts (then the magnitudes come from
-    the kernels)."""
-    if reg is None or not reg.active:
-        return None
-    return RegTape(model, acts, reg, reduction=reduction, tapes=tapes)
-
-
-def value(model, x, reg, reduction=None):
-    """The regulariser's value (not multiplied by lamb) at inputs x (device array)."""
-    if reg is None or not reg.active:
-        return 0.0
-    return RegTape(model, model.forward_all(x), reg, need_grad=False, reduction=reduction).value
