@@ -3,7 +3,7 @@
     python bench/lbfgs_memory.py [--settings 10,0 100,0.5 ...] [--out bench/results]
 
 For each setting (lbfgs_history, grid_margin), passed to every stage's fit through
-kanarray.training.schedule.grid_extension:
+kanarray.pipelines.stages.grid_extension:
   toy    [2, 5, 1] on exp(sin(pi x) + y^2), grids 3 -> 5 -> 10 -> 20, 100 steps each, data and
          model seeds 0-4 (bench/toy_seeds.py's setting): pairs with test RMSE < 1e-4 at G = 20
          (all 25, and the 5 of data seed 0), median and worst;
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 import kanarray
-from kanarray.training.schedule import grid_extension
+from kanarray.pipelines.stages import grid_extension
 from train_toy import toy  # same folder
 
 DEFAULT_SETTINGS = ("10,0", "30,0", "100,0", "30,0.5", "50,0.5", "100,0.5")

@@ -4,7 +4,7 @@
 
 The setting of tests/test_accuracy.py: [2, 5, 1] on exp(sin(pi x) + y^2), 1000 train / 1000
 test points (create_dataset seed = data seed), KAN seed = model seed, grids 3 -> 5 -> 10 -> 20
-with 100 L-BFGS steps per grid through kanarray.training.schedule.grid_extension, once with fit's default
+with 100 L-BFGS steps per grid through kanarray.pipelines.stages.grid_extension, once with fit's default
 grid_margin=0 (the grid updates' end knots on the extreme samples, as pykan places them) and
 with grid_margin=0.5 (their range widened by half a mean cell on each side), each with fit's
 default lbfgs_history=10 (pykan's) and with 100 curvature pairs; last, grid_margin=0.5 with
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 import kanarray
-from kanarray.training.schedule import grid_extension
+from kanarray.pipelines.stages import grid_extension
 
 
 def toy(x):

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 import kanarray
-from kanarray.training.schedule import grid_extension
+from kanarray.pipelines.stages import grid_extension
 
 
 def toy(x):

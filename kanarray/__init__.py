@@ -19,6 +19,7 @@ EXPORTS = {
     "KANRegressor": "kanarray.estimators",
     "KANClassifier": "kanarray.estimators",
     "discover": "kanarray.pipelines.discover",
+    "grid_extension": "kanarray.pipelines.stages",
     "LBFGS": "kanarray.training.lbfgs",
     "Adam": "kanarray.training.adam",
     "GridSchedule": "kanarray.training.options",

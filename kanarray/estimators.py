@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from .model import KAN, from_state
+from .pipelines.stages import grid_extension
 from .io.tabular import held_out_mask
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -215,14 +216,11 @@ class _BaseKAN:
         model = KAN(width=[X.shape[1], *hidden, n_out], grid=grid, k=self.k,
                     grid_range=GRID_RANGE, seed=self.seed, dtype=self.dtype, device=self.device)
         model.set_scaling(X[is_train], Y[is_train] if loss == "mse" else None)
-        history = []
-        for stage, stage_grid in enumerate((grid, *refine)):
-            if stage > 0:
-                model = model.refine(stage_grid)
-            batch = -1 if self.batch is None else min(self.batch, int(is_train.sum()))
-            results = model.fit(dataset, opt=self.opt, steps=self.steps, lr=self.lr, batch=batch,
-                                log=0, lamb=self.lamb, seed=self.seed, loss=loss)
-            history.append({"grid": stage_grid, **results})
+        batch = -1 if self.batch is None else min(self.batch, int(is_train.sum()))
+        model, rows = grid_extension(model, dataset, (grid, *refine), steps=self.steps,
+                                     opt=self.opt, lr=self.lr, batch=batch, log=0,
+                                     lamb=self.lamb, seed=self.seed, loss=loss)
+        history = [{"grid": row["grid"], **row["history"]} for row in rows]
         self.model_ = model
         self.n_features_in_ = X.shape[1]
         self.history_ = history

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kanarray
-from kanarray.training.schedule import grid_extension
+from kanarray.pipelines.stages import grid_extension
 
 SEEDS = range(5)
 
@@ -16,7 +16,7 @@ def toy(x):
 
 def schedule(data_seed, model_seed, **fit_kwargs):
     """[2, 5, 1] in float64, 1000 train / 1000 test points, grids 3 -> 5 -> 10 -> 20 with 100
-    L-BFGS steps each -> (model, rows) of kanarray.training.schedule.grid_extension."""
+    L-BFGS steps each -> (model, rows) of kanarray.pipelines.stages.grid_extension."""
     data = kanarray.create_dataset(toy, n_var=2, train_num=1000, test_num=1000, seed=data_seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # off-grid notices while the hidden ranges move

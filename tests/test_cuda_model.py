@@ -106,7 +106,7 @@ gpu = pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU with 
 def test_toy_trains_on_the_gpu_to_cpu_accuracy():
     import cupy
 
-    from kanarray.training.schedule import grid_extension
+    from kanarray.pipelines.stages import grid_extension
 
     data = kanarray.create_dataset(lambda x: np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2), n_var=2)
     results = {}

@@ -5,7 +5,7 @@ import pytest
 
 import kanarray
 from kanarray import KAN
-from kanarray.training.schedule import grid_extension
+from kanarray.pipelines.stages import grid_extension
 
 
 @pytest.fixture(scope="module")

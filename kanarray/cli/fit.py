@@ -5,8 +5,9 @@ Stages, each a fit of `--steps` steps and a row of the closing table:
                the best on the test rows kept)
     prune      (--prune) weak nodes and edges removed on the training rows, then a fit
     refine     one per grid of --refine (grid extension), each followed by a fit
-    symbolic   (--symbolic) every edge fixed to its best library function, the constants of the
-               formula fitted by Levenberg–Marquardt, then a fine-tune
+    symbolic   (--symbolic) every edge fixed to its best library function, layer by layer with a
+               fit after each layer (kanarray.pipelines.stages.fix_layer_by_layer), the
+               constants of the formula fitted by Levenberg–Marquardt, then a fine-tune
 
 Inputs are scaled into the grid range (and regression targets standardised) by the model's own
 affine maps (KAN.set_scaling), so data in any units train alike and predictions and formulas
@@ -15,7 +16,6 @@ block of rows and training is data-parallel (kanarray.training.distributed); the
 pruning and symbolic fitting are made on rank 0's rows and sent to the other ranks.
 """
 import os
-import time
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ..symbolic.formula import round_formula
 from ..model import KAN, from_state
 from ..core.network import range_to_grid
 from ..symbolic.report import formula_report, report_lines
+from ..pipelines.stages import fix_layer_by_layer, run_stage
 
 def parse_ints(text, option, minimum=1):
     try:
@@ -111,14 +112,6 @@ def global_stats(comm, x, y, classification):
     return low, high, (mean, np.where(std > 0, std, 1.0)), None
 
 
-def same_model_everywhere(comm, model):
-    """Rank 0's model on every rank (after a structural change decided on rank 0's rows)."""
-    if comm is None:
-        return model
-    state = comm.bcast((model.config(), model.state_arrays()) if comm.Get_rank() == 0 else None)
-    return from_state(*state)
-
-
 def run(args, comm, say):
     """The fit command; say(text) prints on rank 0. -> the trained model."""
     hidden, refine = check_fit_options(args)
@@ -140,39 +133,42 @@ def run(args, comm, say):
                       loss="ce" if classification else "mse", threads=args.threads)
     table = []
 
-    def stage(name, model, lamb=0.0, update_grid=True, restarts=0):
-        start = time.perf_counter()
-        results = model.fit(data, lamb=lamb, update_grid=update_grid, restarts=restarts,
-                            **fit_kwargs)
-        key = "accuracy" if classification else "loss"
-        table.append((name, list(model.width), model.grid, results[f"train_{key}"][-1],
-                      results[f"test_{key}"][-1], time.perf_counter() - start))
-        if results["stopped"]:
-            say(f"  stopped early: {results['stopped']}")
-        if restarts:
-            scores = ", ".join(f"{v:.4e}" for v in results["restart_test_loss"])
-            say(f"  restarts: kept start {results['restart']} of {restarts + 1} (test loss {scores})")
+    def stage(name, model, change=None, **kwargs):
+        model, row = run_stage(name, model, data, change, **{**fit_kwargs, **kwargs})
+        table.append(row)
+        if row["stopped"]:
+            say(f"  stopped early: {row['stopped']}")
+        if kwargs.get("restarts"):
+            scores = ", ".join(f"{v:.4e}" for v in row["history"]["restart_test_loss"])
+            say(f"  restarts: kept start {row['history']['restart']} of {kwargs['restarts'] + 1} "
+                f"(test loss {scores})")
+        return model
 
-    stage("fit", model, lamb=args.lamb, restarts=args.restarts)
+    def share(model, fits=None):
+        """Rank 0's model (and edge fits) on every rank, after a decision on rank 0's rows."""
+        if comm is None:
+            return model, fits
+        state = comm.bcast((model.config(), model.state_arrays(), fits) if comm.Get_rank() == 0 else None)
+        return from_state(*state[:2]), state[2]
+
+    model = stage("fit", model, lamb=args.lamb, restarts=args.restarts)
     if args.prune:
-        pruned = model.prune(x=data["train_input"]) if comm is None or comm.Get_rank() == 0 else model
-        model = same_model_everywhere(comm, pruned)
-        stage("prune", model)
+        model = stage("prune", model, lambda m: share(m.prune(x=data["train_input"]))[0])
     for grid in refine:
-        model = model.refine(grid)
-        stage(f"refine {grid}", model)
+        model = stage(f"refine {grid}", model, lambda m, g=grid: m.refine(g))
     if args.symbolic:
-        if comm is None or comm.Get_rank() == 0:
-            fits = model.auto_symbolic(x=data["train_input"], verbose=0)
-            left = [edge for edge, (name, _) in fits.items() if not name]
-            if not left and not classification:  # a formula: fit its constants exactly
-                model.fit_constants(data["train_input"], data["train_label"])
-        model = same_model_everywhere(comm, model)
-        stage("symbolic", model, update_grid=False)
+        model, fits = fix_layer_by_layer(model, data["train_input"], None,
+                                         lambda m: stage("refit", m, update_grid=False), share)
+        left = [edge for edge, (name, _) in fits.items() if not name]
+        if not left and not classification and (comm is None or comm.Get_rank() == 0):
+            model.fit_constants(data["train_input"], data["train_label"])  # a formula: exact constants
+        model = stage("symbolic", share(model)[0], update_grid=False)
     say(f"\n{'stage':<12s} {'width':<14s} {'grid':>4s} {'train ' + metric:>14s} "
         f"{'test ' + metric:>14s} {'seconds':>8s}")
-    for name, width, grid, train, test, seconds in table:
-        say(f"{name:<12s} {str(width):<14s} {grid:>4d} {train:14.4e} {test:14.4e} {seconds:8.2f}")
+    key = "accuracy" if classification else "loss"
+    for row in table:
+        say(f"{row['stage']:<12s} {str(row['width']):<14s} {row['grid']:>4d} {row['train_' + key]:14.4e} "
+            f"{row['test_' + key]:14.4e} {row['seconds']:8.2f}")
     if comm is None or comm.Get_rank() == 0:
         model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": targets,
                                        "data": os.path.basename(args.data)})

@@ -28,6 +28,7 @@ not change; the other failures move on to a new initialisation.
 Every decision is taken on the training rows; the test rows only score the result.
 """
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,10 +36,12 @@ from ..core.checks import check_int, check_real
 from ..model import KAN, from_state
 from ..training.losses import rmse
 from ..symbolic.report import formula_report
+from .stages import fix_layer_by_layer, run_stage
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
 COLLAPSED = "the regularised fit collapsed towards a constant"
 COLLAPSE_LAMB_FACTOR = 0.1  # after a collapse the next initialisation gets lamb times this
+REFIT = {"opt": "lbfgs", "steps": 30, "update_grid": False, "log": 0}  # after refine, between layers
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 
 
@@ -78,8 +81,9 @@ def prune_to_fewest_nodes(model, dataset, tolerance, steps=30):
     order = np.argsort(-variation, kind="stable")
     order = order[variation[order] > DEAD_NODE * variation.max()]  # nodes that do something
     for k in range(1, len(order) + 1):
-        candidate = keep_hidden_nodes(model, np.sort(order[:k]), x).prune_edge(x=x)
-        candidate.fit(dataset, opt="lbfgs", steps=steps, log=0)
+        candidate, _ = run_stage("prune", model, dataset,
+                                 lambda m: keep_hidden_nodes(m, np.sort(order[:k]), x).prune_edge(x=x),
+                                 opt="lbfgs", steps=steps, log=0)
         error = rmse(candidate(x), dataset["train_label"])
         if error <= tolerance or k == len(order):
             return candidate, error
@@ -127,15 +131,15 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     say = say or (lambda text: None)
     on_stage = on_stage or (lambda name, model, t0: None)
     x_train, y_train = dataset["train_input"], dataset["train_label"]
-    tolerance = prune_tolerance * float(np.std(y_train))
+    settings = _Settings(width, lib, grid, refine_grid, steps, lamb_entropy,
+                         prune_tolerance * float(np.std(y_train)))
     result = {"model": None, "stopped": None, "formula": None, "report": None, "fixed": {},
               "init": None, "lamb": None}
     init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
     for attempt in range(inits):
         label = "" if attempt == 0 else f", init {attempt + 1}"
-        model, stopped = _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps,
-                                         lamb, lamb_entropy, tolerance, label, result, say,
-                                         on_stage)
+        model, stopped, result["fixed"] = _symbolic_model(dataset, settings, init, lamb, label,
+                                                          say, on_stage)
         result["model"], result["stopped"] = model, stopped
         if stopped is None:
             result["init"], result["lamb"] = attempt, lamb
@@ -159,41 +163,48 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     return result
 
 
-def _symbolic_model(dataset, width, lib, init, grid, refine_grid, steps, lamb, lamb_entropy,
-                    tolerance, label, result, say, on_stage):
-    """Stages 1-4 from one initialisation -> (model, None) or (model so far, why it stopped)."""
+class _Settings(NamedTuple):
+    """discover's options that every attempt uses."""
+
+    width: list
+    lib: object
+    grid: int
+    refine_grid: int
+    steps: int
+    lamb_entropy: float
+    tolerance: float
+
+
+def _symbolic_model(dataset, settings, init, lamb, label, say, on_stage):
+    """Stages 1-4 from one initialisation -> (model, None, fixed) or (model so far, why it
+    stopped, fixed): fixed is auto_symbolic's result so far."""
     x_train, y_train = dataset["train_input"], dataset["train_label"]
     t0 = time.perf_counter()
-    model = KAN(width, grid=grid, k=3, seed=init)
-    model.fit(dataset, opt="lbfgs", steps=steps, lamb=lamb, lamb_entropy=lamb_entropy, log=0)
-    on_stage(f"fit [{','.join(map(str, width))}] + reg{label}", model, t0)
+    model, _ = run_stage("fit", KAN(settings.width, grid=settings.grid, k=3, seed=init), dataset,
+                         opt="lbfgs", steps=settings.steps, lamb=lamb,
+                         lamb_entropy=settings.lamb_entropy, log=0)
+    on_stage(f"fit [{','.join(map(str, settings.width))}] + reg{label}", model, t0)
     r2 = model.score(x_train, y_train)
     if r2 < COLLAPSE_R2:
-        return model, f"{COLLAPSED} (train R^2 = {r2:.3f} < {COLLAPSE_R2}, lamb = {lamb:g})"
+        return model, f"{COLLAPSED} (train R^2 = {r2:.3f} < {COLLAPSE_R2}, lamb = {lamb:g})", {}
     t0 = time.perf_counter()
-    model, error = prune_to_fewest_nodes(model, dataset, tolerance)
+    model, error = prune_to_fewest_nodes(model, dataset, settings.tolerance)
     on_stage("prune + fit" + label, model, t0)
-    if error > tolerance:
+    if error > settings.tolerance:
         return model, (f"no pruned network fits the data: train RMSE {error:.3e} > "
-                       f"{tolerance:.3e} (the pruning tolerance x the labels' std)")
+                       f"{settings.tolerance:.3e} (the pruning tolerance x the labels' std)"), {}
     t0 = time.perf_counter()
-    model = model.refine(refine_grid, x=x_train)
-    model.fit(dataset, opt="lbfgs", steps=30, update_grid=False, log=0)
-    on_stage(f"refine grid {refine_grid} + fit" + label, model, t0)
+    model, _ = run_stage("refine", model, dataset, lambda m: m.refine(settings.refine_grid, x=x_train),
+                         **REFIT)
+    on_stage(f"refine grid {settings.refine_grid} + fit" + label, model, t0)
     t0 = time.perf_counter()
-    fixed = {}
-    for l in range(model.depth):
-        fixed.update(model.auto_symbolic(lib=lib, x=x_train, verbose=0, layers=[l]))
-        if not all(name for name, _ in fixed.values()):
-            break  # an edge of this layer stays a spline: no formula from this start
-        if l < model.depth - 1:
-            model.fit(dataset, opt="lbfgs", steps=30, update_grid=False, log=0)
-    result["fixed"] = fixed
+    model, fixed = fix_layer_by_layer(model, x_train, settings.lib,
+                                      lambda m: run_stage("refit", m, dataset, **REFIT)[0])
     on_stage("auto-symbolic" + label, model, t0)
     left = sorted(edge for edge, (name, _) in fixed.items() if not name)
     if left:
         for (l, i, j), (name, r2) in sorted(fixed.items()):
             say(f"  edge ({l},{i},{j}) -> {name or 'spline':<6s} best R^2 = {r2:.10f}")
         return model, (f"{len(left)} edge(s) fit no library function with R^2 >= 0.99 and "
-                       f"stay splines: {left}")
-    return model, None
+                       f"stay splines: {left}"), fixed
+    return model, None, fixed
