@@ -30,6 +30,7 @@ from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
 from .training.distributed import MPIRanks
+from .core.layer import GROUPS
 from .core.network import Network, range_to_grid
 from .training.objective import Objective, check_loss, evaluate
 from .training.lbfgs import HISTORY_SIZE
@@ -345,13 +346,13 @@ class KAN(Network):
     def state_arrays(self):
         """Everything but the config, as named host arrays: what a checkpoint stores and
         from_state reads (parameters, and per layer knots, masks and symbolic function names)."""
-        host = self.backend.to_numpy
-        arrays = {"params": host(self.params)}
+        arrays = {"params": self.backend.to_numpy(self.params)}
         for l, layer in enumerate(self.layers):
-            arrays[f"knots_{l}"] = host(layer.knots)
-            arrays[f"mask_{l}"] = host(layer.mask)
-            arrays[f"symbolic_mask_{l}"] = host(layer.symbolic_mask)
-            arrays[f"symbolic_fun_{l}"] = np.asarray(layer.symbolic_fun, dtype=str)
+            for group in GROUPS:
+                if not group.trained:
+                    value = getattr(layer, group.name)
+                    arrays[f"{group.name}_{l}"] = (np.asarray(value, dtype=str) if group.name == "symbolic_fun"
+                                                   else self.backend.to_numpy(value))
         return arrays
 
     def __repr__(self):
@@ -395,15 +396,14 @@ def from_state(config, arrays, path="the state"):
         raise io.CheckpointError(f"{path!r} holds parameters that are not finite floats")
     model.params = arrays["params"]
     for l, layer in enumerate(model.layers):
-        edges = (layer.in_dim, layer.out_dim)
         try:
-            knots = _checked(path, l, "knots", arrays[f"knots_{l}"], tuple(layer.knots.shape), "f")
-            mask = _checked(path, l, "mask", arrays[f"mask_{l}"], edges, "f")
-            sym = _checked(path, l, "symbolic_mask", arrays[f"symbolic_mask_{l}"], edges, "f")
-            names = _checked(path, l, "symbolic_fun", arrays[f"symbolic_fun_{l}"], edges, "U")
+            state = {group.name: _checked(path, l, group.name, arrays[f"{group.name}_{l}"],
+                                          layer.shape(group), "U" if group.name == "symbolic_fun" else "f")
+                     for group in GROUPS if not group.trained}
         except KeyError as exc:
             raise io.CheckpointError(f"{path!r} does not describe a consistent model: array "
                                      f"{exc} is missing") from None
+        knots, mask, sym, names = (state[name] for name in ("knots", "mask", "symbolic_mask", "symbolic_fun"))
         if not (np.all(np.isfinite(knots)) and np.all(np.diff(knots, axis=1) > 0)):
             raise io.CheckpointError(f"{path!r}: layer {l} knots are not finite and strictly increasing")
         if not np.all((mask == 0) | (mask == 1)):

@@ -5,7 +5,7 @@ import pytest
 import kanarray
 from kanarray import KAN
 from kanarray.kernels import reference
-from kanarray.analysis.prune import PARAM_AXES, STATE_AXES
+from kanarray.core.layer import GROUPS
 
 BASE = {"silu": 0, "identity": 1, "zero": 2}
 
@@ -158,7 +158,7 @@ def test_every_per_edge_array_is_sliced():
     for layer in model.layers:
         I, O = layer.in_dim, layer.out_dim
         tag = (np.arange(I)[:, None] * 10 + np.arange(O)[None, :]).astype(float)
-        assert set(layer.params) <= set(PARAM_AXES)
+        assert set(layer.params) <= {group.name for group in GROUPS if group.trained}
         if "symbolic" in layer.params:
             layer.params["symbolic"][...] = tag[:, :, None] + np.arange(4) / 10
         if getattr(layer, "symbolic_fun", None) is not None:
@@ -168,29 +168,31 @@ def test_every_per_edge_array_is_sliced():
     for l, (src, dst) in enumerate(zip(model.layers, fewer.layers)):
         rows = [0, 2] if l == 0 else [1, 3]
         cols = [1, 3] if l == 0 else [0, 1]
-        for name, axes in PARAM_AXES.items():
+        for name, axes in ((g.name, g.axes) for g in GROUPS if g.trained):
             if name in src.params:
                 want = np.asarray(src.params[name])
                 for axis, role in enumerate(axes):
-                    if role is not None:
+                    if role in ("in", "out"):
                         want = np.take(want, rows if role == "in" else cols, axis=axis)
                 np.testing.assert_array_equal(dst.params[name], want)
-        for name, axes in STATE_AXES.items():
+        for name, axes in ((g.name, g.axes) for g in GROUPS if not g.trained):
             if getattr(src, name, None) is None:
                 continue
             want = np.asarray(getattr(src, name))
             for axis, role in enumerate(axes):
-                if role is not None:
+                if role in ("in", "out"):
                     want = np.take(want, rows if role == "in" else cols, axis=axis)
             np.testing.assert_array_equal(np.asarray(getattr(dst, name)), want)
 
 
-def test_unregistered_parameter_group_is_an_error():
+def test_a_parameter_group_outside_the_layer_table_is_an_error():
+    """Pruning slices a layer's arrays by the roles of their axes in kanarray.core.layer.GROUPS;
+    an array it cannot place is refused, not dropped."""
     model, x = random_model([2, 3, 1], seed=6)
     layer = model.layers[0]
     layer.params["mystery"] = np.zeros((2, 3))
     try:
-        with pytest.raises(KeyError, match="register_param"):
+        with pytest.raises(KeyError, match="GROUPS"):
             model.prune_node(threshold=1e-2, x=x)
     finally:
         del layer.params["mystery"]

@@ -48,10 +48,8 @@ fitted on (model.cache_data_, set by fit). Removing nodes or inputs returns a ne
 leaves the original as it was; prune_edge changes only values of the model's shape (its masks)
 and acts in place, like fit and fix_symbolic.
 
-Slicing a layer happens in one place, `subset_layer`, driven by two tables of axis roles
-(PARAM_AXES for trainable groups, STATE_AXES for the other per-layer arrays). A new trainable
-group is sliced by registering it: register_param(name, axes), axes a tuple of "in", "out" or
-None per dimension. A layer parameter group with no registered axes is an error.
+Slicing a layer happens in one place, `subset_layer`, driven by the layer's table of arrays and
+the roles of their axes (kanarray.core.layer.GROUPS). A parameter group outside it is an error.
 """
 import numbers
 
@@ -59,45 +57,18 @@ import numpy as np
 
 from ..core.arrays import array_module
 from ..core import nodes
+from ..core.layer import GROUPS
 from ..core.network import check_input_ids
 
 SCORE_EPS = 1e-4
 ATTRIBUTE_CHUNK = 4096  # rows per chunk when summing |phi| (bounds the (B, I, O) temporaries)
 
-PARAM_AXES = {
-    "coef": ("in", None, "out"),
-    "w_base": ("in", "out"),
-    "w_spline": ("in", "out"),
-    "bias": ("out",),
-    "symbolic": ("in", "out", None),  # (a, b, c, d) per edge (kanarray.symbolic.edges)
-}
-STATE_AXES = {
-    "knots": ("in", None),
-    "mask": ("in", "out"),
-    "symbolic_mask": ("in", "out"),
-    "symbolic_fun": ("in", "out"),
-}
-_ROLES = ("in", "out", None)
-
-
-def _check_axes(name, axes):
-    if not isinstance(name, str) or not isinstance(axes, tuple) or any(a not in _ROLES for a in axes):
-        raise ValueError(f"axes of {name!r} must be a tuple of 'in', 'out' or None, got {axes!r}")
-
-
-def register_param(name, axes):
-    """Declare the axis roles of a trainable group of KANLayer.params (sliced by subset_layer)."""
-    _check_axes(name, axes)
-    PARAM_AXES[name] = tuple(axes)
-
-
 # ---------------------------------------------------------------------- slicing
 def _take(array, axes, ids):
+    """array restricted to ids["in"] along its "in" axis and ids["out"] along its "out" axis."""
     xp = array_module(array)
-    if len(axes) != array.ndim:
-        raise ValueError(f"registered axes {axes} do not match an array of shape {array.shape}")
     for axis, role in enumerate(axes):
-        if role is not None:
+        if role in ids:
             array = xp.take(array, xp.asarray(ids[role]), axis=axis)
     return array
 
@@ -108,13 +79,16 @@ def subset_layer(src, dst, in_ids, out_ids):
     dst must have len(in_ids) inputs and len(out_ids) outputs (and src's grid and order).
     """
     ids = {"in": np.asarray(in_ids, dtype=np.int64), "out": np.asarray(out_ids, dtype=np.int64)}
-    for name, value in src.params.items():
-        if name not in PARAM_AXES:
-            raise KeyError(f"layer parameter group {name!r} has no registered axes; call "
-                           "kanarray.analysis.prune.register_param(name, axes) so pruning can slice it")
-        dst.params[name][...] = _take(value, PARAM_AXES[name], ids)
-    for name, axes in STATE_AXES.items():  # none of these is a view: each is replaced whole
-        setattr(dst, name, _take(getattr(src, name), axes, ids).copy())
+    trained = {group.name for group in GROUPS if group.trained}
+    unknown = sorted(set(src.params) - trained)
+    if unknown:
+        raise KeyError(f"layer parameter groups {unknown} are not in kanarray.core.layer.GROUPS, "
+                       "which says how to slice every array of a layer")
+    for group in GROUPS:
+        if group.trained:
+            dst.params[group.name][...] = _take(src.params[group.name], group.axes, ids)
+        else:  # not a view: replaced whole
+            setattr(dst, group.name, _take(getattr(src, group.name), group.axes, ids).copy())
 
 
 def factor_ids(model, level, node_ids):

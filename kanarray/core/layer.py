@@ -20,6 +20,8 @@ none), the order k and the base function. This module is the only place that com
 the forward and backward passes, each edge's activation (regularisation, attribution) and each
 edge's curve (symbolic fitting, the plot).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from . import grid as gridlib
@@ -27,6 +29,32 @@ from ..funcs import library as slib
 from ..kernels.reference import BASE_CODES, base_function
 
 IDENTITY_SYMBOLIC = (1.0, 0.0, 1.0, 0.0)  # (a, b, c, d) of an edge without a function
+
+
+class Group(NamedTuple):
+    """One array of a layer. axes: per axis "in" (I), "out" (O), "basis" (G + k), "knot"
+    (G + 2k + 1) or a fixed size; trained: a view of the model's flat parameter vector (in
+    this order), else an array the layer owns."""
+
+    name: str
+    axes: tuple
+    trained: bool
+
+
+# Every array of a layer, the one table that binding, pruning (kanarray.analysis.prune),
+# refinement (Network.refined) and checkpoints (KAN.state_arrays, from_state) read.
+GROUPS = (
+    Group("coef", ("in", "basis", "out"), True),
+    Group("w_base", ("in", "out"), True),
+    Group("w_spline", ("in", "out"), True),
+    Group("bias", ("out",), True),
+    Group("symbolic", ("in", "out", 4), True),  # (a, b, c, d) of c f(a x + b) + d per edge
+    Group("knots", ("in", "knot"), False),
+    Group("mask", ("in", "out"), False),
+    Group("symbolic_mask", ("in", "out"), False),
+    Group("symbolic_fun", ("in", "out"), False),  # host strings, "" = no function
+)
+GRID_AXES = ("basis", "knot")  # a group with one of these changes with the grid
 
 
 class KANLayer:
@@ -49,11 +77,15 @@ class KANLayer:
     def n_basis(self):
         return self.grid + self.k
 
+    def shape(self, group):
+        """The shape of one of GROUPS in this layer."""
+        sizes = {"in": self.in_dim, "out": self.out_dim, "basis": self.n_basis,
+                 "knot": self.grid + 2 * self.k + 1}
+        return tuple(sizes.get(axis, axis) for axis in group.axes)
+
     def param_shapes(self):
         """Trainable groups in the order they sit in the flat buffer."""
-        I, O = self.in_dim, self.out_dim
-        return {"coef": (I, self.n_basis, O), "w_base": (I, O), "w_spline": (I, O), "bias": (O,),
-                "symbolic": (I, O, 4)}  # (a, b, c, d) of c f(a x + b) + d per edge
+        return {group.name: self.shape(group) for group in GROUPS if group.trained}
 
     def views(self, flat, offset):
         """({group name: view of flat}, end offset): the layer's groups laid out from offset."""

@@ -27,7 +27,7 @@ from .arrays import is_cupy_array
 from .backend import get_backend
 from .checks import check_batch, check_int, check_real_array
 from ..kernels.reference import BASE_CODES
-from .layer import KANLayer
+from .layer import GRID_AXES, GROUPS, KANLayer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 PATHS = ("auto", "fused", "dense")
@@ -372,11 +372,12 @@ class Network:
                 samples = self.backend.to_numpy(acts[l]).astype(np.float64)
                 knots = gridlib.knots_from_samples(samples, new_grid, layer.k, self.grid_eps,
                                                    old.interior_range())
-            for name in ("w_base", "w_spline", "bias", "symbolic"):
-                layer.params[name][...] = old.params[name]
-            layer.mask[...] = old.mask
-            layer.symbolic_mask[...] = old.symbolic_mask
-            layer.symbolic_fun = old.symbolic_fun.copy()
+            for group in GROUPS:  # what does not depend on the grid carries over as it is
+                if not set(group.axes) & set(GRID_AXES):
+                    if group.trained:
+                        layer.params[group.name][...] = old.params[group.name]
+                    else:
+                        setattr(layer, group.name, getattr(old, group.name).copy())
             self._set_spline(old, layer, samples, knots)
         return new
 
