@@ -24,9 +24,10 @@ import warnings
 
 import numpy as np
 
+from .core.metrics import r2_score, softmax
 from .model import KAN, from_state
 from .pipelines.stages import grid_extension
-from .io.tabular import held_out_mask
+from .io.data import held_out_mask
 
 OPTIMIZERS = ("lbfgs", "adam")
 GRID_RANGE = (-1.0, 1.0)  # the range inputs are mapped onto: KAN's default grid_range
@@ -336,11 +337,7 @@ class KANRegressor(_BaseKAN):
         """Coefficient of determination R^2, averaged over the outputs."""
         pred = self.predict(X).reshape(len(X), -1)
         y = np.asarray(y, dtype=np.float64).reshape(pred.shape[0], -1)
-        residual = ((y - pred) ** 2).sum(axis=0)
-        total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-        r2 = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1.0),
-                      np.where(residual == 0, 1.0, 0.0))
-        return float(r2.mean())
+        return r2_score(pred, y, average=True)
 
 
 def _class_labels(estimator, y, n_rows):
@@ -395,10 +392,7 @@ class KANClassifier(_BaseKAN):
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes): the softmax of the logits."""
-        logits = self._raw_outputs(_check_features(self, X))
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return softmax(self._raw_outputs(_check_features(self, X)))
 
     def predict(self, X):
         """The most probable class of every sample (n_samples,)."""

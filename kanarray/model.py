@@ -25,12 +25,13 @@ from .io import checkpoint as io
 from .analysis import plot as plotlib
 from .analysis import prune as prunelib
 from .symbolic import edges as symbolic
-from .training import loop as train
+from .training import loop
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
 from .training.distributed import MPIRanks
 from .core.layer import GROUPS
+from .core.metrics import r2_score
 from .core.network import Network, range_to_grid
 from .training.objective import Objective, check_loss, evaluate
 from .training.lbfgs import HISTORY_SIZE
@@ -104,7 +105,7 @@ class KAN(Network):
         y = self.backend.to_numpy(self.as_labels(y, pred.shape[0])).astype(np.float64)
         if y.shape[0] < 2:
             raise ValueError("score needs at least 2 rows: R^2 is undefined for one")
-        return 1.0 - float(((pred - y) ** 2).sum() / max(((y - y.mean(0)) ** 2).sum(), 1e-300))
+        return r2_score(pred, y)
 
     def _warn_outside(self, acts):
         for l, (layer, x) in enumerate(zip(self.layers, acts)):
@@ -265,9 +266,9 @@ class KAN(Network):
         self.cache_data_ = objective.x_train
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
             if restarts:
-                return train.fit_restarts(self, objective, options, restarts,
+                return loop.fit_restarts(self, objective, options, restarts,
                                           lambda r: self.fresh_start(r).snapshot())
-            return train.fit(self, objective, options)
+            return loop.fit(self, objective, options)
 
     def fresh_start(self, restart):
         """A new initialisation (same config, seed drawn from self.seed and `restart` >= 1)."""

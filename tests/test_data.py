@@ -103,7 +103,7 @@ def test_from_arrays_splits_every_row_once_and_keeps_pairs():
     assert data["train_label"].shape == (40, 1) and data["test_label"].shape == (10, 1)
     rows = np.concatenate([data["train_input"][:, 0], data["test_input"][:, 0]])
     np.testing.assert_array_equal(np.sort(rows), np.arange(50.0))  # each row exactly once
-    assert not np.array_equal(data["test_input"][:, 0], np.arange(40.0, 50.0))  # shuffled
+    assert not np.array_equal(data["test_input"][:, 0], np.arange(40.0, 50.0))  # drawn at random
     for part in ("train", "test"):  # a row keeps its label
         np.testing.assert_array_equal(data[f"{part}_label"][:, 0], 10.0 * data[f"{part}_input"][:, 0])
     data["train_input"][...] = 0.0

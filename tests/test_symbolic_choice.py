@@ -1,7 +1,7 @@
 """Specifications of which function auto_symbolic chooses, and of formulas that equal the network.
 
 - The simplest function whose fit is as good within the fit tolerance wins (x^2 over a cosine of
-  tiny frequency, x over the sine of a small argument); see kanarray.funcs.library.score.
+  tiny frequency, x over the sine of a small argument); see kanarray.symbolic.fit.score.
 - An edge whose best R^2 is below r2_threshold stays a spline, and auto_symbolic says so.
 - A formula evaluates to what the network computes, guarded regions included (log|z|, sqrt of
   a negative argument, clamped reciprocals, arcsin beyond [-1, 1], tan at its poles, ...).
@@ -51,7 +51,7 @@ def fit_sin_plus_square(seed):
 
 
 def fitted_amplification(model, data, i):
-    """Amplification (symbolic_lib.amplification) of the symbolic edge (0, i, 0) on the data."""
+    """Amplification (kanarray.symbolic.fit.amplification) of the symbolic edge (0, i, 0) on the data."""
     layer = model.layers[0]
     name = layer.symbolic_fun[i, 0]
     params = np.asarray(layer.params["symbolic"][i, 0])

@@ -94,9 +94,9 @@ def main(argv=None):
             return EXIT_USER_ERROR
         # the commands load numba and compile kernels: only once a command is asked for, so that
         # `kanarray --help` starts at once (the one function-level import of the package)
-        from . import commands as cli_commands
+        from . import commands
 
-        cli_commands.run(args)
+        commands.run(args)
     except BrokenPipeError:  # the reader went away (kanarray predict ... | head): nothing to say
         sys.stderr.close()
         return 0

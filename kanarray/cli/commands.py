@@ -6,6 +6,7 @@ from ..pipelines import demo
 from ..training import distributed
 from ..io import tabular
 from ..core.checks import UserError
+from ..core.metrics import softmax
 from .fit import check_output_path
 from ..symbolic.formula import round_formula
 from ..model import load
@@ -37,8 +38,7 @@ def predict(args):
     outputs = np.asarray(model(table[:, columns]), dtype=np.float64)
     if meta.get("task") == "classification":
         header = [meta["targets"][0]] + [f"p_{c}" for c in range(outputs.shape[1])]
-        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        outputs = np.column_stack([outputs.argmax(axis=1), shifted / shifted.sum(axis=1, keepdims=True)])
+        outputs = np.column_stack([outputs.argmax(axis=1), softmax(outputs)])
     else:
         header = targets
     if args.out is None:

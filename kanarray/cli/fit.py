@@ -21,6 +21,7 @@ import numpy as np
 
 from ..training import distributed
 from ..io import tabular
+from ..io.data import held_out_mask
 from ..core.checks import UserError
 from ..symbolic.formula import round_formula
 from ..model import KAN, from_state
@@ -71,14 +72,14 @@ def read_rows(args, comm):
     """This process's rows: (X, y, is_test, input names, target names), all rows without MPI."""
     if comm is None:
         names, table = tabular.read_table(args.data)
-        is_test = tabular.held_out_mask(table.shape[0], args.test_frac, args.seed)
+        is_test = held_out_mask(table.shape[0], args.test_frac, args.seed)
     else:
         n_rows = tabular.count_rows(args.data)
         if n_rows < comm.Get_size():
             raise ValueError(f"{args.data}: {n_rows} data rows, fewer than the {comm.Get_size()} ranks")
         lo, hi = distributed.shard_bounds(n_rows, comm.Get_size(), comm.Get_rank())
         names, table = tabular.read_rows(args.data, lo, hi)
-        is_test = tabular.held_out_mask(n_rows, args.test_frac, args.seed)[lo:hi]
+        is_test = held_out_mask(n_rows, args.test_frac, args.seed)[lo:hi]
     X, y, inputs, targets = tabular.split_columns(names, table, args.target)
     if args.task == "classification":
         if y.shape[1] != 1 or np.any(y < 0) or np.any(y != np.round(y)):

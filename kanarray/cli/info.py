@@ -85,7 +85,8 @@ def _median_seconds(fn, repeats):
 
 
 def _model_flops(width, rows, k=3):
-    """Useful FLOPs of one loss + gradient evaluation: 6 B I O (k + 2) per layer (DESIGN.md 3)."""
+    """Useful FLOPs of one loss + gradient evaluation: 6 B I O (k + 2) per layer (per sample and
+    edge, forward 2 and backward 4 FLOPs for each of the k + 1 basis terms and the base branch)."""
     return sum(6 * rows * i * o * (k + 2) for i, o in zip(width[:-1], width[1:]))
 
 

@@ -77,9 +77,9 @@ def create_dataset(f, n_var=2, ranges=(-1, 1), train_num=1000, test_num=1000, se
 def from_arrays(x, y, test_frac=0.2, seed=0):
     """Split rows of inputs x (N, n_var) and labels y (N,) or (N, n_out) into a dataset.
 
-    The rows are shuffled by a generator seeded with `seed` (an integer >= 0); the first
-    round(test_frac * N) go to the test part, the rest to the training part, and each part must
-    get at least one row. The parts are float64 copies; x and y are left as they were.
+    round(test_frac * N) rows drawn at random (held_out_mask, seeded with `seed`, an integer
+    >= 0) go to the test part, the rest to the training part, both in the order of x; each part
+    must get at least one row. The parts are float64 copies; x and y are left as they were.
     """
     x = check_real_array(x, "x")
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
@@ -101,7 +101,27 @@ def from_arrays(x, y, test_frac=0.2, seed=0):
     if not 1 <= n_test <= n - 1:
         raise ValueError(f"test_frac={test_frac} of {n} rows gives {n_test} test and {n - n_test} "
                          "training rows; each part needs at least one row")
-    order = np.random.default_rng(seed).permutation(n)
-    test, train = order[:n_test], order[n_test:]
-    return {"train_input": x[train], "train_label": y[train],
-            "test_input": x[test], "test_label": y[test]}
+    is_test = held_out_mask(n, test_frac, seed)
+    return {"train_input": x[~is_test], "train_label": y[~is_test],
+            "test_input": x[is_test], "test_label": y[is_test]}
+
+
+def held_out_mask(n_rows, test_frac, seed):
+    """(n_rows,) bool: which rows are test rows, round(test_frac n_rows) of them drawn at random
+    (seeded): every train/test split of kanarray (from_arrays, kanarray.io.tabular, kanarray
+    fit, the estimators). Depends on nothing but its arguments, so every MPI rank can slice its
+    block of it. At least one row lands on each side, or a ValueError says how to get there."""
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
+        raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
+    if isinstance(test_frac, bool) or not isinstance(test_frac, (int, float, np.floating)) \
+            or not 0 < test_frac < 1:
+        raise ValueError(f"test_frac must be a fraction strictly between 0 and 1, got "
+                         f"{test_frac!r}")
+    n_test = int(round(test_frac * n_rows))
+    if n_test < 1 or n_test > n_rows - 1:
+        side = "test" if n_test < 1 else "training"
+        raise ValueError(f"test_frac={test_frac} of {n_rows} rows leaves no {side} rows; "
+                         f"use more rows or a test_frac {'larger' if n_test < 1 else 'smaller'}")
+    mask = np.zeros(n_rows, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n_rows)[:n_test]] = True
+    return mask

@@ -32,6 +32,8 @@ import os
 
 import numpy as np
 
+from .data import held_out_mask
+
 PARQUET_EXTENSIONS = (".parquet", ".pq")
 SHOWN_ROWS = 5  # row numbers listed in an error message before "..."
 
@@ -338,26 +340,6 @@ def split_columns(names, table, target):
     index = {n: i for i, n in enumerate(names)}
     return (table[:, [index[n] for n in inputs]], table[:, [index[n] for n in targets]],
             inputs, targets)
-
-
-def held_out_mask(n_rows, test_frac, seed):
-    """(n_rows,) bool: which rows are test rows, round(test_frac n_rows) of them drawn at random
-    (seeded). Depends on nothing but its arguments, so every MPI rank can slice its block of it.
-    At least one row lands on each side, or a ValueError says how to get there."""
-    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
-        raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
-    if isinstance(test_frac, bool) or not isinstance(test_frac, (int, float, np.floating)) \
-            or not 0 < test_frac < 1:
-        raise ValueError(f"test_frac must be a fraction strictly between 0 and 1, got "
-                         f"{test_frac!r}")
-    n_test = int(round(test_frac * n_rows))
-    if n_test < 1 or n_test > n_rows - 1:
-        side = "test" if n_test < 1 else "training"
-        raise ValueError(f"test_frac={test_frac} of {n_rows} rows leaves no {side} rows; "
-                         f"use more rows or a test_frac {'larger' if n_test < 1 else 'smaller'}")
-    mask = np.zeros(n_rows, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(n_rows)[:n_test]] = True
-    return mask
 
 
 def train_test_split(X, y, test_frac, seed):

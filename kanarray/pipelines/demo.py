@@ -15,7 +15,7 @@ import numpy as np
 from ..io.data import create_dataset
 from .discover import discover
 from ..symbolic.formula import round_formula
-from ..training.losses import rmse
+from ..core.metrics import rmse
 from ..symbolic.report import report_lines
 from ..funcs.library import optional_sympy
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core.checks import check_int, check_real
 from ..model import KAN, from_state
-from ..training.losses import rmse
+from ..core.metrics import rmse
 from ..symbolic.report import formula_report
 from .stages import fix_layer_by_layer, run_stage
 

@@ -25,6 +25,7 @@ import numbers
 import numpy as np
 
 from . import fit as sfit
+from ..core.metrics import r2_score
 from ..funcs import library as slib
 
 # --------------------------------------------------------------------------------------------
@@ -79,9 +80,7 @@ def fix_symbolic(model, l, i, j, name, fit_params=True, a_range=(-10, 10), b_ran
         params, r2 = sfit.fit_affine(xs, ys, fn, a_range=a_range, b_range=b_range)
     else:
         params = np.array([1.0, 0.0, 1.0, 0.0])
-        sse = float(((slib.evaluate_affine(fn, params, xs) - ys) ** 2).sum())
-        sst = float(((ys - ys.mean()) ** 2).sum())
-        r2 = 1.0 - sse / sst if sst > 0 else float(sse == 0)
+        r2 = r2_score(slib.evaluate_affine(fn, params, xs), ys)
     layer.set_symbolic(i, j, fn.name, params)
     if verbose:
         print(f"fixed ({l},{i},{j}) with {fn.name:>9s}, r2={r2:.6f}, "
@@ -102,7 +101,7 @@ def suggest_symbolic(model, l, i, j, topk=5, lib=None, x=None, weight_simple=0.8
     """Rank library functions for edge (l, i, j): fit quality (R^2) against complexity.
 
     -> list of (name, r2, complexity, score, params), best first (topk=None: all); the score
-    is symbolic_lib.score (simplest function within the fit tolerance, amplified fits penalised).
+    is kanarray.symbolic.fit.score (simplest function within the fit tolerance, amplified fits penalised).
     """
     layer = _check_edge(model, l, i, j)
     xs = edge_samples(model, l, i, x, acts)
@@ -124,7 +123,7 @@ def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8,
     layers: the layer indices to work on (None: all), e.g. [0] to fix the first layer, retrain
     the splines after it, then fix the next.
 
-    The candidate is the best-scoring one (symbolic_lib.score) among those with R^2 >=
+    The candidate is the best-scoring one (kanarray.symbolic.fit.score) among those with R^2 >=
     r2_threshold; when no candidate reaches r2_threshold the edge stays a spline (printed when
     verbose). Layers are processed in order; with samples x each layer's inputs are recomputed
     after the layers before it were fixed, so edges are fitted where they will be evaluated.

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..core.metrics import r2_from_sums
 from ..funcs.library import BUILTIN_NAMES, LIBRARY, SymbolicFunction, get_symbolic
 
 #: fit tolerance of the ranking score of :func:`suggest`: unexplained variance fractions
@@ -125,12 +126,11 @@ def _sse(fn, params, x, y):
 
 
 def _r2_from_sse(sse, sst, y):
-    """R^2 = 1 - SSE/SST; for constant y (SST ~ 0) it is 1 if SSE ~ 0, else 0."""
+    """(R^2, 1 - R^2) with a rounding-level tolerance: y that varies by no more than rounding
+    counts as constant (then R^2 is 1 if the fit is as exact, else 0)."""
     tol = y.size * (16 * np.finfo(float).eps * max(1.0, float(np.max(np.abs(y))))) ** 2
-    if sst <= tol:
-        return (1.0, 0.0) if sse <= tol else (0.0, 1.0)
-    fvu = sse / sst
-    return min(1.0, 1.0 - fvu), fvu
+    r2 = r2_from_sums(sse, sst, tol)
+    return r2, (1.0 - r2 if sst <= tol else sse / sst)
 
 
 def _cd_refit(fn, ab, x, y):

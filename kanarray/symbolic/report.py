@@ -15,6 +15,7 @@ Three numbers say whether a formula can be trusted:
 import numpy as np
 
 from . import formula as formulalib
+from ..core.metrics import r2_score
 from ..funcs import library as slib
 
 
@@ -31,10 +32,7 @@ def edge_r2(model, x):
             xs = acts[l][:, i]
             spline = layer.spline_curves(i, xs)[:, j]
             curve = slib.evaluate_affine(layer.symbolic_fun[i, j], params[i, j], xs)
-            sst = float(((spline - spline.mean()) ** 2).sum())
-            sse = float(((curve - spline) ** 2).sum())
-            r2 = 1.0 - sse / sst if sst > 0 else float(sse == 0)
-            out[(l, int(i), int(j))] = (str(layer.symbolic_fun[i, j]), r2)
+            out[(l, int(i), int(j))] = (str(layer.symbolic_fun[i, j]), r2_score(curve, spline))
     return out
 
 

@@ -1,16 +1,17 @@
-"""The training loop: L-BFGS or Adam over a model's flat parameter vector, on an objective.
+"""The training loop: an optimizer over a model's flat parameter vector, on an objective.
 
-The loop follows the reference implementation's conventions: `steps` outer steps, each L-BFGS
-step running up to `lbfgs_iters` iterations with a strong-Wolfe line search (PyTorch's LBFGS
-default, which pykan's step counts assume); grid updates every
-stop_grid_update_step // grid_update_num steps until stop_grid_update_step; RMSE logged per
-step. Results come back as a dict of per-step lists.
+The loop follows the reference implementation's conventions: `steps` outer steps (an L-BFGS
+step runs up to `iters` iterations with a strong-Wolfe line search, PyTorch's LBFGS default,
+which pykan's step counts assume); grid updates on the options' GridSchedule; the RMSE logged
+per step. Results come back as a dict of per-step lists.
 
-What it minimises is an objective (kanarray.training.objective): this loop never asks where the rows
-live. A step that leaves a non-finite loss, gradient or parameters stops training: everything
-the step changed (parameters and knots, a grid update included) is restored, a warning is issued
-and results["stopped"] says why. An exception (from a loss_fn, a callback, a checkpoint write,
-or Ctrl-C) also puts the model back to its last good step before it propagates. Nothing is lost.
+It knows its optimizer only by the interface of kanarray.training.optim (init, update,
+after_grid_update) and what it minimises only as an objective (kanarray.training.objective):
+it never asks which optimizer runs or where the rows live. A step that leaves a non-finite
+loss, gradient or parameters stops training: everything the step changed (parameters and knots,
+a grid update included) is restored, a warning is issued and results["stopped"] says why. An
+exception (from a loss_fn, a callback, a checkpoint write, or Ctrl-C) also puts the model back
+to its last good step before it propagates. Nothing is lost.
 """
 import sys
 import time

@@ -11,9 +11,9 @@ That is the `loss_fn` contract of kanarray.training.loop.fit. The array module i
 
 and the pieces the objective sums over rows and processes: squared_error, rmse and hits.
 """
-import numpy as np
 
 from ..core.arrays import array_module
+from ..core.metrics import log_softmax
 
 
 def _check_outputs(pred, name):
@@ -49,12 +49,6 @@ def squared_error(pred, y):
     return float((residual * residual).sum()), residual
 
 
-def rmse(pred, y):
-    """Root mean squared error over every entry of (B, O) predictions and labels."""
-    sse, _ = squared_error(pred, y)
-    return float(np.sqrt(sse / max(pred.size, 1)))
-
-
 def mse(pred, y):
     """Mean squared error over all entries of pred and y (both (B, n_out)).
 
@@ -66,14 +60,6 @@ def mse(pred, y):
                          f"got {getattr(y, 'shape', None)}")
     residual = pred - y
     return float((residual * residual).mean()), residual * (2.0 / residual.size)
-
-
-def _log_softmax(logits):
-    """log softmax along rows, stable for any finite logits: shift every row by its maximum,
-    so the largest exponent is exp(0) = 1 and nothing overflows."""
-    xp = array_module(logits)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def cross_entropy(logits, labels):
@@ -89,7 +75,7 @@ def cross_entropy(logits, labels):
     xp = array_module(logits)
     n_rows = logits.shape[0]
     rows = xp.arange(n_rows)
-    log_p = _log_softmax(logits)
+    log_p = log_softmax(logits)
     loss = -float(log_p[rows, labels].mean())
     grad = xp.exp(log_p)
     grad[rows, labels] -= 1.0
