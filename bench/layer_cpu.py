@@ -21,21 +21,11 @@ import time
 import numba
 import numpy as np
 
+from kanarray.cli.info import median_seconds
 from kanarray.kernels import cpu
 
 B, I, O, K = 4096, 128, 128, 3
 GRIDS = (5, 10, 20, 50, 100, 200)
-
-
-def median_seconds(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def kan_layer(rng, G, dtype):
@@ -114,10 +104,10 @@ def main():
     threads = cpu.max_threads()
     rows = []
     for dtype in (np.float32, np.float64):
-        mlp = median_seconds(mlp_layer(rng, dtype), repeats)
-        gemms = median_seconds(mlp_gemms(rng, dtype), repeats)
+        mlp = median_seconds(mlp_layer(rng, dtype), repeats, warmup=2)
+        gemms = median_seconds(mlp_gemms(rng, dtype), repeats, warmup=2)
         for G in grids:
-            kan = median_seconds(kan_layer(rng, G, dtype), repeats)
+            kan = median_seconds(kan_layer(rng, G, dtype), repeats, warmup=2)
             useful = 6 * B * I * O * (K + 2)
             rows.append({"dtype": np.dtype(dtype).name, "G": G, "kan_ms": kan * 1e3, "mlp_ms": mlp * 1e3,
                          "ratio": kan / mlp, "gemm_ms": gemms * 1e3,
@@ -136,7 +126,7 @@ def main():
     with open(os.path.join(args.out, "layer_cpu.json"), "w") as out:
         json.dump({"machine": machine, "shape": {"B": B, "I": I, "O": O, "k": K}, "rows": rows,
                    "ratio_spread": spread}, out, indent=2)
-    lines = [f"# One KAN layer vs the MLP layer on the CPU\n",
+    lines = ["# One KAN layer vs the MLP layer on the CPU\n",
              f"{machine['cpu']}, {machine['cores']} cores, {threads} Numba threads ({machine['threading_layer']}), NumPy {np.__version__}, "
              f"{machine['date']}. B={B}, I=O={I}, k={K}; forward+backward, median of {repeats}.\n",
              "| dtype | G | KAN ms | MLP ms | KAN / MLP | 3 GEMMs ms | KAN / GEMMs | KAN useful GFLOP/s | MLP GFLOP/s |",

@@ -3,7 +3,6 @@ import sys
 
 import numpy as np
 import pytest
-import sympy as sp
 
 import kanarray
 from kanarray import KAN

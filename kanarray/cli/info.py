@@ -74,8 +74,10 @@ def info():
     ]
 
 
-def _median_seconds(fn, repeats):
-    fn()  # compile and warm up
+def median_seconds(fn, repeats, warmup=1):
+    """Median wall time of fn() over `repeats` calls, after `warmup` calls (compiling, caches)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -99,7 +101,7 @@ def bench(repeats=20):
         model = KAN(width, grid=10, seed=0)
         x = rng.uniform(-1, 1, (n, width[0]))
         y = rng.uniform(-1, 1, (n, width[-1]))
-        seconds = _median_seconds(lambda: model.loss_and_grad(x, y), repeats)
+        seconds = median_seconds(lambda: model.loss_and_grad(x, y), repeats)
         rows.append((f"KAN {width}, {n} rows, G=10, loss+grad", seconds * 1e3,
                      _model_flops(width, n) / seconds / 1e9))
     batch, width = 4096, 128
@@ -113,7 +115,7 @@ def bench(repeats=20):
         layer.backward(x, g, grads)
         layer.forward(x)
 
-    seconds = _median_seconds(kan_layer, max(3, repeats // 4))
+    seconds = median_seconds(kan_layer, max(3, repeats // 4))
     rows.append((f"KAN layer {width}->{width}, B={batch}, G=10, float32, fwd+bwd", seconds * 1e3,
                  _model_flops([width, width], batch) / seconds / 1e9))
     w = rng.normal(size=(width, width)).astype(np.float32)
@@ -121,7 +123,7 @@ def bench(repeats=20):
     def mlp_layer():
         (x @ w, g @ w.T, x.T @ g)
 
-    seconds = _median_seconds(mlp_layer, max(3, repeats // 4))
+    seconds = median_seconds(mlp_layer, max(3, repeats // 4))
     rows.append(("MLP layer (3 GEMMs, NumPy BLAS), same shape", seconds * 1e3,
                  6 * batch * width * width / seconds / 1e9))
     return rows
