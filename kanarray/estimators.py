@@ -178,8 +178,11 @@ class _BaseKAN:
                              f"{self.hidden!r}")
         hidden = tuple(_check_int_param(w, "hidden widths", 1) for w in hidden)
         grid = _check_int_param(self.grid, "grid", 1)
-        refine = tuple(_check_int_param(g, "refine grids", 1) for g in (
-            (self.refine,) if isinstance(self.refine, numbers.Integral) else self.refine))
+        refine = (self.refine,) if isinstance(self.refine, numbers.Integral) else self.refine
+        if isinstance(refine, (str, bytes)) or not hasattr(refine, "__iter__"):
+            raise ValueError(f"refine must be a tuple of finer grids such as (10, 20), or (), got "
+                             f"{self.refine!r}")
+        refine = tuple(_check_int_param(g, "refine grids", 1) for g in refine)
         _check_int_param(self.k, "k", 1)
         _check_int_param(self.steps, "steps", 1)
         _check_int_param(self.seed, "seed", 0)
@@ -336,8 +339,8 @@ class KANRegressor(_BaseKAN):
     def score(self, X, y):
         """Coefficient of determination R^2, averaged over the outputs."""
         pred = self.predict(X).reshape(len(X), -1)
-        y = np.asarray(y, dtype=np.float64).reshape(pred.shape[0], -1)
-        return r2_score(pred, y, average=True)
+        y = self.model_.as_labels(y, pred.shape[0], "y").astype(np.float64)
+        return r2_score(pred, self.model_.backend.to_numpy(y), average=True)
 
 
 def _class_labels(estimator, y, n_rows):

@@ -31,8 +31,8 @@ from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
 from .training.distributed import MPIRanks
 from .core.layer import GROUPS
-from .core.metrics import r2_score
-from .core.network import Network, range_to_grid
+from .core.metrics import mean_and_std, r2_score
+from .core.network import Network, check_scaling, range_to_grid
 from .training.objective import Objective, check_loss, evaluate
 from .training.lbfgs import HISTORY_SIZE
 from .training.options import fit_options
@@ -142,12 +142,17 @@ class KAN(Network):
         output = None
         if y is not None:
             yh = np.asarray(self.backend.to_numpy(self.as_labels(y, xh.shape[0])), dtype=np.float64)
-            std = yh.std(axis=0)
-            if not np.all(np.isfinite(std)):
+            mean, std = mean_and_std(yh)
+            if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
                 raise ValueError("y spans more than the largest float: rescale it before fitting")
-            output = (yh.mean(axis=0), np.where(std > 0, std, 1.0))
-        self.input_scaling = inputs
-        self.output_scaling = output
+            output = (mean, np.where(std > 0, std, 1.0))
+        try:
+            check_scaling(inputs, self.width[0], "x's scaling", self.np_dtype)
+            check_scaling(output, self.width[-1], "y's scaling", self.np_dtype)
+        except ValueError as exc:
+            raise ValueError(f"set_scaling: {exc} (x or y spans more or less than the model's "
+                             f"{self.dtype} can map onto its grid)") from None
+        self.input_scaling, self.output_scaling = inputs, output  # both checked: nothing half-set
         return self
 
     # ------------------------------------------------------------------ grids
@@ -342,7 +347,7 @@ class KAN(Network):
         metadata_), e.g. the column names of the data."""
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-        io.write(path, self.config(), self.state_arrays(), metadata)
+        io.write(path, self.config(), self.state_arrays(), None if metadata is None else _json(metadata))
 
     def state_arrays(self):
         """Everything but the config, as named host arrays: what a checkpoint stores and
@@ -359,6 +364,24 @@ class KAN(Network):
     def __repr__(self):
         return (f"KAN(width={self.width}, grid={self.grid}, k={self.k}, dtype={self.dtype!r}, "
                 f"device={self.device!r}, num_params={self.num_params})")
+
+
+def _json(value, where="metadata"):
+    """value with NumPy scalars made Python ones, checked to be JSON: dicts with string keys,
+    lists, tuples, strings, finite or not numbers, booleans and None."""
+    if isinstance(value, np.generic) and value.shape == ():
+        value = value.item()
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"{where} keys must be strings, got {bad[0]!r}")
+        return {k: _json(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"{where} must hold only JSON values (dicts, lists, strings, numbers, "
+                    f"booleans, None), got {type(value).__name__}")
 
 
 def _checked(path, l, name, array, shape, dtype_kind):
@@ -417,7 +440,10 @@ def from_state(config, arrays, path="the state"):
             raise io.CheckpointError(f"{path!r}: layer {l} uses symbolic functions {unknown} that "
                                      "are not in the library; register them with "
                                      "kanarray.funcs.library.add_symbolic before loading")
-        layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
+        try:
+            layer.set_knots(knots)
+        except ValueError as exc:
+            raise io.CheckpointError(f"{path!r}: layer {l}: {exc}") from None
         layer.mask[...] = layer.backend.asarray(mask, layer.dtype)
         layer.symbolic_mask[...] = layer.backend.asarray(sym, layer.dtype)
         layer.symbolic_fun = names.copy()

@@ -61,6 +61,27 @@ def test_an_error_in_a_later_candidate_keeps_the_best_so_far(data):
     np.testing.assert_array_equal(model.params, reference.params)
 
 
+@pytest.mark.filterwarnings("ignore:layer 1")
+def test_the_checkpoint_holds_the_best_candidate_so_far_and_at_the_end_the_kept_one(data, tmp_path):
+    path = tmp_path / "restarts.npz"
+    seen = []  # the checkpoint's test RMSE at each step of every candidate
+
+    def read_checkpoint(step, model, results):
+        if path.exists():
+            saved = kanarray.load(path)
+            seen.append(float(np.sqrt(np.mean((saved(data["test_input"]) - data["test_label"]) ** 2))))
+
+    model = KAN([2, 3, 1], grid=5, seed=0)
+    history = model.fit(data, steps=4, restarts=3, log=0, checkpoint=path, callback=read_checkpoint)
+    scores = history["restart_test_loss"]
+    assert history["restart"] != 0  # the kept candidate is a later one: the file had to move
+    np.testing.assert_array_equal(kanarray.load(path).params, model.params)
+    best_so_far = [min(scores[:r]) for r in range(1, len(scores))]
+    for r in range(1, len(scores)):  # during candidate r the file holds the best of 0 .. r-1
+        during = seen[4 * r:4 * (r + 1)]
+        assert during == pytest.approx([best_so_far[r - 1]] * 4, rel=1e-12), r
+
+
 def schedule(data, model, restarts=0):
     return grid_extension(model, data, [3, 5], steps=3, restarts=restarts, log=0)
 

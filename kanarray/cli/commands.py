@@ -17,11 +17,33 @@ def _model_and_names(path):
     metadata kanarray fit saves; a classifier's outputs are the logits of its classes)."""
     model = load(path)
     meta = model.metadata_
+    _check_metadata(path, meta, model)
     inputs = meta.get("inputs") or [f"x_{i + 1}" for i in model.input_ids]
     targets = meta.get("targets") or [f"y_{j + 1}" for j in range(model.width[-1])]
     if meta.get("task") == "classification":
         targets = [f"logit_{targets[0]}={c}" for c in range(model.width[-1])]
     return model, meta, [str(v) for v in inputs], [str(v) for v in targets]
+
+
+def _check_metadata(path, meta, model):
+    """The metadata kanarray fit saves, checked before it is trusted: "inputs" (one name per
+    input) and "targets" (names) lists of strings, "task" "regression" or "classification"."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: its metadata is not a JSON object")
+    for key, count in (("inputs", model.width[0]), ("targets", None)):
+        names = meta.get(key)
+        if names is None:
+            continue
+        if (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+                or (count is not None and len(names) != count)):
+            want = f"{count} " if count is not None else ""
+            raise UserError(f"{path}: metadata[{key!r}] must be a list of {want}column names, "
+                            f"got {names!r}")
+    if meta.get("task", "regression") not in ("regression", "classification"):
+        raise UserError(f"{path}: metadata['task'] must be 'regression' or 'classification', "
+                        f"got {meta['task']!r}")
+    if meta.get("task") == "classification" and "targets" not in meta:
+        raise UserError(f"{path}: a classifier's metadata must name its target column")
 
 
 def predict(args):
@@ -51,6 +73,8 @@ def predict(args):
 
 
 def formula(args):
+    if args.digits is not None and args.digits < 0:
+        raise UserError(f"--digits must be >= 0 (decimals kept), got {args.digits}")
     model, _, inputs, targets = _model_and_names(args.model)
     try:
         formulas = model.symbolic_formula(var_names=inputs)
@@ -87,5 +111,7 @@ def run(args):
     elif args.command == "info":
         print("\n".join(cli_info.info()))
     elif args.command == "bench":
+        if args.repeats < 1:
+            raise UserError(f"--repeats must be >= 1, got {args.repeats}")
         for what, ms, gflops in cli_info.bench(args.repeats):
             print(f"{what:<58s} {ms:10.3f} ms {gflops:8.2f} GFLOP/s")

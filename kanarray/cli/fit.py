@@ -23,6 +23,7 @@ from ..training import distributed
 from ..io import tabular
 from ..io.data import held_out_mask
 from ..core.checks import UserError
+from ..core.metrics import mean_and_std
 from ..symbolic.formula import round_formula
 from ..model import KAN, from_state
 from ..core.network import range_to_grid
@@ -89,27 +90,25 @@ def read_rows(args, comm):
     return X, y, is_test, inputs, targets
 
 
-def global_stats(comm, x, y, classification):
-    """Per-column min and max of x over the rows of every rank, and of y the (mean, std) of every
-    column (regression) or the number of classes (classification)."""
+def global_stats(comm, x, y, y_all, classification):
+    """Over the rows of every rank: the per-column min and max of the training inputs x, and of
+    the training targets y the (mean, std) of every column (regression), or the number of
+    classes among all targets y_all, held-out rows included (classification)."""
     low, high = x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)
+    MPI = None if comm is None else distributed.mpi()
+
+    def total(values, op="SUM"):
+        values = np.array(values, dtype=np.float64)
+        if comm is not None:
+            comm.Allreduce(MPI.IN_PLACE, values, op=getattr(MPI, op))
+        return values
+
+    low, high = total(low, "MIN"), total(high, "MAX")
     if classification:
-        tops = np.array([float(y.max(initial=-1))])
-    else:
-        moments = np.concatenate([[len(y)], y.sum(axis=0), (y ** 2).sum(axis=0)])
-    if comm is not None:
-        MPI = distributed.mpi()
-        comm.Allreduce(MPI.IN_PLACE, low, op=MPI.MIN)
-        comm.Allreduce(MPI.IN_PLACE, high, op=MPI.MAX)
-        if classification:
-            comm.Allreduce(MPI.IN_PLACE, tops, op=MPI.MAX)
-        else:
-            comm.Allreduce(MPI.IN_PLACE, moments, op=MPI.SUM)
-    if classification:
-        return low, high, None, int(tops[0]) + 1
-    n, k = moments[0], y.shape[1]
-    mean = moments[1:1 + k] / n
-    std = np.sqrt(np.maximum(moments[1 + k:] / n - mean ** 2, 0.0))
+        return low, high, None, int(total([y_all.max(initial=-1)], "MAX")[0]) + 1
+    mean, std = mean_and_std(y, total)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        raise ValueError("the target columns spread more than the largest float; rescale them")
     return low, high, (mean, np.where(std > 0, std, 1.0)), None
 
 
@@ -120,7 +119,7 @@ def run(args, comm, say):
     rows = context.run(read_rows, args, comm) if context else read_rows(args, comm)
     X, y, is_test, inputs, targets = rows
     classification = args.task == "classification"
-    low, high, out_scaling, n_classes = global_stats(comm, X[~is_test], y[~is_test], classification)
+    low, high, out_scaling, n_classes = global_stats(comm, X[~is_test], y[~is_test], y, classification)
     n_out = n_classes if classification else y.shape[1]
     model = KAN([X.shape[1], *hidden, n_out], grid=args.grid, k=3, seed=args.seed,
                 dtype=args.dtype, device=args.device,

@@ -57,6 +57,28 @@ GROUPS = (
 GRID_AXES = ("basis", "knot")  # a group with one of these changes with the grid
 
 
+def representable(values, dtype):
+    """Whether host float64 values stay finite cast to dtype."""
+    with np.errstate(over="ignore"):
+        return bool(np.all(np.isfinite(np.asarray(values, np.float64).astype(dtype))))
+
+
+def in_dtype(knots, dtype, what):
+    """Knots (I, n) as host float64, checked to stay finite and strictly increasing in dtype."""
+    knots = np.asarray(knots, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = knots.astype(dtype)
+        span = cast[:, -1] - cast[:, 0]  # finite: so is every difference the basis divides by
+    if not (np.all(np.isfinite(cast)) and np.all(np.isfinite(span)) and np.all(np.diff(cast, axis=1) > 0)):
+        name = np.dtype(dtype).name
+        raise ValueError(f"{what} do not stay finite and strictly increasing in {name} (range "
+                         f"{knots.min():.6g} .. {knots.max():.6g}, {knots.shape[1]} knots): the "
+                         f"inputs span too little or too much for {name} at this grid; use "
+                         "dtype='float64', fewer grid intervals, or inputs in the grid range "
+                         "(KAN.set_scaling)")
+    return knots
+
+
 class KANLayer:
     def __init__(self, in_dim, out_dim, grid, k, knots, base_fun, backend, dtype, path="auto"):
         self.in_dim = in_dim
@@ -67,7 +89,7 @@ class KANLayer:
         self.path = path  # GPU only: "fused", "dense" or "auto" (kernels.cuda.choose_path)
         self.backend = backend
         self.dtype = dtype
-        self.knots = backend.asarray(knots, dtype)
+        self.knots = backend.asarray(in_dtype(knots, dtype, "the knots"), dtype)
         self.mask = backend.xp.ones((in_dim, out_dim), dtype=dtype)
         self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
         self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")  # sets _symbolic_edges
@@ -250,7 +272,11 @@ class KANLayer:
         dx += slope.sum(axis=2).astype(dx.dtype)
 
     def set_symbolic(self, i, o, name, params):
-        """Make edge (i, o) the symbolic edge c f(a x + b) + d, params = (a, b, c, d)."""
+        """Make edge (i, o) the symbolic edge c f(a x + b) + d, params = (a, b, c, d) (finite
+        in the layer's dtype)."""
+        if not representable(params, self.dtype):
+            raise ValueError(f"edge ({i},{o}): the constants (a, b, c, d) = {tuple(np.asarray(params, np.float64))} "
+                             f"of {name!r} are not finite in the model's {np.dtype(self.dtype).name}")
         fn = slib.get_symbolic(name)
         if slib.LIBRARY.get(fn.name) is not fn:
             raise ValueError(f"{fn.name!r} is not a registered library function; register it with "
@@ -315,6 +341,12 @@ class KANLayer:
         return out
 
     # ------------------------------------------------------------------ the grid
+    def set_knots(self, knots):
+        """Give the layer new knots (I, G + 2k + 1), host float64: refused unless they stay
+        finite and strictly increasing in the layer's dtype (float32 has about 7 digits: close
+        neighbours can collide, far ones overflow)."""
+        self.knots[...] = self.backend.asarray(in_dtype(knots, self.dtype, "the knots"), self.dtype)
+
     def interior_range(self):
         """(I, 2) float64 host array: first and last interior knot of every input."""
         knots = self.backend.to_numpy(self.knots).astype(np.float64)

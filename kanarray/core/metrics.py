@@ -3,6 +3,7 @@
     r2_score(pred, y)        coefficient of determination (pooled, or averaged over outputs)
     r2_from_sums(sse, sst)   the same from its two sums
     rmse(pred, y)            root mean squared error over every entry
+    mean_and_std(y)          per-column mean and standard deviation, without overflow
     softmax(logits)          class probabilities, row by row
     log_softmax(logits)      their logarithms, stable for any finite logits
 
@@ -38,6 +39,21 @@ def rmse(pred, y):
     """Root mean squared error over every entry of predictions and labels of the same shape."""
     residual = pred - y
     return float(np.sqrt(float((residual * residual).sum()) / max(residual.size, 1)))
+
+
+def mean_and_std(y, total=None):
+    """Per-column (mean, standard deviation) of host values y (N, C), float64. Computed in
+    units of the largest |y| and in two passes, so that no sum overflows (E[y^2] would near
+    1e155). total(values, op) -> values combined over processes with "SUM" or "MAX" (MPI; None:
+    this process's rows are all)."""
+    total = total or (lambda values, op="SUM": np.asarray(values, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64)
+    unit = total(np.abs(y).max(axis=0, initial=0.0), "MAX")
+    unit = np.where(unit > 0, unit, 1.0)
+    count = total([y.shape[0]])[0]
+    mean = total((y / unit).sum(axis=0)) / count
+    std = np.sqrt(total(((y / unit - mean) ** 2).sum(axis=0)) / count)
+    return mean * unit, std * unit
 
 
 def log_softmax(logits):

@@ -27,11 +27,12 @@ from .arrays import is_cupy_array
 from .backend import get_backend
 from .checks import check_batch, check_int, check_real_array
 from ..kernels.reference import BASE_CODES
-from .layer import GRID_AXES, GROUPS, KANLayer
+from .layer import GRID_AXES, GROUPS, KANLayer, in_dtype
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 PATHS = ("auto", "fused", "dense")
 MAX_K = 10  # the kernels' Cox-de Boor triangle costs O(k^2) a sample; higher orders have no use
+MAX_GRID = 10 ** 6  # grid intervals: far more than any data set fills, and knots that fit memory
 MAX_PARAMS = 2 ** 31 - 1  # parameters of one model: kernels index them with 32-bit offsets
 
 
@@ -48,9 +49,9 @@ def check_input_ids(input_ids, n_inputs):
     return [int(v) for v in ids]
 
 
-def check_scaling(scaling, n, name):
-    """None, or an affine map (shift, scale) of n finite shifts and n positive finite scales,
-    as a pair of host float64 arrays."""
+def check_scaling(scaling, n, name, dtype=np.float64):
+    """None, or an affine map (shift, scale) of n finite shifts and n positive finite scales
+    (also in the model's dtype), as a pair of host float64 arrays."""
     if scaling is None:
         return None
     try:
@@ -63,6 +64,14 @@ def check_scaling(scaling, n, name):
                          f"{shift.shape} and {scale.shape}")
     if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
         raise ValueError(f"{name} needs finite shifts and finite positive scales, got {scaling!r}")
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        cast = shift.astype(dtype), scale.astype(dtype)
+        inverse = 1 / cast[1]
+    if not (np.all(np.isfinite(cast[0])) and np.all(np.isfinite(inverse)) and np.all(cast[1] > 0)
+            and np.all(np.isfinite(cast[1]))):
+        raise ValueError(f"{name} does not fit the model's {np.dtype(dtype).name}: shifts "
+                         f"{shift.tolist()} and scales {scale.tolist()} must stay finite and "
+                         "positive (with a finite inverse) in it; use dtype='float64'")
     return shift, scale
 
 
@@ -81,6 +90,8 @@ def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
     """The constructor's structural arguments but width and mult_arity (kanarray.core.nodes),
     validated and normalised."""
     grid = check_int(grid, "grid", 1)
+    if grid > MAX_GRID:
+        raise ValueError(f"grid must be at most {MAX_GRID} intervals, got {grid}")
     k = check_int(k, "k", 1)
     if k > MAX_K:
         raise ValueError(f"k must be at most {MAX_K} (the spline order), got {k}")
@@ -96,7 +107,12 @@ def check_config(width, grid, k, grid_range, base_fun, grid_eps, dtype, path):
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if not isinstance(path, str) or path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-    return grid, k, (float(grid_range[0]), float(grid_range[1])), str(dtype)
+    grid_range = (float(grid_range[0]), float(grid_range[1]))
+    try:
+        in_dtype(gridlib.uniform_knots(1, grid, k, grid_range), DTYPES[str(dtype)], "its knots")
+    except ValueError as exc:
+        raise ValueError(f"grid_range {grid_range} with grid {grid}: {exc}") from None
+    return grid, k, grid_range, str(dtype)
 
 
 class Network:
@@ -123,8 +139,9 @@ class Network:
             raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
         # raw inputs x enter the first layer as (x - shift) / scale; the last layer's outputs
         # leave as y * scale + shift (None: no map). kanarray.KAN.set_scaling fits both to data.
-        self.input_scaling = check_scaling(input_scaling, width[0], "input_scaling")
-        self.output_scaling = check_scaling(output_scaling, width[-1], "output_scaling")
+        self.width, self.dtype = width, dtype
+        self.input_scaling = input_scaling
+        self.output_scaling = output_scaling
         # original index of every input (kept by prune_input, so formulas name x_1.. as in the data)
         self.input_ids = check_input_ids(input_ids, width[0])
         self.width = width
@@ -150,6 +167,24 @@ class Network:
     @property
     def np_dtype(self):
         return DTYPES[self.dtype]
+
+    @property
+    def input_scaling(self):
+        """None, or (shift, scale): raw inputs x enter the first layer as (x - shift) / scale."""
+        return self._input_scaling
+
+    @input_scaling.setter
+    def input_scaling(self, scaling):
+        self._input_scaling = check_scaling(scaling, self.width[0], "input_scaling", self.np_dtype)
+
+    @property
+    def output_scaling(self):
+        """None, or (shift, scale): the last layer's outputs leave as y * scale + shift."""
+        return self._output_scaling
+
+    @output_scaling.setter
+    def output_scaling(self, scaling):
+        self._output_scaling = check_scaling(scaling, self.width[-1], "output_scaling", self.np_dtype)
 
     @property
     def depth(self):
@@ -293,6 +328,7 @@ class Network:
                 acts.factors[l + 1] = z
                 z = nodes.multiply(z, self.n_sum[l + 1], self.arities[l + 1])
             acts.append(z)
+        acts.network_out = acts[-1]
         if self.output_scaling is not None:
             shift, scale = self.output_scaling
             acts[-1] = acts[-1] * self._on_device(scale) + self._on_device(shift)
@@ -300,9 +336,11 @@ class Network:
             workspace.first_tape_filled(self)
         return acts
 
-    def backward(self, acts, g, grads, params=None, workspace=None, reg=None, need_dx=True):
-        """Back-propagate g = dL/dy (raw outputs) through the layers; writes dL/dparams into
-        grads (views(...) of a flat gradient) and returns dL/dx (raw inputs).
+    def backward(self, acts, g, grads, params=None, workspace=None, reg=None, need_dx=True,
+                 raw=True):
+        """Back-propagate g = dL/dy (raw outputs; raw=False: dL/d acts.network_out, the outputs
+        before output_scaling) through the layers; writes dL/dparams into grads (views(...) of
+        a flat gradient) and returns dL/dx (raw inputs).
 
         params, workspace: as given to the forward_all that made acts (which must come from
         forward_all: through a level with multiplication nodes g passes
@@ -313,7 +351,7 @@ class Network:
         None is returned; grads get the same bits.
         """
         params = [layer.params for layer in self.layers] if params is None else params
-        if self.output_scaling is not None:
+        if self.output_scaling is not None and raw:
             g = g * self._on_device(self.output_scaling[1])
         for l in range(self.depth - 1, -1, -1):
             if self.n_mult[l + 1]:
@@ -330,6 +368,14 @@ class Network:
         if self.input_scaling is not None:
             g = g / self._on_device(self.input_scaling[1])
         return g
+
+    def standardise(self, y):
+        """Device labels y (B, width[-1]) in the units of the network's outputs before
+        output_scaling: (y - shift) / scale (y itself without a scaling)."""
+        if self.output_scaling is None:
+            return y
+        shift, scale = self.output_scaling
+        return (y - self._on_device(shift)) / self._on_device(scale)
 
     def layer_inputs(self, x):
         """Host float64 inputs of every layer for raw model inputs x (host or device):
@@ -386,17 +432,19 @@ class Network:
         to_host = self.backend.to_numpy
         coef = gridlib.refit_coef(samples, to_host(old.knots).astype(np.float64),
                                   to_host(old.params["coef"]).astype(np.float64), knots, old.k, layer.k)
-        layer.knots[...] = layer.backend.asarray(knots, layer.dtype)
+        layer.set_knots(knots)
         layer.params["coef"][...] = layer.backend.asarray(coef, layer.dtype)
 
 
 class Activations(list):
     """forward_all's [h_0, ..., y], with `factors`: {level: the (B, n_factors) outputs of the
-    layer feeding a level with multiplication nodes, before their products}."""
+    layer feeding a level with multiplication nodes, before their products}, and `network_out`:
+    the network's outputs before output_scaling (y itself without one)."""
 
     def __init__(self, values):
         super().__init__(values)
         self.factors = {}
+        self.network_out = None
 
 
 def _scaling_lists(scaling):

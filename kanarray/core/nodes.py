@@ -63,6 +63,10 @@ def check_width(width, mult_arity):
                              f"entries, got {mult_arity!r}")
         arities = []
         for m, entry in zip(n_mult, mult_arity):
+            if not (isinstance(entry, numbers.Integral) or hasattr(entry, "__len__")) \
+                    or isinstance(entry, (str, bytes)):
+                raise ValueError(f"mult_arity needs, per level, an int >= 2 or a list of one int >= 2 "
+                                 f"per mult node, got {entry!r} in {mult_arity!r}")
             level = [entry] * m if isinstance(entry, numbers.Integral) else list(entry)
             if len(level) != m or any(_count(r, "mult_arity entries") < 2 for r in level):
                 raise ValueError(f"mult_arity needs, per level, an int >= 2 or one int >= 2 per "

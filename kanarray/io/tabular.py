@@ -26,6 +26,7 @@ Data-parallel training (MPI): each rank reads only its own block of rows,
 A .npy file is memory-mapped, so a rank touches only its rows; a CSV is scanned line by line up to
 row hi but only rows [lo, hi) are parsed; .npz and Parquet files are read whole and sliced.
 """
+import contextlib
 import csv
 import io
 import os
@@ -104,7 +105,7 @@ def _csv_lines(path, lo, hi):
     """Header names and data rows [lo, hi) as [(spreadsheet row number, line)]: lines are
     scanned up to row hi but not parsed; blank lines are skipped."""
     rows, count = [], 0
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _utf8(path) as f:
         names = _csv_header(path, f.readline())
         for number, line in enumerate(f, start=2):
             if not line.strip():
@@ -115,6 +116,18 @@ def _csv_lines(path, lo, hi):
                 rows.append((number, line))
             count += 1
     return names, rows
+
+
+@contextlib.contextmanager
+def _utf8(path):
+    """open(path) for reading UTF-8 text (a byte-order mark skipped); a file that is not UTF-8
+    raises a ValueError that names it."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        try:
+            yield f
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a UTF-8 text file (it holds the byte "
+                             f"{exc.object[exc.start:exc.start + 1]!r}); save it as a UTF-8 CSV") from None
 
 
 def _csv_problem(path, names, rows):
@@ -304,7 +317,7 @@ def count_rows(path):
     path = _check_path(path)
     kind = _kind(path)
     if kind == "csv":
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with _utf8(path) as f:
             _csv_header(path, f.readline())
             return sum(1 for line in f if line.strip())
     if kind == "npy":

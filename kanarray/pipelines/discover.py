@@ -33,6 +33,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.checks import check_int, check_real
+from ..core.network import Network
+from ..symbolic.fit import resolve_lib
+from ..training.objective import check_dataset
 from ..model import KAN, from_state
 from ..core.metrics import rmse
 from ..symbolic.report import formula_report
@@ -121,6 +124,12 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     """
     width = _check_width(width)
     seed = check_int(seed, "seed", 0)
+    check_dataset(Network(width), dataset)  # before minutes of training, not after
+    if lib is not None:
+        resolve_lib(lib)
+    for name, value in (("say", say), ("on_stage", on_stage)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
     grid = check_int(grid, "grid", 1)
     refine_grid = check_int(refine_grid, "refine_grid", 1)
     steps = check_int(steps, "steps", 1)

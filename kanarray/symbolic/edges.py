@@ -25,6 +25,7 @@ import numbers
 import numpy as np
 
 from . import fit as sfit
+from ..core.layer import representable
 from ..core.metrics import r2_score
 from ..funcs import library as slib
 
@@ -154,7 +155,8 @@ def auto_symbolic(model, lib=None, r2_threshold=R2_THRESHOLD, weight_simple=0.8,
                     continue
                 rows = suggest_symbolic(model, l, i, j, topk=None, lib=lib, x=x,
                                         weight_simple=weight_simple, verbose=False, acts=acts)
-                passing = [row for row in rows if row[1] >= r2_threshold]
+                passing = [row for row in rows  # constants the model's dtype can hold
+                           if row[1] >= r2_threshold and representable(row[4], layer.dtype)]
                 if not passing:
                     best = max(rows, key=lambda row: row[1], default=("", 0.0))
                     fixed[(l, i, j)] = ("", best[1])
@@ -197,12 +199,16 @@ def fit_constants(model, x, y):
             flat = np.arange(part.start, part.stop).reshape(layer.in_dim, layer.out_dim, 4)
             index.append(flat[layer.symbolic_fun != ""].ravel())
     index = np.concatenate(index)
+    if yh.size < index.size:
+        raise ValueError(f"fit_constants needs at least as many values in y as the formula has "
+                         f"constants: y has {yh.size}, the formula {index.size}")
     start = model.backend.to_numpy(model.params).astype(np.float64)
 
     def residuals(constants):
         params = start.copy()
         params[index] = constants
-        model.params = params
+        with np.errstate(over="ignore"):  # beyond float32: inf residuals, a step LM rejects
+            model.params[...] = model.backend.asarray(params, model.np_dtype)
         return model.backend.to_numpy(model.forward_all(xd)[-1]).astype(np.float64).ravel() - yh
 
     try:  # the residuals move model.params: any failure puts the start back

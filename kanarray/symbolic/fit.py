@@ -283,7 +283,9 @@ def fit_affine(x, y, name_or_fn, a_range=(-10, 10), b_range=(-10, 10), grid_numb
     return params, float(r2)
 
 
-def _resolve_lib(lib) -> Sequence[SymbolicFunction]:
+def resolve_lib(lib) -> Sequence[SymbolicFunction]:
+    """The library functions `lib` names: None (all), a name or SymbolicFunction, or a list or
+    dict of them; an unknown name or an empty list is refused."""
     if lib is None:
         return list(LIBRARY.values())
     if isinstance(lib, (str, SymbolicFunction)):
@@ -378,7 +380,7 @@ def suggest(x, y, lib=None, topk=5, weight_simple=0.8, r2_threshold=0.0, **fit_k
             or not 0.0 <= weight_simple <= 1.0:
         raise ValueError(f"weight_simple must be a number in [0, 1], got {weight_simple!r}")
     weight_simple = float(weight_simple)
-    fns = _resolve_lib(lib)
+    fns = resolve_lib(lib)
     x, y = _check_xy(x, y)
     a_range = _check_range(fit_kwargs.pop("a_range", (-10, 10)), "a_range")
     b_range = _check_range(fit_kwargs.pop("b_range", (-10, 10)), "b_range")

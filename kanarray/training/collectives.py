@@ -152,14 +152,16 @@ class Context:
         return self._timed_allreduce(buf)[:-1]
 
     def loss_and_grad(self, loss_sum, grad_sum, norm):
-        """Global (loss_sum / norm, grad_sum / norm): one Allreduce of [grad, loss, flag]."""
-        n = grad_sum.shape[0]
-        buf = self.xp.empty(n + 2, dtype=grad_sum.dtype)
+        """Global (loss_sum / norm, grad_sum / norm): one Allreduce of [grad, loss, flag].
+        loss_sum: a number, or a few (a list: the global ones come back as a list)."""
+        n, losses = grad_sum.shape[0], np.atleast_1d(np.asarray(loss_sum, dtype=np.float64))
+        buf = self.xp.empty(n + losses.size + 1, dtype=grad_sum.dtype)
         buf[:n] = grad_sum
-        buf[n] = loss_sum
-        buf[n + 1] = 0.0
+        buf[n:-1] = self.xp.asarray(losses)
+        buf[-1] = 0.0
         self._timed_allreduce(buf)
-        return float(buf[n]) / norm, buf[:n] / norm
+        summed = [float(v) / norm for v in buf[n:-1]]
+        return (summed if np.ndim(loss_sum) else summed[0]), buf[:n] / norm
 
     def rows(self, n_local):
         """(global row count, offset of this rank's first row) for n_local rows on this rank."""

@@ -180,8 +180,8 @@ class MPIRanks:
     def reduction(self, n_rows):
         return Reduction(sum=self.ctx.allreduce_sum, n_rows=n_rows, owns_shared=self.is_root)
 
-    def loss_and_grad(self, loss, grad):
-        return self.ctx.loss_and_grad(loss, grad, 1.0)
+    def loss_and_grad(self, losses, grad):
+        return self.ctx.loss_and_grad(losses, grad, 1.0)
 
     def fail(self, exc):
         self.ctx.fail(exc)

@@ -13,6 +13,7 @@ a grid update included) is restored, a warning is issued and results["stopped"] 
 exception (from a loss_fn, a callback, a checkpoint write, or Ctrl-C) also puts the model back
 to its last good step before it propagates. Nothing is lost.
 """
+import dataclasses
 import sys
 import time
 import warnings
@@ -112,13 +113,16 @@ def fit_restarts(model, objective, options, restarts, fresh_state):
     worst, ties go to the earlier candidate) is put back in the model and its history returned,
     with "restart_test_loss" (one entry per candidate) and "restart" (the index kept).
     An error during a later candidate puts back the best candidate so far and re-raises.
+    options.checkpoint always holds the best candidate so far: the first writes it after every
+    good step, a later one only once it has finished and beaten the others.
     """
     scores, best = [], None
+    later = dataclasses.replace(options, checkpoint=None)
     for r in range(restarts + 1):
         if r:
             model.restore(fresh_state(r))
         try:
-            history = fit(model, objective, options)
+            history = fit(model, objective, later if r else options)
         except BaseException:
             if best is not None:
                 model.restore(best[1])
@@ -127,6 +131,8 @@ def fit_restarts(model, objective, options, restarts, fresh_state):
         scores.append(float(held_out) if np.isfinite(held_out) else np.inf)
         if best is None or scores[-1] < best[0]:
             best = (scores[-1], model.snapshot(), history, r)
+            if r and options.checkpoint is not None:
+                objective.run_on_root(model.save, options.checkpoint)
     _, state, history, kept = best
     model.restore(state)
     history["restart_test_loss"], history["restart"] = scores, kept

@@ -102,9 +102,15 @@ def data_loss(loss, pred, y, n_rows=None):
 
 
 class Evaluation(NamedTuple):
-    """One evaluation: loss = data_loss + lamb * reg over every row of every process, grad its
-    gradient (a new flat array aligned with the model's params), reg the regulariser's value
-    (not times lamb; 0 without one), dx dL/dx of the raw inputs (B, width[0]) when asked for."""
+    """One evaluation over every row of every process: loss = the data term + lamb * reg, grad
+    its gradient (a new flat array aligned with the model's params), data_loss the data loss in
+    the labels' own units, reg the regulariser's value (not times lamb; 0 without one), dx
+    dL/dx of the raw inputs (B, width[0]) when asked for.
+
+    With the mean squared error and an output scaling (KAN.set_scaling) the data term compares
+    the network's standardised outputs with the standardised labels, so that training does not
+    depend on the labels' units (Adam's eps, L-BFGS's first step and lamb's weight against the
+    data are not scale-free); data_loss is the same fit's MSE in raw units."""
 
     loss: float
     grad: object
@@ -143,9 +149,9 @@ class OneProcess:
         """The regulariser's kanarray.training.regularize.Reduction (None: this process's rows)."""
         return None
 
-    def loss_and_grad(self, loss, grad):
-        """The loss and gradient parts of every process, summed."""
-        return loss, grad
+    def loss_and_grad(self, losses, grad):
+        """A few loss parts and the gradient part of every process, summed."""
+        return losses, grad
 
     def fail(self, exc):
         raise exc
@@ -183,9 +189,15 @@ def evaluate(model, x, y, loss="mse", reg=None, point=None, workspace=None, need
         if reg is not None:  # collective under MPI: every rank gets here, or meets the others below
             state = RegState(model, acts, reg, params, grads, ranks.reduction(n_rows),
                              None if workspace is None else workspace.tapes)
-        part, g = data_loss(loss, acts[-1], y, n_rows)
+        standardised = loss == "mse" and model.output_scaling is not None
+        if standardised:
+            part, g = data_loss(loss, acts.network_out, model.standardise(y), n_rows)
+            raw = losses.squared_error(acts[-1], y)[0] / (n_rows * y.shape[1])
+        else:
+            part, g = data_loss(loss, acts[-1], y, n_rows)
+            raw = part
         dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), grads, params,
-                            workspace, state, need_dx)
+                            workspace, state, need_dx, raw=not standardised)
         grad = grad.copy() if workspace is not None else grad
     except Exception as exc:  # noqa: BLE001 - one process re-raises; MPI ranks raise it on all
         if not ranks.collective or isinstance(exc, CollectiveError):
@@ -194,11 +206,11 @@ def evaluate(model, x, y, loss="mse", reg=None, point=None, workspace=None, need
         if state is None and reg is not None and reg.uses_activations:
             # the other ranks wait in the regulariser's sum: meet them there (it raises)
             ranks.sum(np.zeros(sum(layer.in_dim * layer.out_dim for layer in model.layers)))
-        part, grad = 0.0, xp.zeros(model.num_params, dtype=model.np_dtype)
-    part, grad = ranks.loss_and_grad(part, grad)
+        part, raw, grad = 0.0, 0.0, xp.zeros(model.num_params, dtype=model.np_dtype)
+    (part, raw), grad = ranks.loss_and_grad([part, raw], grad)
     reg_value = 0.0 if state is None else state.value
     total = part if state is None else part + reg.lamb * reg_value
-    return Evaluation(total, grad, part, reg_value, dx)
+    return Evaluation(total, grad, raw, reg_value, dx)
 
 
 class Objective:
