@@ -48,6 +48,13 @@ def test_a_relative_error_of_1e4_is_a_near_miss():
     assert verdict["reason"] == "relative RMSE 1.00e-04 >= 1e-06"
 
 
+def test_an_inaccurate_formula_is_counted_as_written():
+    """Not exact whatever its length, so it is not simplified (which can take minutes)."""
+    verdict = judge("2.02*sin(x)*cos(x)", "sin(2*x)", ["x"], [(-3, 3)])
+    assert not verdict["accurate"] and verdict["ops_found"] == 4
+    assert "not simplified" in verdict["note"]
+
+
 def test_noisy_data_are_judged_to_1e3():
     near = judge("1.0001*x*y", "x*y", *XY, noise=True)
     assert near["exact"] and near["tolerance"] == 1e-3

@@ -25,11 +25,15 @@ points, with share = TIDY_SHARE x the accuracy tolerance:
   the second term is round-off of the fit);
 - a number within share (relative) of a non-zero integer becomes that integer
   (1.0000000002*x reads x, x**1.999999999999 reads x**2).
+A found formula that is not accurate is not simplified (it is not exact whatever its length,
+and simplifying a long formula can take minutes): its operations are count_ops of the tidied
+form.
 
 Variables are named in `variables`; a formula may also write the i-th of them x_i (1-based, as
-kanarray's formulas do) where no variable is named x_i. Strings are parsed by sympy, which evaluates them: judge only text you
-trust. Symbols are declared real, and positive (non-negative) where their range lies above
-(at or above) 0, so that simplify may use it (sqrt(x**2) = x).
+kanarray's formulas do) where no variable is named x_i. Strings are parsed by sympy, which
+evaluates them: judge only text you trust. Symbols are declared real, and positive
+(non-negative) where their range lies above (at or above) 0, so that simplify may use it
+(sqrt(x**2) = x).
 
 sympy is the `symbolic` extra; it is imported on the first call.
 """
@@ -87,7 +91,11 @@ def judge(found, truth, variables, ranges, noise=False, rng=0, n_points=10_000):
     accurate = rel_rmse is not None and rel_rmse < tolerance
 
     tidied, changes = _tidy(sp, found_expr, symbols, columns, TIDY_SHARE * tolerance)
-    ops_found, found_counted = operations(tidied)
+    if accurate:
+        ops_found, found_counted = operations(tidied)
+    else:  # not exact whatever its length: simplify could take minutes on a long formula
+        ops_found, found_counted = int(sp.count_ops(tidied)), tidied
+        changes.append("counted as written (not simplified: not accurate)")
     ops_truth, truth_counted = operations(truth_expr)
     allowed = ops_truth + EXTRA_OPS
     short = ops_found <= allowed
