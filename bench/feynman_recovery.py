@@ -15,6 +15,10 @@ For the equation in row i (0-based) of bench/feynman_equations.py:
 A run either stops (discover says why it gave no formula) or claims a formula; a claimed formula
 the judge does not find exact is a false claim.
 
+discover runs as shipped, prune_tolerance included: a pruned network must reach a train RMSE
+of 1% of the labels' standard deviation, below the RMSE that 1% noise (of the labels' RMS,
+which is at least their standard deviation) leaves, so expect the noisy runs to stop at pruning.
+
 --quick: the first 8 equations of the table with at most 3 variables, noise-free. The default
 is all 100 at noise 0 and 0.01. Writes feynman_recovery.json and .md, rewritten after every
 equation so that a long run keeps what it has done.
