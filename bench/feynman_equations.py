@@ -3,11 +3,11 @@
 Source: AI Feynman's table FeynmanEquations.csv (S.-M. Udrescu and M. Tegmark, "AI Feynman: A
 physics-inspired method for symbolic regression", Science Advances 6, eaay2631 (2020);
 https://space.mit.edu/home/tegmark/aifeynman/FeynmanEquations.csv), read from two public copies
-that agree (github.com/bjbcjwsq/PSRN_baseline and github.com/edfink234/Alpha-Zero-Symbolic-Regression,
-FeynmanEquations.csv). SRBench's "feynman" problems (La Cava et al. 2021, through PMLB) are drawn
-from the same table. One row per equation, in the table's order: its id (the table's Filename),
-the output's name, the formula, and every variable with the range (low, high) its values are
-drawn from, uniformly.
+that agree (FeynmanEquations.csv in github.com/bjbcjwsq/PSRN_baseline and in
+github.com/edfink234/Alpha-Zero-Symbolic-Regression). SRBench's "feynman" problems (La Cava et
+al. 2021, through PMLB) are drawn from the same table. One row per equation, in the table's
+order: its id (the table's Filename), the output's name, the formula, and every variable with
+the range (low, high) its values are drawn from, uniformly.
 
 Kept as in the table: ids, names, ranges, the formulas' structure and constants. Written for
 sympy: arcsin as asin, ln as log, a leading minus as "-" (some copies write "~"). The table's

@@ -121,7 +121,8 @@ def machine():
 
 
 def stop_category(text):
-    """discover's reason without its numbers: '2 edge(s) fit no ... : [(0, 1, 0)]' -> 'edge(s) fit no ...'."""
+    """discover's reason without its numbers and details:
+    '2 edge(s) fit no ... splines: [(0, 1, 0)]' -> 'edge(s) fit no ... splines'."""
     return re.sub(r"^\d+ ", "", text.split(":")[0].split(" (")[0])
 
 
@@ -173,13 +174,15 @@ def markdown(report):
     for key in ("equations", "noise_free_exact", "noise_1pct_exact", "false_claims", "stopped",
                 "median_seconds", "total_seconds"):
         value = summary[key]
-        shown = "not run" if value is None else f"{value:.1f}" if isinstance(value, float) else value
+        shown = ("not run" if value is None else f"{value:.1f}" if isinstance(value, float)
+                 else value)
         lines.append(f"| {key} | {shown} |")
     for reason, count in sorted(summary["stopped_by_reason"].items()):
         lines.append(f"| stopped: {reason} | {count} |")
     levels = run["noise"]
     lines += ["", "## Exact by number of variables\n",
-              "| variables | equations | " + " | ".join(f"exact, noise {s:g}" for s in levels) + " |",
+              "| variables | equations | "
+              + " | ".join(f"exact, noise {s:g}" for s in levels) + " |",
               "|---|---|" + "---|" * len(levels)]
     for n, counts in by_vars.items():
         lines.append(f"| {n} | {counts['equations']} | "
@@ -245,7 +248,8 @@ def main():
             report["summary"], report["by_n_vars"] = summarize(report["results"], levels)
             write(report, args.out)
             v = row["verdict"]
-            detail = row["stopped"] if v is None else (v["reason"] or "exact") + f": {row['formula']}"
+            detail = (row["stopped"] if v is None
+                      else (v["reason"] or "exact") + f": {row['formula']}")
             print(f"{equation.id:10s} n={row['n_vars']} noise={level:g} {row['outcome']:11s} "
                   f"{row['seconds']:6.1f} s  {detail}", flush=True)
     report["machine"]["load_average_1min_after"] = os.getloadavg()[0]

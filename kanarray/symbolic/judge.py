@@ -74,7 +74,8 @@ def judge(found, truth, variables, ranges, noise=False, rng=0, n_points=10_000):
     found_expr = _as_expression(sp, found, "found", symbols)
     truth_expr = _as_expression(sp, truth, "truth", symbols)
     generator = _generator(rng)
-    points = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * generator.random((n_points, len(symbols)))
+    low, high = bounds[:, 0], bounds[:, 1]
+    points = low + (high - low) * generator.random((n_points, len(symbols)))
     columns = list(points.T)
     tolerance = NOISY_RMSE if noise else EXACT_RMSE
 
@@ -254,7 +255,8 @@ def _as_expression(sp, formula, name, symbols):
         try:
             expr = sp.sympify(formula, locals=dict(table))
         except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise ValueError(f"{name} is not a formula sympy can read: {formula!r} ({exc})") from None
+            raise ValueError(f"{name} is not a formula sympy can read: {formula!r} "
+                             f"({exc})") from None
     elif isinstance(formula, sp.Expr):
         expr = formula.xreplace({s: table[s.name] for s in formula.free_symbols
                                  if isinstance(s, sp.Symbol) and s.name in table})
