@@ -280,7 +280,7 @@ def test_the_checkpoint_digest_covers_the_metadata(tmp_path):
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
     assert zipfile.is_zipfile(path)
-    with pytest.raises(CheckpointError, match="digest|sha256|changed"):
+    with pytest.raises(CheckpointError, match="failed its checksum"):
         kanarray.load(path)
 
 
