@@ -16,6 +16,7 @@ carries a trailing underscore (scikit-learn's convention): cache_data_ (the trai
 the last fit, the default data of attribute and pruning), edge_scores_, node_scores_,
 feature_score_ (set by attribute).
 """
+import os
 import warnings
 
 import numpy as np
@@ -185,7 +186,7 @@ class KAN(Network):
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
             lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0,
-            lbfgs_history=HISTORY_SIZE, grid_schedule=None, reg=None):
+            lbfgs_history=HISTORY_SIZE, grid_schedule=None, reg=None, resume=False):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -232,6 +233,11 @@ class KAN(Network):
                     start ends with the lowest test loss; the test split then serves as a
                     validation split, so score the result on data it has not seen
                     (kanarray.training.loop.fit_restarts; the history gains "restart_test_loss", "restart")
+        resume      with checkpoint: when that file holds a fit still running (one that was
+                    interrupted), put its model back and go on from the step after the last
+                    saved one, with the optimizer's state, the batch draws and the history as
+                    they were: the result is the same bits as a fit never interrupted. The fit
+                    must have the same model and options. Without the file: a fresh fit
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
            test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
@@ -246,6 +252,11 @@ class KAN(Network):
         if threads is not None:
             check_int(threads, "threads", 1)
         restarts = check_int(restarts, "restarts", 0)
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be True or False, got {resume!r}")
+        if resume and (checkpoint is None or restarts):
+            raise ValueError("resume=True goes on from a checkpoint: give checkpoint=path, and "
+                             "no restarts (a fit with restarts is not resumable)")
         if loss_fn is not None:
             if not callable(loss_fn):
                 raise TypeError(f"loss_fn must be callable(pred, label) -> (loss, dloss/dpred) or "
@@ -269,11 +280,34 @@ class KAN(Network):
             objective = Objective(self, dataset, loss, reg, MPIRanks(comm, self.backend.xp, cuda_aware),
                                   agreed)
         self.cache_data_ = objective.x_train
+        resumed = objective.run(self._resumed, checkpoint, objective, options) if resume else None
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
             if restarts:
                 return loop.fit_restarts(self, objective, options, restarts,
                                           lambda r: self.fresh_start(r).snapshot())
-            return loop.fit(self, objective, options)
+            return loop.fit(self, objective, options, resumed)
+
+    def _resumed(self, path, objective, options):
+        """Put back the model of a running fit's checkpoint `path` -> its training state, or
+        None when there is no such file. Everything is checked before the model changes."""
+        if not os.path.exists(path):
+            return None
+        config, arrays, _, training = io.read(path)
+        if training is None:
+            raise ValueError(f"resume: {path} holds a model, not a fit in progress")
+        if {**config, "device": self.device} != self.config():
+            raise ValueError(f"resume: {path} holds another model ({config}); build the same one "
+                             "to go on with it")
+        loop.check_resumable(training[0], objective, options)
+        saved = from_state({**config, "device": self.device}, arrays, path)
+        self.params = saved.params
+        for layer, source in zip(self.layers, saved.layers):
+            for group in GROUPS:
+                if group.name == "symbolic_fun":
+                    layer.symbolic_fun = source.symbolic_fun.copy()
+                elif not group.trained:
+                    getattr(layer, group.name)[...] = getattr(source, group.name)
+        return training
 
     def fresh_start(self, restart):
         """A new initialisation (same config, seed drawn from self.seed and `restart` >= 1)."""
@@ -341,13 +375,15 @@ class KAN(Network):
         return plotlib.plot(self, path, x=x, **kwargs)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path, metadata=None):
+    def save(self, path, metadata=None, training=None):
         """Write the model to `path` (.npz with JSON metadata, atomically); see kanarray.load.
         metadata: a JSON-serialisable dict kept beside the model (kanarray.load sets it as
-        metadata_), e.g. the column names of the data."""
+        metadata_), e.g. the column names of the data. training: the state of a fit still
+        running, which fit's checkpoints keep so that fit(resume=True) can go on from it."""
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-        io.write(path, self.config(), self.state_arrays(), None if metadata is None else _json(metadata))
+        io.write(path, self.config(), self.state_arrays(),
+                 None if metadata is None else _json(metadata), training)
 
     def state_arrays(self):
         """Everything but the config, as named host arrays: what a checkpoint stores and
@@ -398,7 +434,7 @@ def load(path, device=None):
     symbolic masks in [0, 1] and known function names); a file that fails raises a ValueError
     (io.CheckpointError) saying what is wrong. The model's metadata_ is the saved metadata.
     """
-    config, arrays, metadata = io.read(path)
+    config, arrays, metadata, _ = io.read(path)
     if device is not None:
         config["device"] = device
     model = from_state(config, arrays, str(path))

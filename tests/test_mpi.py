@@ -130,6 +130,12 @@ def test_two_ranks_match_one_process(ranks, reference, name):
         np.testing.assert_allclose(outcomes[0][name]["reg"], res["reg"], rtol=1e-9)
 
 
+def test_a_run_interrupted_and_resumed_ends_with_the_bits_of_one_never_interrupted(ranks):
+    _, outcomes = ranks
+    for r in range(N_RANKS):
+        assert outcomes[r]["resume"] == {"status": "ok", "same_bits": True, "steps": 30}, outcomes[r]
+
+
 def test_host_staging_path(ranks):
     """The host-staged reduction and broadcast (GPU ranks without CUDA-aware MPI), with NumPy."""
     _, outcomes = ranks

@@ -6,7 +6,7 @@
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .optim import Step, call, check_lr, check_vector
+from .optim import Step, call, check_lr, check_vector, to_host
 from ..core.arrays import array_module
 from ..core.checks import check_real
 
@@ -91,3 +91,13 @@ class Adam:
 
     def after_grid_update(self, state):
         return state  # the moments are per parameter and stay meaningful
+
+    def save_state(self, state):
+        """(JSON scalars, {name: host array}) of a state, for a checkpoint."""
+        return {"step": state.step}, {"m": to_host(state.m), "v": to_host(state.v)}
+
+    def load_state(self, scalars, arrays, params):
+        """The state save_state wrote, on the device of params."""
+        xp = array_module(params)
+        return AdamState(step=int(scalars["step"]), m=xp.asarray(arrays["m"], dtype=params.dtype),
+                         v=xp.asarray(arrays["v"], dtype=params.dtype))

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .optim import Step, call, check_lr, check_vector, dot, max_abs, as_float
+from .optim import Step, as_float, call, check_lr, check_vector, dot, max_abs, to_host
 from ..core.arrays import array_module
 from ..core.checks import check_callable, check_int, check_real
 from ..kernels import cpu as cpu_kernels
@@ -365,3 +365,18 @@ class LBFGS:
 
     def after_grid_update(self, state):
         return lbfgs_init()  # the parameters moved: old curvature pairs no longer apply
+
+    def save_state(self, state):
+        """(JSON scalars, {name: host array}) of a state, for a checkpoint."""
+        pairs = {name: to_host(getattr(state, name)) if len(getattr(state, name)) else np.zeros((0,))
+                 for name in ("s_hist", "y_hist")}
+        return ({"n_iter": state.n_iter, "gamma": state.gamma},
+                {**pairs, "rho": np.asarray(state.rho, dtype=np.float64)})
+
+    def load_state(self, scalars, arrays, params):
+        """The state save_state wrote, on the device of params."""
+        xp = array_module(params)
+        pairs = [xp.asarray(arrays[name], dtype=params.dtype) if arrays[name].size else ()
+                 for name in ("s_hist", "y_hist")]
+        rho = arrays["rho"] if arrays["rho"].size else ()
+        return LBFGSState(*pairs, rho, int(scalars["n_iter"]), float(scalars["gamma"]))

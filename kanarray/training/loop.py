@@ -14,6 +14,7 @@ exception (from a loss_fn, a callback, a checkpoint write, or Ctrl-C) also puts 
 to its last good step before it propagates. Nothing is lost.
 """
 import dataclasses
+import json
 import sys
 import time
 import warnings
@@ -45,9 +46,16 @@ class Progress:
             print(flush=True)
 
 
-def fit(model, objective, options):
+def fit(model, objective, options, resume=None):
     """Train `model` in place on `objective` with kanarray.training.options.FitOptions (checked
-    when made); return the history (see kanarray.KAN.fit)."""
+    when made); return the history (see kanarray.KAN.fit).
+
+    With options.checkpoint the model is saved after every good step together with the state
+    of this fit (the step, the optimizer's state, the batch generator, the history). resume:
+    that state as read back from such a checkpoint (the model already holds its parameters
+    and knots): the fit goes on from the step after it and ends with the bits of a fit that
+    was never interrupted.
+    """
     n_rows = objective.n_rows
     if options.batch != -1 and options.batch > n_rows:
         raise ValueError(f"batch must be -1 or at most the {n_rows} training rows, got {options.batch}")
@@ -56,12 +64,14 @@ def fit(model, objective, options):
     results = {"train_loss": [], "test_loss": [], "n_evals": [], "evals_per_second": [],
                "seconds": 0.0, "stopped": None, "reg": []}
     progress = Progress(options.log, objective.is_root, model.grid)
-    state = opt.init(model.params)
+    state, first = opt.init(model.params), 0
+    if resume is not None:
+        first, state, results = _resumed(resume, model, objective, options, rng)
     start = time.perf_counter()
     last_good = model.snapshot()  # what a failing step goes back to (it may move the knots too)
 
     try:
-        for step in range(options.steps):
+        for step in range(first, options.steps):
             step_start = time.perf_counter()
             objective.select(None if batch == -1 else np.sort(rng.choice(n_rows, batch, replace=False)))
             if options.grid.due(step):
@@ -90,7 +100,8 @@ def fit(model, objective, options):
             results["evals_per_second"].append(taken.n_evals / max(time.perf_counter() - step_start, 1e-9))
             progress.step(step, options.steps, results)
             if options.checkpoint is not None:
-                objective.run_on_root(model.save, options.checkpoint)
+                objective.run_on_root(model.save, options.checkpoint, None,
+                                      _record(step + 1, objective, options, state, rng, results))
             if options.callback is not None:
                 objective.run(options.callback, step, model, results)
 
@@ -102,6 +113,39 @@ def fit(model, objective, options):
     results.update(objective.finish())
     results["seconds"] = time.perf_counter() - start
     return results
+
+
+def _record(steps_done, objective, options, state, rng, results):
+    """(JSON dict, {name: host array}): the state of this fit after `steps_done` steps."""
+    scalars, arrays = options.opt.save_state(state)
+    return ({"steps_done": steps_done, "agreed": _agreed(objective, options),
+             "rng": rng.bit_generator.state, "optimizer": scalars, "results": results}, arrays)
+
+
+def _agreed(objective, options):
+    """What a resumed fit must share with the one that wrote the checkpoint, as JSON."""
+    loss = objective.loss if isinstance(objective.loss, str) else "callable"
+    agreed = [repr(options.opt), options.batch, repr(options.grid), options.seed, loss,
+              repr(objective.reg)]  # not steps: a resumed fit may go on for longer
+    return json.loads(json.dumps(agreed))
+
+
+def check_resumable(record, objective, options):
+    """Raise unless the checkpointed fit whose JSON record this is ran with the same options,
+    loss and regulariser as the one to resume it."""
+    if record.get("agreed") != _agreed(objective, options):
+        raise ValueError(f"resume: the checkpoint was written by a fit with other options "
+                         f"({record.get('agreed')!r}); resume with the same ones, or start anew")
+
+
+def _resumed(resume, model, objective, options, rng):
+    """(first step, optimizer state, history so far) of a checkpointed fit; the generator
+    `rng` is put where it was."""
+    record, arrays = resume
+    check_resumable(record, objective, options)
+    rng.bit_generator.state = record["rng"]
+    state = options.opt.load_state(record["optimizer"], arrays, model.params)
+    return int(record["steps_done"]), state, record["results"]
 
 
 def fit_restarts(model, objective, options, restarts, fresh_state):

@@ -82,6 +82,11 @@ def call(fun, x):
     return loss, out[1], out
 
 
+def to_host(a):
+    """A NumPy copy of an (n,) or (m, n) NumPy or CuPy array."""
+    return np.array(a) if isinstance(a, np.ndarray) else a.get()
+
+
 def check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")

@@ -154,5 +154,29 @@ def _():
     return checkpointed("raise_in_loss", "raise")
 
 
+@scenario("resume")
+def _():
+    """A run interrupted on every rank at step 10 and resumed from its checkpoint ends with the
+    bits of the run that was never interrupted."""
+    data = shard(make_dataset(), comm)
+    whole = KAN(**MODEL)
+    whole.fit(data, comm=comm, checkpoint=os.path.join(out, "whole.npz"), **ADAM)
+
+    def interrupt(step, model, results):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    path = os.path.join(out, "resumed.npz")
+    try:
+        KAN(**MODEL).fit(data, comm=comm, checkpoint=path, resume=True, callback=interrupt, **ADAM)
+    except KeyboardInterrupt:
+        pass
+    comm.Barrier()  # (test only) rank 0's last checkpoint is on disk before anyone reads it
+    resumed = KAN(**MODEL)
+    res = resumed.fit(data, comm=comm, checkpoint=path, resume=True, **ADAM)
+    return {"same_bits": resumed.params.tobytes() == whole.params.tobytes(),
+            "steps": len(res["train_loss"])}
+
+
 with open(os.path.join(out, f"outcome_rank{rank}.json"), "w") as f:
     json.dump(outcome, f, indent=1)
