@@ -130,6 +130,14 @@ def test_two_ranks_match_one_process(ranks, reference, name):
         np.testing.assert_allclose(outcomes[0][name]["reg"], res["reg"], rtol=1e-9)
 
 
+def test_a_rank_failing_inside_a_grid_update_stops_every_rank(ranks):
+    _, outcomes = ranks
+    got = [outcomes[r]["raise_in_update_grid"] for r in range(N_RANKS)]
+    assert got[0] == got[1], got  # the same error on every rank, and no hang
+    assert got[0]["status"] == "error" and got[0]["type"] == "DistributedError"
+    assert got[0]["message"] == "rank 1 of 2: simulated failure in a grid update"
+
+
 def test_a_run_interrupted_and_resumed_ends_with_the_bits_of_one_never_interrupted(ranks):
     _, outcomes = ranks
     for r in range(N_RANKS):

@@ -384,16 +384,25 @@ class Network:
         return [self.backend.to_numpy(a).astype(np.float64) for a in acts[:-1]]
 
     # ------------------------------------------------------------------ grids
-    def regrid(self, x, gather=None, margin=0.0):
+    def regrid(self, x, gather=None, margin=0.0, fail=None):
         """Move every layer's knots to fit the samples x (device rows; quantile/uniform mix by
-        grid_eps over their range widened by margin mean cells on each side) and refit the coefficients by least squares so each edge keeps its shape.
+        grid_eps over their range widened by margin mean cells on each side) and refit the
+        coefficients by least squares so each edge keeps its shape.
 
         Layer l is updated on the activations of the layers before it, already updated (as
         pykan does). gather (distributed training): gather(samples) returns every process's host
-        samples of a layer, so all compute the same knots and refit from the union.
+        samples of a layer, so all compute the same knots and refit from the union; fail(exc)
+        records an error of this process's own part, which then still meets the others in the
+        gather (that raises it on every process instead of leaving them waiting).
         """
         for l, layer in enumerate(self.layers):
-            samples = self.backend.to_numpy(self.forward_all(x)[l]).astype(np.float64)
+            try:
+                samples = self.backend.to_numpy(self.forward_all(x)[l]).astype(np.float64)
+            except Exception as exc:  # noqa: BLE001 - raised by the gather on every process
+                if gather is None or fail is None:
+                    raise
+                fail(exc)
+                samples = np.empty((0, layer.in_dim))
             if gather is not None:
                 samples = gather(samples)
             knots = gridlib.knots_from_samples(samples, layer.grid, layer.k, self.grid_eps,

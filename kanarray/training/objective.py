@@ -281,7 +281,8 @@ class Objective:
                 "train_accuracy": float(train_hits / n_train), "test_accuracy": float(test_hits / n_test)}
 
     def update_grid(self, margin=0.0):
-        self.model.regrid(self.xb, gather=self.ranks.gather_rows, margin=margin)
+        self.model.regrid(self.xb, self.ranks.gather_rows, margin,
+                          self.ranks.fail if self.ranks.collective else None)
 
     def run(self, fn, *args):
         return self.ranks.run(fn, *args)

@@ -154,6 +154,21 @@ def _():
     return checkpointed("raise_in_loss", "raise")
 
 
+@scenario("raise_in_update_grid")
+def _():
+    """Rank 1 fails inside a grid update, before the gather of the samples: every rank raises."""
+    model = KAN(**MODEL)
+    if rank == 1:
+        forward_all = model.forward_all
+
+        def failing(x, params=None, workspace=None):
+            if params is None and workspace is None:  # the grid update's own forward pass
+                raise RuntimeError("simulated failure in a grid update")
+            return forward_all(x, params, workspace)
+        model.forward_all = failing
+    model.fit(shard(make_dataset(), comm), comm=comm, **LBFGS)
+
+
 @scenario("resume")
 def _():
     """A run interrupted on every rank at step 10 and resumed from its checkpoint ends with the
