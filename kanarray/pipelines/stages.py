@@ -33,47 +33,56 @@ def run_stage(name, model, dataset, change=None, **fit_kwargs):
 
 
 def grid_extension(model, dataset, grids, steps=200, refine_on_samples=False, restarts=0,
-                   **fit_kwargs):
-    """Train `model` on each grid of `grids` in turn (the KAN paper's recipe); return the last
-    model and a table.
+                   keep_best=True, **fit_kwargs):
+    """Train `model` on each grid of `grids` in turn (the KAN paper's recipe); return the
+    model of the stage that ends with the lowest test-split loss (keep_best=False: the last
+    stage's) and a table of every stage.
 
     The first entry of grids must be model.grid. Between stages the model is refined with
     model.refine(G), which subdivides the current knots (or follows the training samples when
-    refine_on_samples is set); fit_kwargs go to every stage's model.fit.
+    refine_on_samples is set); fit_kwargs go to every stage's model.fit. A finer grid can fit
+    the training rows better and the held-out ones worse (it overfits); keeping the best stage
+    means a finer grid never makes the held-out error worse. The test split then serves as a
+    validation split: score the result on data it has not seen.
     restarts: also run the whole schedule from this many fresh initialisations
-    (model.fresh_start) and keep the run whose last stage ends with the lowest test-split loss
-    (NaN counts as worst, ties go to the earlier start). The test split then serves as a
-    validation split: score the result on data it has not seen. The choice is made at the
+    (model.fresh_start) and keep the run whose kept stage has the lowest test-split loss
+    (NaN counts as worst, ties go to the earlier start and stage). The choice is made at the
     end, not on the first grid, because the coarse grid does not tell which start ends best.
     `model` itself is trained in place as start 0 whichever start is kept.
-    -> (model, [{"grid", "train_rmse", "test_rmse", "seconds", "stopped", "start", "history"},
-       ...]), the rows of the kept start; "start" is its number (0: `model`'s own
-       initialisation); with loss="ce" the *_rmse entries hold the cross-entropies
+    -> (model, [{"grid", "train_rmse", "test_rmse", "seconds", "stopped", "start", "kept",
+       "history"}, ...]), the rows of the kept start; "start" is its number (0: `model`'s own
+       initialisation), "kept" marks the stage returned; with loss="ce" the *_rmse entries
+       hold the cross-entropies
     """
     grids = list(grids)
     if not grids or grids[0] != model.grid:
         raise ValueError(f"grids must start with the model's grid {model.grid}, got {grids}")
     restarts = check_int(restarts, "restarts", 0)
+    if not isinstance(keep_best, bool):
+        raise TypeError(f"keep_best must be True or False, got {keep_best!r}")
     best = None
     for start in range(restarts + 1):
         first = model if start == 0 else model.fresh_start(start)
-        final, rows = _one_schedule(first, dataset, grids, steps, refine_on_samples, fit_kwargs)
-        score = rows[-1]["test_rmse"]
-        score = float(score) if np.isfinite(score) else np.inf
-        if best is None or score < best[0]:
-            best = (score, final, [dict(row, start=start) for row in rows])
+        models, rows = _one_schedule(first, dataset, grids, steps, refine_on_samples, fit_kwargs)
+        scores = [float(row["test_rmse"]) if np.isfinite(row["test_rmse"]) else np.inf for row in rows]
+        kept = int(np.argmin(scores)) if keep_best else len(rows) - 1
+        if best is None or scores[kept] < best[0]:
+            best = (scores[kept], models[kept],
+                    [dict(row, start=start, kept=stage == kept) for stage, row in enumerate(rows)])
     return best[1], best[2]
 
 
 def _one_schedule(model, dataset, grids, steps, refine_on_samples, fit_kwargs):
-    rows = []
+    """(the model after every stage, a row for every stage)."""
+    models, rows = [], []
     x = dataset["train_input"] if refine_on_samples else None
     for stage, grid in enumerate(grids):
         change = None if stage == 0 else lambda m, g=grid: m.refine(g, x=x)
         model, row = run_stage(f"grid {grid}", model, dataset, change, steps=steps, **fit_kwargs)
+        models.append(model)
         rows.append({"grid": grid, "train_rmse": row["train_loss"], "test_rmse": row["test_loss"],
                      "seconds": row["seconds"], "stopped": row["stopped"], "history": row["history"]})
-    return model, rows
+    return models, rows
 
 
 def fix_layer_by_layer(model, x, lib, refit, share=None):
