@@ -52,9 +52,9 @@ def test_grid_extension_names_its_bad_arguments():
 
 def test_edges_are_fixed_layer_by_layer_with_a_refit_between():
     data = kanarray.create_dataset(lambda x: np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2),
-                                   n_var=2, train_num=200, test_num=50, seed=0)
+                                   n_var=2, train_num=300, test_num=50, seed=0)
     model = KAN([2, 1, 1], grid=10, seed=0)
-    model.fit(data, steps=20, log=0)
+    model.fit(data, steps=30, log=0)
     refits = []
 
     def refit(m):
