@@ -73,6 +73,10 @@ def build_parser():
     m = commands.add_parser("formula", help="the formula of a symbolic model")
     m.add_argument("model")
     m.add_argument("--digits", type=int, default=None, help="round numbers for display")
+    style = m.add_mutually_exclusive_group()
+    style.add_argument("--latex", action="store_true", help="as LaTeX math")
+    style.add_argument("--python", action="store_true",
+                       help="as a standalone NumPy function computing exactly what the model does")
 
     g = commands.add_parser("plot", help="draw a saved model")
     g.add_argument("model")

@@ -1,4 +1,7 @@
 """What each `kanarray` command does, once kanarray.cli has parsed its arguments."""
+import keyword
+import re
+
 import numpy as np
 
 from . import fit as cli_fit, info as cli_info
@@ -8,7 +11,8 @@ from ..io import tabular
 from ..core.checks import UserError
 from ..core.metrics import softmax
 from .fit import check_output_path
-from ..symbolic.formula import round_formula
+from ..symbolic import expr
+from ..symbolic.formula import formula_trees, round_formula
 from ..model import load
 
 
@@ -76,12 +80,41 @@ def formula(args):
     if args.digits is not None and args.digits < 0:
         raise UserError(f"--digits must be >= 0 (decimals kept), got {args.digits}")
     model, _, inputs, targets = _model_and_names(args.model)
+    names = [_identifier(n) for n in inputs]
     try:
-        formulas = model.symbolic_formula(var_names=inputs)
+        trees = formula_trees(model, var_names=names)
+        formulas = model.symbolic_formula(var_names=inputs) if not (args.latex or args.python) else None
     except ValueError as exc:
         raise UserError(f"{args.model} has no formula yet: {exc} (train with --symbolic)") from None
-    for target, expr in zip(targets, formulas):
-        print(f"{target} = {expr if args.digits is None else round_formula(expr, args.digits)}")
+    if args.python:
+        print(python_function(trees, names, [_identifier(t) for t in targets], args.model))
+        return
+    for target, formula, tree in zip(targets, formulas or trees, trees):
+        if args.latex:
+            print(f"{target} = {expr.latex(tree, args.digits)}")
+        else:
+            print(f"{target} = {formula if args.digits is None else round_formula(formula, args.digits)}")
+
+
+def _identifier(name):
+    """A column name as a Python identifier (other characters become _)."""
+    name = re.sub(r"\W", "_", name)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"_{name}"
+
+
+def python_function(trees, inputs, outputs, source):
+    """A standalone Python module: one NumPy function computing every output of the formula."""
+    lines, used = [], set()
+    for output, tree in zip(outputs, trees):
+        code, names = expr.code(tree, inputs)
+        used.update(names)
+        lines.append(f"    {output} = {code}")
+    imports = ", ".join(sorted(used))
+    return "\n".join([f'"""The formula of {source}, written by kanarray formula --python."""',
+                      f"from numpy import {imports}" if imports else "import numpy",
+                      "", "", f"def formula({', '.join(inputs)}):",
+                      f'    """{", ".join(outputs)} from arrays (or numbers) of the inputs."""',
+                      *lines, f"    return {', '.join(outputs)}", ""])
 
 
 def plot(args):

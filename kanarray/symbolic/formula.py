@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from . import expr
 from ..funcs import library as slib
 
 def _host_state(model):
@@ -92,12 +93,28 @@ def _nonsymbolic_edges(state):
 def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allow_splines=False):
     """One formula per output of a symbolic model, in full float64 precision.
 
-    -> list of sympy expressions (sympy installed: the `symbolic` extra) or of plain strings.
+    -> list of sympy expressions (sympy installed: the `symbolic` extra) or, without sympy, of
+    plain strings (expression trees printed by kanarray.symbolic.expr.text).
     var_names: names of the inputs (default x_1, x_2, ... by original input index). simplify: sympy.simplify each
     output (slow on large formulas). normalize: canonical node scales and parameters (module
     doc; the model is not changed). Live edges that are not symbolic raise a ValueError unless
     allow_splines, which writes them as unknown functions phi_l_i_o(...).
     """
+    sp = slib.optional_sympy()
+    if sp is None:
+        return [expr.text(e) for e in formula_trees(model, var_names, normalize, allow_splines)]
+    nodes = _compose(model, var_names, normalize, allow_splines, _Sympy(sp))
+    return [sp.simplify(e) for e in nodes] if simplify else nodes
+
+
+def formula_trees(model, var_names=None, normalize=True, allow_splines=False):
+    """symbolic_formula's formulas as expression trees (kanarray.symbolic.expr), which print as
+    text, LaTeX or NumPy code and evaluate without sympy."""
+    return _compose(model, var_names, normalize, allow_splines, _Trees())
+
+
+def _compose(model, var_names, normalize, allow_splines, algebra):
+    """The outputs' formulas, built edge by edge with `algebra` (sympy or expression trees)."""
     var_names = check_var_names(var_names, model)
     state = _host_state(model)
     missing = _nonsymbolic_edges(state)
@@ -108,13 +125,7 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
                          "allow_splines=True to write them as unknown functions phi_l_i_o")
     if normalize:
         state = _normalize(state, model.n_sum)
-    sp = slib.optional_sympy()
-    if sp is not None:
-        nodes = [sp.Symbol(v) for v in var_names]
-        zero = sp.Integer(0)
-    else:
-        nodes = list(var_names)
-        zero = ""
+    nodes = [algebra.var(v) for v in var_names]
     for l, st in enumerate(state):
         out = []
         for o in range(st["bias"].shape[0]):
@@ -125,23 +136,77 @@ def symbolic_formula(model, var_names=None, simplify=False, normalize=True, allo
                     continue
                 sm = st["sm"][i, o]
                 if sm != 0:
-                    terms.append(_edge_term(sp, st["fun"][i, o], st["p"][i, o], nodes[i], mask * sm))
+                    terms.append(algebra.scaled(mask * sm, algebra.edge(st["fun"][i, o], st["p"][i, o], nodes[i])))
                 if sm != 1:
-                    terms.append(_unknown_term(sp, f"phi_{l}_{i}_{o}", nodes[i], mask * (1 - sm)))
-            bias = float(st["bias"][o])
-            if sp is not None:
-                expr = sp.Add(*terms, sp.Float(bias) if bias != 0 else zero)
-            else:
-                parts = [t for t in terms] + ([repr(bias)] if bias != 0 or not terms else [])
-                expr = " + ".join(parts)
-            out.append(expr)
-        nodes = _multiply(sp, out, model.n_sum[l + 1], model.arities[l + 1])
+                    terms.append(algebra.scaled(mask * (1 - sm), algebra.unknown(f"phi_{l}_{i}_{o}", nodes[i])))
+            out.append(algebra.node(terms, float(st["bias"][o])))
+        level, start = out[:model.n_sum[l + 1]], model.n_sum[l + 1]
+        for r in model.arities[l + 1]:  # every mult node: the product of its next r factors
+            level.append(algebra.product(out[start:start + r]))
+            start += r
+        nodes = level
     if model.output_scaling is not None:  # raw outputs: y * scale + shift
         shift, scale = model.output_scaling
-        nodes = [_affine(sp, node, float(c), float(s)) for node, s, c in zip(nodes, shift, scale)]
-    if sp is not None and simplify:
-        nodes = [sp.simplify(e) for e in nodes]
+        nodes = [algebra.affine(node, float(c), float(s)) for node, s, c in zip(nodes, shift, scale)]
     return nodes
+
+
+class _Sympy:
+    """The composition's operations on sympy expressions (library functions by their safe
+    sympy forms)."""
+
+    def __init__(self, sp):
+        self.sp = sp
+
+    def var(self, name):
+        return self.sp.Symbol(name)
+
+    def edge(self, name, p, arg):
+        sp, (a, b, c, d) = self.sp, (float(v) for v in p)
+        inner = sp.Float(a) * arg + (sp.Float(b) if b != 0 else 0)
+        return sp.Float(c) * slib.LIBRARY[name].sympy(inner) + (sp.Float(d) if d != 0 else 0)
+
+    def unknown(self, label, arg):
+        return self.sp.Function(label)(arg)
+
+    def scaled(self, weight, term):
+        return term if weight == 1 else self.sp.Float(float(weight)) * term
+
+    def node(self, terms, bias):
+        return self.sp.Add(*terms, self.sp.Float(bias) if bias != 0 else self.sp.Integer(0))
+
+    def product(self, factors):
+        return self.sp.Mul(*factors)
+
+    def affine(self, node, scale, shift):
+        return self.sp.Float(scale) * node + (self.sp.Float(shift) if shift != 0 else 0)
+
+
+class _Trees:
+    """The same operations on kanarray.symbolic.expr trees."""
+
+    var = staticmethod(expr.var)
+
+    @staticmethod
+    def edge(name, p, arg):
+        a, b, c, d = (float(v) for v in p)
+        inner = expr.add([expr.mul([expr.num(a), arg]), expr.num(b)])
+        return expr.add([expr.mul([expr.num(c), expr.call(name, inner)]), expr.num(d)])
+
+    @staticmethod
+    def unknown(label, arg):
+        return expr.call(label, arg)
+
+    @staticmethod
+    def scaled(weight, term):
+        return expr.mul([expr.num(weight), term])
+
+    @staticmethod
+    def node(terms, bias):
+        return expr.add([*terms, expr.num(bias)])
+
+    product = staticmethod(expr.mul)
+    affine = staticmethod(expr.affine)
 
 
 def check_var_names(var_names, model):
@@ -161,65 +226,28 @@ def check_var_names(var_names, model):
     return names
 
 
-def _multiply(sp, factors, n_sum, arities):
-    """The nodes of a level from the formulas of the layer's outputs: sum nodes pass through,
-    every mult node is the product of its next `arity` factors."""
-    level, start = list(factors[:n_sum]), n_sum
-    for r in arities:
-        group = factors[start:start + r]
-        level.append(sp.Mul(*group) if sp is not None else "*".join(f"({t})" for t in group))
-        start += r
-    return level
-
-
-def _affine(sp, node, scale, shift):
-    if sp is not None:
-        return sp.Float(scale) * node + (sp.Float(shift) if shift != 0 else 0)
-    return f"{scale!r}*({node})" + (f" + {shift!r}" if shift != 0 else "")
-
-
-def _edge_term(sp, name, p, arg, weight):
-    a, b, c, d = (float(v) for v in p)
-    fn = slib.LIBRARY[name]
-    if sp is not None:
-        inner = sp.Float(a) * arg + (sp.Float(b) if b != 0 else 0)
-        term = sp.Float(c) * fn.sympy(inner) + (sp.Float(d) if d != 0 else 0)
-        return term if weight == 1 else sp.Float(float(weight)) * term
-    inner = f"{a!r}*({arg})" + (f" + {b!r}" if b != 0 else "")
-    term = f"{c!r}*{fn.text(inner)}" + (f" + {d!r}" if d != 0 else "")
-    return f"({term})" if weight == 1 else f"{float(weight)!r}*({term})"
-
-
-def _unknown_term(sp, label, arg, weight):
-    if sp is not None:
-        term = sp.Function(label)(arg)
-        return term if weight == 1 else sp.Float(float(weight)) * term
-    term = f"{label}({arg})"
-    return term if weight == 1 else f"{float(weight)!r}*{term}"
-
-
-def round_formula(expr, digits=4):
+def round_formula(formula, digits=4):
     """A copy of a formula with its numbers rounded to `digits` decimals, for display.
 
     Numbers that round to an integer become exact integers (so 1.0000000003*x reads x, and
     terms that round to 0 vanish). Plain-string formulas have their numbers rounded in place, and
     unit factors and zero terms dropped.
     """
-    if isinstance(expr, str):
+    if isinstance(formula, str):
         def fmt(match):
             v = round(float(match.group(0)), digits)
             return str(int(v)) if v == int(v) else f"{v:.{digits}f}".rstrip("0")
 
-        text = re.sub(r"(?<![\w.])-?\d+\.\d*(?:e[-+]?\d+)?", fmt, expr)
+        text = re.sub(r"(?<![\w.])-?\d+\.\d*(?:e[-+]?\d+)?", fmt, formula)
         text = re.sub(r"(?<![\w.])1\*", "", text)  # unit factors
         text = re.sub(r" \+ -?0(?![\w.*])", "", text)  # zero terms
         return text.replace("+ -", "- ")
     sp = slib.optional_sympy()
     replace = {}
-    for f in expr.atoms(sp.Float):
+    for f in formula.atoms(sp.Float):
         v = round(float(f), digits)
         replace[f] = sp.Integer(int(v)) if v == int(v) else sp.Float(f"{v:.{digits}f}".rstrip("0"))
-    return expr.xreplace(replace)
+    return formula.xreplace(replace)
 
 
 def formula_function(formula, var_names):
