@@ -9,9 +9,9 @@ kanarray.pipelines.stages.grid_extension:
          (all 25, and the 5 of data seed 0), median and worst;
   rate   [2, 1, 1], 3000 train points, grids 5 -> 10 -> 20 -> 50 -> 100, 200 steps each, default
          quantile knots (grid_eps=0.02) and uniform ones (grid_eps=1): train RMSE at G = 100
-         (bench/train_toy.py part 2; the issue's bar is 5e-8);
+         (bench/train_toy.py part 2);
   best   [2, 5, 1], grids 3 ... 100, 200 steps each, model seeds 0-4: best test RMSE over the
-         schedule, median over the seeds (bench/train_toy.py part 1; the bar is 1e-5).
+         schedule, median over the seeds (bench/train_toy.py part 1).
 Accuracies only. Writes lbfgs_memory.json and .md.
 """
 import argparse
