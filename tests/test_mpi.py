@@ -144,6 +144,14 @@ def test_a_run_interrupted_and_resumed_ends_with_the_bits_of_one_never_interrupt
         assert outcomes[r]["resume"] == {"status": "ok", "same_bits": True, "steps": 30}, outcomes[r]
 
 
+def test_decisions_see_the_same_sample_of_every_ranks_rows_as_one_process(ranks):
+    """201 rows, at most 40 of them: every 6th global row, whatever rank holds it."""
+    _, outcomes = ranks
+    for r in range(N_RANKS):
+        assert outcomes[r]["decision_rows"] == {"status": "ok", "same_as_one_process": True,
+                                                "rows": 34}, outcomes[r]
+
+
 def test_host_staging_path(ranks):
     """The host-staged reduction and broadcast (GPU ranks without CUDA-aware MPI), with NumPy."""
     _, outcomes = ranks
@@ -209,6 +217,12 @@ def test_command_line(reference, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("step ") == 3, proc.stdout  # rank 0 alone prints
     assert load(tmp_path / "model.npz").width == [2, 3, 1]
+
+    # pruning and symbolic fits on every rank's rows: rank 0's decision reaches every rank
+    proc = _launch(["-m", "kanarray", "fit", "data.csv", "--target", "y", "--width", "3", "--steps",
+                    "5", "--prune", "--symbolic", "--out", "symbolic.npz"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "symbolic" in proc.stdout and load(tmp_path / "symbolic.npz").width[1] <= 3
 
     proc = _launch(["-m", "kanarray", "fit", "missing.csv", "--target", "y"], cwd=tmp_path)
     assert proc.returncode != 0

@@ -12,8 +12,9 @@ Stages, each a fit of `--steps` steps and a row of the closing table:
 Inputs are scaled into the grid range (and regression targets standardised) by the model's own
 affine maps (KAN.set_scaling), so data in any units train alike and predictions and formulas
 come back in those units. Launched by `mpiexec -n N kanarray fit ...`, every rank reads only its
-block of rows and training is data-parallel (kanarray.training.distributed); the structural decisions of
-pruning and symbolic fitting are made on rank 0's rows and sent to the other ranks.
+block of rows and training is data-parallel (kanarray.training.distributed); the structural
+decisions of pruning and symbolic fitting are made on a sample of every rank's rows that does not
+depend on the number of ranks (distributed.decision_rows) and sent from rank 0 to the others.
 """
 import os
 
@@ -152,16 +153,19 @@ def run(args, comm, say):
         return from_state(*state[:2]), state[2]
 
     model = stage("fit", model, lamb=args.lamb, restarts=args.restarts)
+    # the structural decisions use every rank's rows (a bounded sample of them, the same for any
+    # number of ranks) and rank 0's decision is sent to all
+    x_all, y_all = distributed.decision_rows(comm, [data["train_input"], data["train_label"]])
     if args.prune:
-        model = stage("prune", model, lambda m: share(m.prune(x=data["train_input"]))[0])
+        model = stage("prune", model, lambda m: share(m.prune(x=x_all))[0])
     for grid in refine:
         model = stage(f"refine {grid}", model, lambda m, g=grid: m.refine(g))
     if args.symbolic:
-        model, fits = fix_layer_by_layer(model, data["train_input"], None,
+        model, fits = fix_layer_by_layer(model, x_all, None,
                                          lambda m: stage("refit", m, update_grid=False), share)
         left = [edge for edge, (name, _) in fits.items() if not name]
         if not left and not classification and (comm is None or comm.Get_rank() == 0):
-            model.fit_constants(data["train_input"], data["train_label"])  # a formula: exact constants
+            model.fit_constants(x_all, y_all)  # a formula: exact constants
         model = stage("symbolic", share(model)[0], update_grid=False)
     say(f"\n{'stage':<12s} {'width':<14s} {'grid':>4s} {'train ' + metric:>14s} "
         f"{'test ' + metric:>14s} {'seconds':>8s}")

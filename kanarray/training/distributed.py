@@ -51,8 +51,10 @@ from .collectives import Context, DistributedError, mpi
 from .objective import DATASET_KEYS
 from .regularize import Reduction
 
-__all__ = ["Context", "DistributedError", "MPIRanks", "launched_world", "local_rank", "mpi",
-           "select_gpu", "shard", "shard_bounds"]
+__all__ = ["Context", "DistributedError", "MPIRanks", "decision_rows", "launched_world",
+           "local_rank", "mpi", "select_gpu", "shard", "shard_bounds"]
+
+DECISION_ROWS = 10_000  # at most this many rows, from every rank, for pruning and symbolic fits
 
 
 # ---------------------------------------------------------------------------- data
@@ -80,6 +82,26 @@ def shard(dataset, comm):
         lo, hi = shard_bounds(n_rows, size, rank)
         out[key] = dataset[key][lo:hi]
     return out
+
+
+def decision_rows(comm, arrays, max_rows=DECISION_ROWS):
+    """The same rows of every rank's data on every rank, for decisions that must use all of it
+    (pruning, symbolic fits, fit_constants): of the global rows (this rank's `arrays`, all of
+    equal length, numbered rank by rank) every s-th one, s = ceil(global rows / max_rows), in
+    global order. The rows chosen depend on the global row numbers only, so 1 or N ranks get the
+    same sample (comm None: this process holds every row). Collective; errors on one rank are
+    raised on all. -> list of host arrays."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    n_local = len(arrays[0])
+    if comm is None:
+        stride = max(1, -(-n_local // max_rows))
+        return [a[::stride] for a in arrays]
+    ctx = Context(comm)
+    total, offset = ctx.rows(n_local)
+    stride = max(1, -(-total // max_rows))
+    first = (-offset) % stride  # the first local row whose global number is a multiple of stride
+    return [ctx.gather_rows(a[first::stride].reshape(-1, int(np.prod(a.shape[1:], dtype=int))))
+            .reshape(-1, *a.shape[1:]) for a in arrays]
 
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")

@@ -169,6 +169,19 @@ def _():
     model.fit(shard(make_dataset(), comm), comm=comm, **LBFGS)
 
 
+@scenario("decision_rows")
+def _():
+    """Every rank gets the same sample of the global rows, the one a single process takes."""
+    from kanarray.training.distributed import decision_rows
+
+    full = make_dataset()["train_input"]
+    local = shard({"train_input": full, "train_label": full[:, :1], "test_input": full[:4],
+                   "test_label": full[:4, :1]}, comm)["train_input"]
+    got = decision_rows(comm, [local], max_rows=40)[0]
+    want = decision_rows(None, [full], max_rows=40)[0]
+    return {"same_as_one_process": got.tobytes() == want.tobytes(), "rows": len(got)}
+
+
 @scenario("resume")
 def _():
     """A run interrupted on every rank at step 10 and resumed from its checkpoint ends with the
