@@ -20,6 +20,7 @@ none), the order k and the base function. This module is the only place that com
 the forward and backward passes, each edge's activation (regularisation, attribution) and each
 edge's curve (symbolic fitting, the plot).
 """
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -94,6 +95,8 @@ class KANLayer:
         self.symbolic_mask = backend.xp.zeros((in_dim, out_dim), dtype=dtype)
         self.symbolic_fun = np.full((in_dim, out_dim), "", dtype="<U16")  # sets _symbolic_edges
         self.params = {}
+        self._groups = [(group.name, self.shape(group), math.prod(self.shape(group)))
+                        for group in GROUPS if group.trained]
 
     @property
     def n_basis(self):
@@ -107,13 +110,17 @@ class KANLayer:
 
     def param_shapes(self):
         """Trainable groups in the order they sit in the flat buffer."""
-        return {group.name: self.shape(group) for group in GROUPS if group.trained}
+        return {name: shape for name, shape, _ in self._layout()}
+
+    def _layout(self):
+        """[(name, shape, size)] of the trainable groups, fixed for a layer (views runs at
+        every public evaluation: built once, in __init__)."""
+        return self._groups
 
     def views(self, flat, offset):
         """({group name: view of flat}, end offset): the layer's groups laid out from offset."""
         out = {}
-        for name, shape in self.param_shapes().items():
-            size = int(np.prod(shape))
+        for name, shape, size in self._layout():
             out[name] = flat[offset:offset + size].reshape(shape)
             offset += size
         return out, offset
