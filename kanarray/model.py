@@ -34,6 +34,7 @@ from .training.distributed import MPIRanks
 from .core.layer import GROUPS
 from .core.metrics import mean_and_std, r2_score
 from .core.network import Network, check_scaling, range_to_grid
+from .core.workspace import Workspace
 from .training.objective import Objective, check_loss, evaluate
 from .training.lbfgs import HISTORY_SIZE
 from .training.options import fit_options
@@ -79,6 +80,7 @@ class KAN(Network):
         self.cache_data_ = None
         self.edge_scores_ = self.node_scores_ = self.feature_score_ = None
         self.metadata_ = {}  # what kanarray.load read beside the model (KAN.save's metadata)
+        self._workspace = None  # loss_and_grad's buffers, kept for the next call of its size
 
     def __getattr__(self, name):
         if name in RENAMED:  # only reached for names that are not attributes any more
@@ -126,8 +128,12 @@ class KAN(Network):
             raise TypeError(f"reg must be a kanarray.training.regularize.Regularization or None, got "
                             f"{type(reg).__name__}")
         xd = self.as_batch(x)
-        ev = evaluate(self, xd, self.as_labels(y, xd.shape[0]), reg=reg if reg is not None and reg.active else None,
-                      need_dx=need_dx)
+        yd = self.as_labels(y, xd.shape[0])
+        if self._workspace is None or self._workspace.n_rows != xd.shape[0]:
+            self._workspace = Workspace(self, xd.shape[0])
+        self._workspace.new_rows()  # other rows than last time, maybe
+        ev = evaluate(self, xd, yd, reg=reg if reg is not None and reg.active else None,
+                      workspace=self._workspace, need_dx=need_dx)
         return (ev.loss, ev.grad, return_like(ev.dx, x, self.backend)) if need_dx else (ev.loss, ev.grad)
 
     def set_scaling(self, x, y=None):

@@ -198,7 +198,9 @@ def evaluate(model, x, y, loss="mse", reg=None, point=None, workspace=None, need
             raw = part
         dx = model.backward(acts, model.backend.asarray(g, model.np_dtype), grads, params,
                             workspace, state, need_dx, raw=not standardised)
-        grad = grad.copy() if workspace is not None else grad
+        if workspace is not None:  # the buffers are the next evaluation's: hand out copies
+            grad = grad.copy()
+            dx = None if dx is None else dx.copy()
     except Exception as exc:  # noqa: BLE001 - one process re-raises; MPI ranks raise it on all
         if not ranks.collective or isinstance(exc, CollectiveError):
             raise
