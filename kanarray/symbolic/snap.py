@@ -5,13 +5,16 @@ rational multiples of pi and sqrt(2) where the data allow, the others refitted.
 
 A fitted formula carries its constants in float64: 0.4999999999998*x_1**2.0000000000001 where a
 person writes x_1**2/2, 0.0795774715459*q/r**2 where a person writes q/(4*pi*r**2), and terms
-of round-off size (1e-13*x_1**2) where a person writes nothing. snap_constants walks the
-formula's numbers in the order they are written; for each it tries 0, +-1, then the simple
-values within SNAP_REL of it, simplest first: p/q * pi^(k/2) * sqrt(2)^m with
+of round-off size (1e-13*x_1**2) where a person writes nothing. snap_constants tries, for every
+number, 0, +-1 and the simple values within SNAP_REL of it, p/q * pi^(k/2) * sqrt(2)^m with
 q <= MAX_DENOMINATOR, |k| <= 2, m in {-1, 0, 1} (1/(4*pi), 3/2, pi, 1/sqrt(2*pi) are all of this
-form). A value is kept when, after the other numbers that were not snapped are refitted to
-(x, y) by least squares (as refit_constants does), `accept(formula)` says yes; otherwise the
-number stays a fitted one. Whether a snap is good enough is the caller's to say, on rows the
+form): all numbers' candidates in one queue, simplest first (simplicity(); the written order at
+a tie), each pair once. A value is kept when, after the numbers still fitted are refitted to
+(x, y) by least squares (as refit_constants does), `accept(formula)` says yes; then the queue is
+drawn again from the refitted values. Simplest first across numbers matters with noisy data,
+where a number may snap to a near value that the others' refit compensates within the noise:
+the exponent of x**1.9992 then snaps to 2 before its prefactor 0.3995 can go to 2/5, and the
+prefactor, refitted with the exponent exact, goes to 1/sqrt(2*pi). Whether a snap is good enough is the caller's to say, on rows the
 refit did not see (kanarray.discover asks that the formula still passes its held-out check and
 its held-out error does not grow).
 
@@ -42,17 +45,25 @@ def snap_constants(expr, names, x, y, accept):
     x, y = _check_rows(x, y, names)
     params, template, values, original = _parametrise(sp, expr)
     symbols = [sp.Symbol(n) for n in names]
-    for param in params:
-        for value in candidates(values[param]):
+    fitted_ones, tried = list(params), set()
+    while fitted_ones:
+        trials = sorted((simplicity(value), k, value) for k, param in enumerate(fitted_ones)
+                        for value in candidates(values[param]) if (param, value) not in tried)
+        for _, k, value in trials:
+            param = fitted_ones[k]
+            tried.add((param, value))  # each pair once: the work stays (numbers x candidates)
             trial = template.xreplace({param: value})
-            free = [p for p in params if p != param and trial.has(p)]
+            free = [p for p in fitted_ones if p != param and trial.has(p)]
             fitted = _refit(sp, trial, free, {p: values[p] for p in free}, symbols, x, y)
             numbers = {p: sp.Float(v) for p, v in fitted.items()}
             if accept(trial.xreplace({**numbers, **original})):
                 template = trial
                 values.update(fitted)
+                fitted_ones = free
                 break
-    return template.xreplace({**{p: sp.Float(values[p]) for p in params}, **original})
+        else:
+            break
+    return template.xreplace({**{p: sp.Float(values[p]) for p in fitted_ones}, **original})
 
 
 def refit_constants(expr, names, x, y):
@@ -68,15 +79,15 @@ def refit_constants(expr, names, x, y):
 
 
 def candidates(value):
-    """The values snap_constants tries for a number (sympy numbers), in order: 0; +-1 of the
-    number's sign (which refitting the others can make exact where a formula carries a scale
-    twice, c * f(x / c)); then the MAX_TRIES simplest values within SNAP_REL of `value`,
-    p/q * pi^(k/2) * sqrt(2)^m, ranked by their operations (sympy's count_ops), then q, |p|."""
+    """The values snap_constants tries for a number (sympy numbers): 0; +-1 of the number's
+    sign (which refitting the others can make exact where a formula carries a scale twice,
+    c * f(x / c)); and the MAX_TRIES simplest values within SNAP_REL of `value`,
+    p/q * pi^(k/2) * sqrt(2)^m, by simplicity()."""
     sp = _sympy()
     if value == 0 or not np.isfinite(value):
         return [sp.Integer(0)]
     unit = sp.Integer(1 if value > 0 else -1)
-    found = []
+    near = []
     for k in range(-2, 3):
         for m in (-1, 0, 1):
             scale = np.pi ** (k / 2) * np.sqrt(2.0) ** m
@@ -85,14 +96,18 @@ def candidates(value):
                 continue
             number = (sp.Rational(ratio.numerator, ratio.denominator) * sp.pi ** sp.Rational(k, 2)
                       * sp.sqrt(2) ** m)
-            found.append((int(sp.count_ops(number)), ratio.denominator, abs(ratio.numerator),
-                          number))
-    found.sort(key=lambda row: row[:3])
-    near = []
-    for *_, number in found:  # sqrt(2)^2 * pi^0 and 2 * ... can name one value twice
-        if number != unit and all(number != seen for seen in near) and len(near) < MAX_TRIES:
-            near.append(number)
-    return [sp.Integer(0), unit, *near]
+            if number != unit and all(number != seen for seen in near):  # sqrt(2)^2 = 2
+                near.append(number)
+    return [sp.Integer(0), unit, *sorted(near, key=simplicity)[:MAX_TRIES]]
+
+
+def simplicity(number):
+    """How simple a sympy number reads, smaller first: (operations of |number| by sympy's
+    count_ops, plus 1 for a factor of pi or sqrt(2); the denominator q and |numerator| p of its
+    rational part). 0, 1, 2 come before 1/2, pi and 2/5, which come before 1/(4*pi)."""
+    rational, rest = abs(number).as_coeff_Mul()
+    ops = int(_sympy().count_ops(abs(number))) + (rest != 1)
+    return ops, int(rational.q), abs(int(rational.p))
 
 
 def _parametrise(sp, expr):
@@ -130,14 +145,22 @@ def _refit(sp, template, free, start, symbols, x, y):
         return np.where(np.isfinite(r), r, 1e150)  # a step into the undefined is rejected
 
     jac = "2-point"  # where sympy cannot differentiate in closed form
-    derivatives = [sp.diff(template, p) for p in free]
+    # a guard's kink differentiates to a DiracDelta: 0 wherever the data are not on the kink
+    derivatives = [sp.diff(template, p).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+                   for p in free]
     if not any(d.has(sp.Derivative, sp.Subs) for d in derivatives):
         dfn = sp.lambdify([*symbols, *free], derivatives, modules="numpy")
 
-        def jac(c):
+        def closed_form(c):
             with np.errstate(all="ignore"):
                 j = np.stack([_as_real(v, y.shape) for v in dfn(*columns, *c)], axis=1)
             return np.where(np.isfinite(j), j, 0.0)
+
+        try:  # numpy may lack a function sympy wrote (then finite differences)
+            closed_form(np.array([start[p] for p in free], dtype=np.float64))
+            jac = closed_form
+        except (NameError, TypeError, ValueError):
+            pass
 
     c0 = np.array([start[p] for p in free], dtype=np.float64)
     before = float(np.sum(residuals(c0) ** 2))
