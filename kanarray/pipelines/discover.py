@@ -243,7 +243,8 @@ def _route(name, dataset, logged, settings, seed, lamb):
     width = settings.width if logged is None else [settings.width[0], 1]
     y_train = np.asarray(data["train_label"], dtype=np.float64)
     outcome["noise"] = noise = _noise(data, settings, width, seed, prefix)
-    tolerance = max(settings.prune_tolerance * float(np.std(y_train)), PRUNE_NOISE * noise["sigma"])
+    tolerance = max(settings.prune_tolerance * float(np.std(y_train)),
+                    PRUNE_NOISE * noise["sigma"])
     settings.say(f"{name} route{' (on log|y|)' if logged is not None else ''}: label noise "
                  f"~{noise['sigma']:.3e} (held-out RMSE {noise['rmse']:.3e}, whiteness "
                  f"{noise['whiteness']:.2f}), pruning tolerance {tolerance:.3e}")
@@ -267,7 +268,13 @@ def _route(name, dataset, logged, settings, seed, lamb):
     if outcome["stopped"]:
         outcome["stopped"] += f" (the last of {settings.inits} attempts)"
         return outcome
+    return _formula(outcome, model, network, dataset, logged, settings, prefix)
 
+
+def _formula(outcome, model, network, dataset, logged, settings, prefix):
+    """Stages 5-7 for a route's all-symbolic model (network: the held-out predictions of the
+    network it was read from, in the route's units) -> the outcome, completed or stopped."""
+    data = dataset if logged is None else logged.data
     x_train = np.asarray(dataset["train_input"], dtype=np.float64)
     y_fit = np.asarray(dataset["train_label"], dtype=np.float64).reshape(x_train.shape[0], -1)
     x_test = np.asarray(dataset["test_input"], dtype=np.float64)
@@ -277,7 +284,7 @@ def _route(name, dataset, logged, settings, seed, lamb):
     sp = optional_sympy()
     t0 = time.perf_counter()
     if sp is None:  # the formula is the symbolic network's: polish that
-        model.fit_constants(data["train_input"], y_train)
+        model.fit_constants(data["train_input"], data["train_label"])
         formulas = model.symbolic_formula()
         values = to_labels(_outputs(model, data["test_input"]))
     else:  # the formula itself, in the labels' units (the product route's too)
@@ -302,7 +309,7 @@ def _route(name, dataset, logged, settings, seed, lamb):
     report = {"formulas": formulas, "edges": outcome["fixed"], "max_gap": None,
               "rmse": checks[0]["rmse"]}
     if sp is not None:
-        model.fit_constants(data["train_input"], y_train)  # the network the formula describes
+        model.fit_constants(data["train_input"], data["train_label"])  # the formula's network
         settings.on_stage(prefix + "symbolic fine-tune", model, t0)
         symbolic = to_labels(_outputs(model, data["test_input"]))
         with np.errstate(invalid="ignore"):
