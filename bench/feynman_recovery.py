@@ -15,12 +15,14 @@ For the equation in row i (0-based) of bench/feynman_equations.py:
 A run either stops (discover says why it gave no formula) or claims a formula; a claimed formula
 the judge does not find exact is a false claim.
 
-discover runs as shipped, prune_tolerance included: a pruned network must reach a train RMSE
-of 1% of the labels' standard deviation, below the RMSE that 1% noise (of the labels' RMS,
-which is at least their standard deviation) leaves, so expect the noisy runs to stop at pruning.
+discover runs as shipped: the sum and the product route (log|y|, where the labels keep one sign),
+its pruning tolerance following the label noise it estimates, and every formula it returns
+checked on the test split (kanarray.pipelines.check) before it is claimed. Each row records the
+route returned, the noise estimate and the check's numbers.
 
---quick: the first 8 equations of the table with at most 3 variables, noise-free. The default
-is all 100 at noise 0 and 0.01. Writes feynman_recovery.json and .md, rewritten after every
+--quick: the first 8 equations of the table with at most 3 variables, noise-free unless --noise
+says otherwise (--quick --noise 0 0.01: both levels). The default is all 100 at noise 0 and
+0.01. Writes feynman_recovery.json and .md, rewritten after every
 equation so that a long run keeps what it has done.
 """
 import os
@@ -93,17 +95,29 @@ def run_one(index, equation, noise):
         result = discover(data, [n, 2 * n + 1, 1], lib=LIB, seed=index)
     seconds = time.perf_counter() - start
     row = {"id": equation.id, "index": index, "n_vars": n, "noise": noise, "seconds": seconds,
-           "stopped": result["stopped"], "formula": None, "init": None, "test_rmse": None,
+           "stopped": result["stopped"], "formula": None, "init": None, "route": None,
+           "test_rmse": None, "check": _numbers(result["check"]),
+           "routes": [{"route": r["route"], "stopped": r["stopped"],
+                       "noise_sigma": r["noise"]["sigma"], "check": _numbers(r["check"])}
+                      for r in result["routes"]],
            "verdict": None, "judge_seconds": None, "outcome": "stopped"}
     if result["stopped"] is None:
         start = time.perf_counter()
         verdict = judge(result["formula"], equation.formula, equation.names, equation.ranges,
                         noise=noise > 0, rng=np.random.default_rng([index, 2]))
         row.update(formula=str(result["formula"]), init=result["init"] + 1,
-                   test_rmse=result["report"]["rmse"], verdict=verdict,
+                   route=result["route"], test_rmse=result["report"]["rmse"], verdict=verdict,
                    judge_seconds=time.perf_counter() - start,
                    outcome="exact" if verdict["exact"] else "false claim")
     return row
+
+
+def _numbers(check):
+    """The held-out check's numbers (kanarray.pipelines.check.check_formula), or None."""
+    if check is None:
+        return None
+    return {key: check[key] for key in ("passed", "rmse", "network_rmse", "labels_rms",
+                                        "whiteness", "whiteness_min")}
 
 
 def machine():
@@ -138,11 +152,15 @@ def summarize(rows, levels):
                "false_claims": sum(r["outcome"] == "false claim" for r in rows),
                "stopped": sum(r["outcome"] == "stopped" for r in rows),
                "median_seconds": float(np.median([r["seconds"] for r in rows])) if rows else None,
-               "total_seconds": float(sum(r["seconds"] + (r["judge_seconds"] or 0) for r in rows))}
+               "total_seconds": float(sum(r["seconds"] + (r["judge_seconds"] or 0) for r in rows)),
+               "by_noise": {f"{level:g}": {outcome: sum(r["outcome"] == outcome for r in rows
+                                                        if r["noise"] == level)
+                                           for outcome in ("exact", "false claim", "stopped")}
+                            for level in levels}}
     stops = {}
     for r in rows:
-        if r["stopped"]:
-            key = stop_category(r["stopped"])
+        for route in r["routes"] if r["stopped"] else ():  # each route's reason, counted once
+            key = f"{route['route']} route: {stop_category(route['stopped'])}"
             stops[key] = stops.get(key, 0) + 1
     summary["stopped_by_reason"] = stops
     by_vars = {}
@@ -179,6 +197,11 @@ def markdown(report):
         lines.append(f"| {key} | {shown} |")
     for reason, count in sorted(summary["stopped_by_reason"].items()):
         lines.append(f"| stopped: {reason} | {count} |")
+    lines += ["", "## Outcomes by noise level\n", "| noise | exact | false claims | stopped |",
+              "|---|---|---|---|"]
+    for level, counts in summary["by_noise"].items():
+        lines.append(f"| {level} | {counts['exact']} | {counts['false claim']} | "
+                     f"{counts['stopped']} |")
     levels = run["noise"]
     lines += ["", "## Exact by number of variables\n",
               "| variables | equations | "
@@ -188,15 +211,16 @@ def markdown(report):
         lines.append(f"| {n} | {counts['equations']} | "
                      + " | ".join(str(counts[f'exact_at_noise_{s:g}']) for s in levels) + " |")
     lines += ["", "## Every run\n",
-              "| equation | variables | noise | outcome | seconds | relative RMSE | operations "
-              "(found / allowed) | formula (rounded) |", "|---|---|---|---|---|---|---|---|"]
+              "| equation | variables | noise | outcome | route | seconds | relative RMSE | "
+              "operations (found / allowed) | formula (rounded) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         v = r["verdict"]
         rel = "-" if v is None or v["rel_rmse"] is None else f"{v['rel_rmse']:.1e}"
         ops = "-" if v is None else f"{v['ops_found']} / {v['ops_allowed']}"
         shown = "-" if v is None else _rounded(v["found"])
         lines.append(f"| {r['id']} | {r['n_vars']} | {r['noise']:g} | {r['outcome']} | "
-                     f"{r['seconds']:.1f} | {rel} | {ops} | `{shown}` |")
+                     f"{r['route'] or '-'} | {r['seconds']:.1f} | {rel} | {ops} | `{shown}` |")
     failures = [r for r in report["results"] if r["outcome"] != "exact"]
     lines += ["", f"## Failures ({len(failures)})\n"]
     for r in failures:

@@ -1,14 +1,19 @@
 """From data to a checked formula in one call: the pipeline behind `kanarray demo`.
 
     result = discover(dataset, width=[2, 5, 1], lib=["x", "x^2", "sin", "exp"])
-    result["formula"], result["report"]
+    result["formula"], result["report"], result["check"]
 
 The stages, for a network with one hidden layer:
+0. the label noise: the starting network fitted without regularisation at the starting and at
+   the refined grid, and the part of its held-out error that does not vary smoothly with the
+   inputs, the smaller of the two (kanarray.pipelines.check.noise_level: about the noise on
+   noisy labels, below the network's error on noise-free data);
 1. fit with sparsity regularisation (lamb, lamb_entropy), so that few hidden nodes carry the
    function;
 2. prune to the fewest hidden nodes that still fit: nodes ranked by how much their output edge
    varies on the data (node_variation), the top 1, 2, ... kept and retrained until the train
-   RMSE is at most prune_tolerance x the labels' standard deviation;
+   RMSE is at most the pruning tolerance, prune_tolerance x the labels' standard deviation or
+   PRUNE_NOISE x the noise of stage 0, whichever is larger (no network fits below the noise);
 3. refine the grid on the training inputs and train again;
 4. auto_symbolic layer by layer: every edge of the first layer to its best library function
    (kanarray.symbolic.fit's score), then a fit so that the later layers' splines adapt to those
@@ -16,29 +21,63 @@ The stages, for a network with one hidden layer:
    to match splines shaped around the first layer's approximate curves: for x*y through
    [2, 2, 1] the hidden edges come out near-linear and the output splines only near-quadratic,
    close enough to a sine arch that the sine fits better than x^2;
-5. the constants of the closed formula by Levenberg–Marquardt (KAN.fit_constants), and the
-   formula's report (kanarray.symbolic.report) on the test split.
+5. the constants of the closed formula by Levenberg–Marquardt on the training rows: with sympy
+   those of the formula itself (kanarray.symbolic.snap.refit_constants, sympy's derivatives
+   for the Jacobian), in the labels' units whatever the route; the network's own
+   (KAN.fit_constants) once the formula has passed stage 6, so that the two agree. Without
+   sympy the network's alone, and stage 6 reads the formula's values from the network;
+6. the held-out check (kanarray.pipelines.check.check_formula), on the test split. With e_f the
+   formula's RMSE against the labels there and e_n that of the network it was read from (stage
+   3's): the formula passes when e_f <= 1e-7 x the labels' RMS (it fits to round-off, as a
+   true formula of noise-free data does), or when e_f <= 1.1 x e_n and the formula's residuals
+   look like label noise (they do not vary smoothly with the inputs, as a misfit's do). A
+   formula that fails is never returned: discover stops and says why, with these numbers;
+7. with sympy, the formula's numbers snapped to 0, small rationals and rational multiples of pi
+   and sqrt(2) (kanarray.symbolic.snap), each snap kept only when the formula still passes the
+   check and its held-out RMSE stays within the round-off limit or grows by at most SNAP_SLACK;
+   the formula is also tried with its products expanded (x*y then reads x_1*x_2, not a
+   difference of squares), the shorter kept.
+
+Two routes run these stages. The sum route takes the data as given. When the labels keep one
+sign and none is 0, there is one output and sympy is installed, the product route
+(kanarray.pipelines.products) fits log|y| as a sum of one-variable functions, positive inputs
+as their logarithms, through [inputs, 1] (one edge per input: no hidden node to regularise or
+prune, so stages 1-2 are one unregularised fit that must reach the pruning tolerance, else the
+data are not a product of one-variable factors and the route stops at once, and the edges of
+inputs that barely move the output are masked), and reads the
+formula back as sign * exp(...): products and ratios of powers come out as x_1*x_2 and
+x_1/x_2**2. discover returns the route whose formula passes the check with the fewest
+operations (sympy's count_ops), the sum route at a tie; when neither passes it says why both
+stopped.
+
 Stages 1-4 can fail for a given initialisation: the regularised fit collapses towards a
 constant (train R^2 < COLLAPSE_R2), no pruned network fits, or an edge fits no library function
-with R^2 >= 0.99. The pipeline then starts again from another initialisation, up to `inits` of
+with R^2 >= 0.99. The route then starts again from another initialisation, up to `inits` of
 them, and says why it stopped when none gets through, instead of returning a wrong formula.
 A collapse is retried from the same initialisation with lamb weakened by COLLAPSE_LAMB_FACTOR:
 the regulariser outweighs the data term of labels with a small spread, which a new start would
-not change; the other failures move on to a new initialisation.
-Every decision is taken on the training rows; the test rows only score the result.
+not change; the other failures move on to a new initialisation. A formula that fails the
+check ends its route.
+The training rows decide every fit, pruning and edge; the test rows are held out from all of
+them and serve for the noise estimate, the check and the snapping: they validate the formula,
+so score it on other data.
 """
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from ..core.checks import check_int, check_real
+from ..core.checks import check_bool, check_int, check_real
 from ..core.network import Network
+from ..funcs.library import optional_sympy
 from ..symbolic.fit import resolve_lib
+from ..symbolic.formula import check_var_names, formula_function
+from ..symbolic.snap import refit_constants, snap_constants
 from ..training.objective import check_dataset
 from ..model import KAN, from_state
 from ..core.metrics import rmse
-from ..symbolic.report import formula_report
+from .check import check_formula, noise_level
+from .products import log_dataset
 from .stages import fix_layer_by_layer, run_stage
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
@@ -46,6 +85,10 @@ COLLAPSED = "the regularised fit collapsed towards a constant"
 COLLAPSE_LAMB_FACTOR = 0.1  # after a collapse the next initialisation gets lamb times this
 REFIT = {"opt": "lbfgs", "steps": 30, "update_grid": False, "log": 0}  # after refine, between layers
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
+PRUNE_NOISE = 1.5  # a pruned network fits when its train RMSE is at most this x the noise
+SNAP_SLACK = 1e-3  # a snapped number may raise the formula's held-out RMSE by this share
+FAILED_CHECK = "the formula fails the held-out check"
+NOT_SEPARABLE = "no sum of one-variable functions fits the data"
 
 
 def node_variation(model, x):
@@ -103,7 +146,8 @@ def _check_width(width):
 
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
-             lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, say=None, on_stage=None):
+             lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, say=None,
+             on_stage=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -111,16 +155,27 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     seed            seed of the first initialisation; the others are drawn from it
     grid, refine_grid, steps, lamb, lamb_entropy
                     starting grid, refined grid, steps of the regularised fit and its weights
-    prune_tolerance a pruned network fits when its train RMSE <= this x std of the labels
-    inits           attempts before giving up (a new initialisation each, or the same one
-                    with a weaker lamb after a collapse)
-    say             say(text) for what happens to each initialisation (default: silent)
-    on_stage        on_stage(name, model, start_time) after every stage (the demo's table)
-    -> {"model": the last model, "stopped": None or why no formula came out, "formula":
-        the first output's formula (sympy expression or string) or None, "report":
-        kanarray.symbolic.report.formula_report on the test split or None, "fixed": auto_symbolic's
-        result, "init": the attempt that got through (0-based) or None, "lamb": the
-        regularisation it was trained with}
+    prune_tolerance a pruned network fits when its train RMSE <= this x std of the labels (or
+                    PRUNE_NOISE x the label noise, when larger)
+    inits           attempts per route before giving up (a new initialisation each, or the
+                    same one with a weaker lamb after a collapse)
+    products        also try the product route on log|y| when the labels keep one sign (one
+                    output, sympy installed)
+    say             say(text) for what happens to each route and initialisation (default:
+                    silent)
+    on_stage        on_stage(name, model, start_time) after every stage (the demo's table); the
+                    product route's stages are named "log|y| ...", and their models take the
+                    logged inputs and give log|y|
+    -> {"model": the last model of the route returned (the sum route's when both stopped),
+        "stopped": None or why no formula came out, "formula": the first output's formula
+        (sympy expression, or a string without sympy) or None, "report": {"formulas",
+        "edges", "max_gap", "rmse"} as kanarray.symbolic.report.formula_report writes them,
+        on the test split (max_gap: to the symbolic network, before any snap), or None,
+        "check": the held-out check of the first output (kanarray.pipelines.check.
+        check_formula) or None, "route": "sum" or "product", "noise": the route's
+        noise_level, "fixed": auto_symbolic's result, "init": the attempt that got through
+        (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
+        route tried, {"route", "stopped", "formula", "operations", "check", "noise"}}
     """
     width = _check_width(width)
     seed = check_int(seed, "seed", 0)
@@ -130,50 +185,40 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     for name, value in (("say", say), ("on_stage", on_stage)):
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
-    grid = check_int(grid, "grid", 1)
-    refine_grid = check_int(refine_grid, "refine_grid", 1)
-    steps = check_int(steps, "steps", 1)
-    inits = check_int(inits, "inits", 1)
-    prune_tolerance = check_real(prune_tolerance, "prune_tolerance", minimum=0)
+    settings = _Settings(width, lib, check_int(grid, "grid", 1),
+                         check_int(refine_grid, "refine_grid", 1), check_int(steps, "steps", 1),
+                         check_real(lamb_entropy, "lamb_entropy", minimum=0),
+                         check_real(prune_tolerance, "prune_tolerance", minimum=0),
+                         check_int(inits, "inits", 1), say or (lambda text: None),
+                         on_stage or (lambda name, model, t0: None))
     lamb = check_real(lamb, "lamb", minimum=0)
-    lamb_entropy = check_real(lamb_entropy, "lamb_entropy", minimum=0)
-    say = say or (lambda text: None)
-    on_stage = on_stage or (lambda name, model, t0: None)
-    x_train, y_train = dataset["train_input"], dataset["train_label"]
-    settings = _Settings(width, lib, grid, refine_grid, steps, lamb_entropy,
-                         prune_tolerance * float(np.std(y_train)))
-    result = {"model": None, "stopped": None, "formula": None, "report": None, "fixed": {},
-              "init": None, "lamb": None}
-    init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
-    for attempt in range(inits):
-        label = "" if attempt == 0 else f", init {attempt + 1}"
-        model, stopped, result["fixed"] = _symbolic_model(dataset, settings, init, lamb, label,
-                                                          say, on_stage)
-        result["model"], result["stopped"] = model, stopped
-        if stopped is None:
-            result["init"], result["lamb"] = attempt, lamb
-            break
-        say(f"  init {attempt + 1}: {stopped}")
-        if stopped.startswith(COLLAPSED):  # lamb too strong for this data's scale, not a bad
-            lamb *= COLLAPSE_LAMB_FACTOR   # start: the same start again, weaker
-        else:
-            fresh += 1
-            init = int(np.random.default_rng([seed, fresh]).integers(2**31))
-    if result["stopped"]:
-        result["stopped"] += f" (the last of {inits} attempts)"
-        return result
-
-    t0 = time.perf_counter()
-    model.fit_constants(x_train, y_train)
-    on_stage("symbolic fine-tune", model, t0)
-    result["formula"] = model.symbolic_formula()[0]
-    result["report"] = formula_report(model, dataset["test_input"], dataset["test_label"],
-                                      edge_fits=result["fixed"])
+    routes = [("sum", None)]
+    if check_bool(products, "products") and width[2] == 1 and optional_sympy() is not None:
+        logged = log_dataset(dataset)
+        if logged is not None:
+            routes.append(("product", logged))
+    outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
+    passed = [o for o in outcomes if o["stopped"] is None]
+    if passed:
+        best = min(passed, key=lambda o: o["operations"])  # the first, the sum route, at a tie
+    else:
+        best = dict(outcomes[0])
+        if len(outcomes) > 1:
+            best["stopped"] = "; ".join(f"{o['route']} route: {o['stopped']}" for o in outcomes)
+    result = {key: best[key] for key in ("model", "stopped", "formula", "report", "check",
+                                         "route", "noise", "fixed", "init", "lamb")}
+    result["routes"] = [{key: o[key] for key in ("route", "stopped", "formula", "operations",
+                                                 "check", "noise")} for o in outcomes]
+    if len(outcomes) > 1:
+        said = [f"{o['route']} " + ("stopped" if o["stopped"] else f"{o['operations']} operations")
+                for o in outcomes]
+        settings.say(f"routes: {', '.join(said)}; returned: "
+                     f"{'none' if best['stopped'] else best['route']}")
     return result
 
 
 class _Settings(NamedTuple):
-    """discover's options that every attempt uses."""
+    """discover's options that every route and attempt uses."""
 
     width: list
     lib: object
@@ -181,39 +226,211 @@ class _Settings(NamedTuple):
     refine_grid: int
     steps: int
     lamb_entropy: float
-    tolerance: float
+    prune_tolerance: float
+    inits: int
+    say: object
+    on_stage: object
 
 
-def _symbolic_model(dataset, settings, init, lamb, label, say, on_stage):
-    """Stages 1-4 from one initialisation -> (model, None, fixed) or (model so far, why it
-    stopped, fixed): fixed is auto_symbolic's result so far."""
-    x_train, y_train = dataset["train_input"], dataset["train_label"]
+def _route(name, dataset, logged, settings, seed, lamb):
+    """Stages 0-7 on the data (logged None) or on the log|y| problem -> an outcome: the result's
+    keys for this route, and "operations" (count_ops of the first formula; None when stopped)."""
+    data = dataset if logged is None else logged.data
+    prefix = "" if logged is None else "log|y| "
+    outcome = {"route": name, "model": None, "stopped": None, "formula": None, "report": None,
+               "check": None, "noise": None, "fixed": {}, "init": None, "lamb": None,
+               "operations": None}
+    width = settings.width if logged is None else [settings.width[0], 1]
+    y_train = np.asarray(data["train_label"], dtype=np.float64)
+    outcome["noise"] = noise = _noise(data, settings, width, seed, prefix)
+    tolerance = max(settings.prune_tolerance * float(np.std(y_train)),
+                    PRUNE_NOISE * noise["sigma"])
+    settings.say(f"{name} route{' (on log|y|)' if logged is not None else ''}: label noise "
+                 f"~{noise['sigma']:.3e} (held-out RMSE {noise['rmse']:.3e}, whiteness "
+                 f"{noise['whiteness']:.2f}), pruning tolerance {tolerance:.3e}")
+    init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
+    for attempt in range(settings.inits):
+        label = "" if attempt == 0 else f", init {attempt + 1}"
+        model, stopped, outcome["fixed"], network = _symbolic_model(
+            data, settings, width, init, lamb, tolerance, prefix, label)
+        outcome["model"], outcome["stopped"] = model, stopped
+        if stopped is None:
+            outcome["init"], outcome["lamb"] = attempt, lamb
+            break
+        settings.say(f"  init {attempt + 1}: {stopped}")
+        if stopped.startswith(NOT_SEPARABLE):  # the data's structure: no start changes it
+            return outcome
+        if stopped.startswith(COLLAPSED):  # lamb too strong for this data's scale, not a bad
+            lamb *= COLLAPSE_LAMB_FACTOR   # start: the same start again, weaker
+        else:
+            fresh += 1
+            init = int(np.random.default_rng([seed, fresh]).integers(2**31))
+    if outcome["stopped"]:
+        outcome["stopped"] += f" (the last of {settings.inits} attempts)"
+        return outcome
+    return _formula(outcome, model, network, dataset, logged, settings, prefix)
+
+
+def _formula(outcome, model, network, dataset, logged, settings, prefix):
+    """Stages 5-7 for a route's all-symbolic model (network: the held-out predictions of the
+    network it was read from, in the route's units) -> the outcome, completed or stopped."""
+    data = dataset if logged is None else logged.data
+    x_train = np.asarray(dataset["train_input"], dtype=np.float64)
+    y_fit = np.asarray(dataset["train_label"], dtype=np.float64).reshape(x_train.shape[0], -1)
+    x_test = np.asarray(dataset["test_input"], dtype=np.float64)
+    y_test = np.asarray(dataset["test_label"], dtype=np.float64).reshape(x_test.shape[0], -1)
+    to_labels = (lambda v: v) if logged is None else logged.labels
+    network = to_labels(network)
+    sp = optional_sympy()
     t0 = time.perf_counter()
-    model, _ = run_stage("fit", KAN(settings.width, grid=settings.grid, k=3, seed=init), dataset,
-                         opt="lbfgs", steps=settings.steps, lamb=lamb,
+    if sp is None:  # the formula is the symbolic network's: polish that
+        model.fit_constants(data["train_input"], data["train_label"])
+        formulas = model.symbolic_formula()
+        values = to_labels(_outputs(model, data["test_input"]))
+    else:  # the formula itself, in the labels' units (the product route's too)
+        names = check_var_names(None, model)
+        formulas = model.symbolic_formula()
+        if logged is not None:
+            formulas = [logged.read_back(formulas[0], names)]
+        formulas = [refit_constants(f, names, x_train, y_fit[:, o]) for o, f in enumerate(formulas)]
+        values = np.stack([formula_function(f, names)(x_test) for f in formulas], axis=1)
+    checks = [check_formula(x_test, y_test[:, o], values[:, o], network[:, o])
+              for o in range(y_test.shape[1])]
+    failed = [(o, c) for o, c in enumerate(checks) if not c["passed"]]
+    outcome["check"] = checks[0]
+    if failed:
+        settings.on_stage(prefix + "formula constants", model, t0)
+        o, c = failed[0]
+        where = f" (output {o + 1})" if y_test.shape[1] > 1 else ""
+        outcome["stopped"] = f"{FAILED_CHECK}{where}: {c['reason']}"
+        settings.say(f"  {outcome['stopped']}")
+        return outcome
+
+    report = {"formulas": formulas, "edges": outcome["fixed"], "max_gap": None,
+              "rmse": checks[0]["rmse"]}
+    if sp is not None:
+        model.fit_constants(data["train_input"], data["train_label"])  # the formula's network
+        settings.on_stage(prefix + "symbolic fine-tune", model, t0)
+        symbolic = to_labels(_outputs(model, data["test_input"]))
+        with np.errstate(invalid="ignore"):
+            report["max_gap"] = float(np.max(np.abs(values - symbolic)))
+        t0 = time.perf_counter()
+        for o, f in enumerate(formulas):
+            formulas[o], checks[o] = _snapped(f, names, x_train, y_fit[:, o], x_test, y_test[:, o],
+                                              network[:, o], checks[o])
+        report["rmse"] = float(np.sqrt(np.mean([c["rmse"] ** 2 for c in checks])))
+        settings.on_stage(prefix + "snap constants", model, t0)
+        outcome["operations"] = int(sp.count_ops(formulas[0]))
+    else:
+        settings.on_stage(prefix + "symbolic fine-tune", model, t0)
+    outcome.update(formula=formulas[0], report=report, check=checks[0])
+    return outcome
+
+
+def _noise(data, settings, width, seed, prefix):
+    """Stage 0: noise_level on the test split of `data` of the starting network fitted without
+    regularisation, at the starting grid and again refined to refine_grid; the smaller of the
+    two (each is the noise plus what its network misses, or fits of the noise: the coarse grid
+    misses more of a smooth function, the fine one fits more of the noise)."""
+    t0 = time.perf_counter()
+    model, _ = run_stage("noise fit", KAN(width, grid=settings.grid, k=3, seed=seed), data,
+                         opt="lbfgs", steps=settings.steps, log=0)
+    levels = [_noise_level(model, data)]
+    model, _ = run_stage("noise refine", model, data,
+                         lambda m: m.refine(settings.refine_grid, x=data["train_input"]), **REFIT)
+    levels.append(_noise_level(model, data))
+    settings.on_stage(f"{prefix}noise fit [{','.join(map(str, width))}]", model, t0)
+    return min(levels, key=lambda level: level["sigma"])
+
+
+def _outputs(model, x):
+    """A model's outputs on rows x, host float64; no warning about inputs outside a grid (the
+    models here are the pipeline's own, between stages)."""
+    return model.backend.to_numpy(model.forward_all(model.as_batch(x))[-1]).astype(np.float64)
+
+
+def _noise_level(model, data):
+    """noise_level of a model's residuals on the test split, the noisiest output's."""
+    residual = (np.asarray(data["test_label"], dtype=np.float64).reshape(-1, model.width[-1])
+                - _outputs(model, data["test_input"]))
+    levels = [noise_level(data["test_input"], residual[:, o]) for o in range(residual.shape[1])]
+    return max(levels, key=lambda level: level["sigma"])
+
+
+def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
+    """Stage 7 for one output -> (formula, its check): the formula and, when expanding its
+    products changes it, its expanded form, each snapped; the one with fewer operations."""
+    sp = optional_sympy()
+    limit = max(check["exact_limit"], (1 + SNAP_SLACK) * check["rmse"])
+
+    def checked(candidate):
+        return check_formula(x_test, y_test, formula_function(candidate, names)(x_test), network)
+
+    def accept(candidate):
+        c = checked(candidate)
+        return c["passed"] and c["rmse"] <= limit
+
+    forms = [formula]
+    expanded = sp.expand(formula, power_exp=False, power_base=False, log=False)
+    if expanded != formula:
+        forms.append(expanded)
+    best = None
+    for form in forms:
+        snapped = snap_constants(form, names, x_train, y_train, accept)
+        ops = int(sp.count_ops(snapped))
+        if accept(snapped) and (best is None or ops < best[0]):
+            best = (ops, snapped)
+    if best is None:  # neither form passes as it is (expand moved round-off): keep the formula
+        return formula, check
+    return best[1], checked(best[1])
+
+
+def _symbolic_model(data, settings, width, init, lamb, tolerance, prefix, label):
+    """Stages 1-4 from one initialisation -> (model, None, fixed, network) or (model so far, why
+    it stopped, fixed, None): fixed is auto_symbolic's result so far, network the refined
+    network's predictions on the test split (host float64, before its edges were fixed).
+    width [inputs, hidden, outputs] runs every stage; [inputs, 1] (the product route's sum of
+    one-variable functions, one edge per input) has no hidden node to prune or regularise away,
+    and fits or not."""
+    x_train, y_train = data["train_input"], data["train_label"]
+    on_stage = settings.on_stage
+    hidden = len(width) == 3
+    t0 = time.perf_counter()
+    model, _ = run_stage("fit", KAN(width, grid=settings.grid, k=3, seed=init), data,
+                         opt="lbfgs", steps=settings.steps, lamb=lamb if hidden else 0.0,
                          lamb_entropy=settings.lamb_entropy, log=0)
-    on_stage(f"fit [{','.join(map(str, settings.width))}] + reg{label}", model, t0)
-    r2 = model.score(x_train, y_train)
-    if r2 < COLLAPSE_R2:
-        return model, f"{COLLAPSED} (train R^2 = {r2:.3f} < {COLLAPSE_R2}, lamb = {lamb:g})", {}
+    on_stage(f"{prefix}fit [{','.join(map(str, width))}]{' + reg' if hidden else ''}{label}",
+             model, t0)
+    if not hidden:
+        error = rmse(model(x_train), y_train)
+        if error > tolerance:
+            return model, (f"{NOT_SEPARABLE}: train RMSE {error:.3e} > {tolerance:.3e} (the "
+                           f"pruning tolerance)"), {}, None
+        model = model.prune_edge(x=x_train)  # inputs that barely move the output: no term
+    else:
+        r2 = model.score(x_train, y_train)
+        if r2 < COLLAPSE_R2:
+            return model, (f"{COLLAPSED} (train R^2 = {r2:.3f} < {COLLAPSE_R2}, "
+                           f"lamb = {lamb:g})"), {}, None
+        t0 = time.perf_counter()
+        model, error = prune_to_fewest_nodes(model, data, tolerance)
+        on_stage(f"{prefix}prune + fit{label}", model, t0)
+        if error > tolerance:
+            return model, (f"no pruned network fits the data: train RMSE {error:.3e} > "
+                           f"{tolerance:.3e} (the pruning tolerance)"), {}, None
     t0 = time.perf_counter()
-    model, error = prune_to_fewest_nodes(model, dataset, settings.tolerance)
-    on_stage("prune + fit" + label, model, t0)
-    if error > settings.tolerance:
-        return model, (f"no pruned network fits the data: train RMSE {error:.3e} > "
-                       f"{settings.tolerance:.3e} (the pruning tolerance x the labels' std)"), {}
-    t0 = time.perf_counter()
-    model, _ = run_stage("refine", model, dataset, lambda m: m.refine(settings.refine_grid, x=x_train),
+    model, _ = run_stage("refine", model, data, lambda m: m.refine(settings.refine_grid, x=x_train),
                          **REFIT)
-    on_stage(f"refine grid {settings.refine_grid} + fit" + label, model, t0)
+    on_stage(f"{prefix}refine grid {settings.refine_grid} + fit{label}", model, t0)
+    network = _outputs(model, data["test_input"])
     t0 = time.perf_counter()
     model, fixed = fix_layer_by_layer(model, x_train, settings.lib,
-                                      lambda m: run_stage("refit", m, dataset, **REFIT)[0])
-    on_stage("auto-symbolic" + label, model, t0)
+                                      lambda m: run_stage("refit", m, data, **REFIT)[0])
+    on_stage(f"{prefix}auto-symbolic{label}", model, t0)
     left = sorted(edge for edge, (name, _) in fixed.items() if not name)
     if left:
         for (l, i, j), (name, r2) in sorted(fixed.items()):
-            say(f"  edge ({l},{i},{j}) -> {name or 'spline':<6s} best R^2 = {r2:.10f}")
+            settings.say(f"  edge ({l},{i},{j}) -> {name or 'spline':<6s} best R^2 = {r2:.10f}")
         return model, (f"{len(left)} edge(s) fit no library function with R^2 >= 0.99 and "
-                       f"stay splines: {left}"), fixed
-    return model, None, fixed
+                       f"stay splines: {left}"), fixed, None
+    return model, None, fixed, network

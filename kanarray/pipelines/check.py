@@ -1,0 +1,125 @@
+"""Whether a formula read from a network may be presented as found, and how much of a network's
+error is label noise: the held-out numbers kanarray.discover decides by.
+
+    check = check_formula(x_test, y_test, formula_values, network_values)
+    check["passed"], check["reason"]
+    sigma = noise_level(x_test, y_test - network_values)
+
+Both look at the residuals r = y - prediction on held-out rows x (the dataset's test split) and
+ask how much of r is noise. Label noise is independent from row to row; what a model misses of
+a smooth function is itself a smooth function of the inputs, so neighbouring rows miss by
+nearly the same amount. whiteness() compares the two: with j(i) the nearest held-out row to
+row i (inputs scaled to [0, 1] per column),
+
+    w = mean_i (r_i - r_j(i))^2 / (2 mean_i r_i^2),
+
+which is about 1 for pure noise (standard deviation about 1.4 / sqrt(N) over N rows, measured
+on Gaussian noise in 1 to 8 inputs) and near 0 for a smooth misfit: w ~ sigma^2 / (sigma^2 +
+b^2) for noise of standard deviation sigma beside a smooth misfit of RMS b, in few inputs. Its
+power falls with the number of inputs that matter, as neighbours grow apart (with 8 inputs and
+1000 rows a misfit of half the noise still gives w ~ 0.9).
+
+noise_level: sigma = RMSE(r) * sqrt(min(1, w)), the part of a network's held-out error that does
+not vary smoothly with the inputs. With noisy labels it is about the noise; on noise-free data
+it is at most the network's own error and usually far below it.
+
+check_formula's rule. On the held-out rows let e_f be the formula's RMSE against the labels, e_n
+the RMSE of the spline network the formula was read from, s the RMS of the labels and N the
+number of rows. The formula passes when
+
+    (1) e_f <= EXACT_SHARE * s: it fits to round-off (noise-free data: it is the function), or
+    (2) e_f <= CHECK_FACTOR * e_n and w(formula's residuals) >= 1 - WHITE_Z / sqrt(N), with
+        N >= MIN_WHITE_ROWS: it is about as accurate as its network and what it leaves is noise.
+
+(2) needs both parts. A look-alike built from the wrong functions can beat its network yet
+leave a smooth residual, which no label noise explains: for q2*Ef (Feynman I.12.5, noise-free)
+a formula of sines fitted the held-out labels to a relative 6.8e-5, 2.5 times better than its
+network, with w = 0.01. With noisy
+labels the true formula leaves the noise (w ~ 1) and an error close to the network's. Below
+MIN_WHITE_ROWS held-out rows w says too little, and only (1) can pass. The threshold WHITE_Z
+standard deviations below 1 refuses a true formula on noisy data about once in 500 checks.
+"""
+import numpy as np
+
+EXACT_SHARE = 1e-7    # e_f at most this share of the labels' RMS: round-off, the formula is exact
+CHECK_FACTOR = 1.1    # e_f at most this many times the network's held-out RMSE
+WHITE_Z = 4.0         # w must be at least 1 - WHITE_Z / sqrt(N)
+MIN_WHITE_ROWS = 50   # fewer held-out rows: only an exact fit passes
+
+
+def whiteness(x, residual):
+    """w of the module docstring for residuals (N,) at inputs x (N, d); 1.0 for residuals that
+    are all 0 (nothing left to explain), NaN for fewer than 2 rows."""
+    from scipy.spatial import cKDTree  # scipy loads only where it is used
+
+    x = np.asarray(x, dtype=np.float64)
+    r = np.asarray(residual, dtype=np.float64).reshape(-1)
+    if r.shape[0] < 2:
+        return float("nan")
+    power = float(np.mean(r ** 2))
+    if power == 0:
+        return 1.0
+    low, high = x.min(axis=0), x.max(axis=0)
+    scaled = (x - low) / np.where(high > low, high - low, 1.0)
+    _, near = cKDTree(scaled).query(scaled, k=2)
+    # duplicated rows: the query may return the row itself second; take the other one
+    other = np.where(near[:, 0] == np.arange(r.shape[0]), near[:, 1], near[:, 0])
+    return float(np.mean((r - r[other]) ** 2) / (2 * power))
+
+
+def noise_level(x, residual):
+    """The label noise a network's held-out residuals (N,) at inputs x show (module docstring):
+    -> {"rmse": RMSE of the residuals, "whiteness": w, "sigma": rmse * sqrt(min(1, w))}."""
+    r = np.asarray(residual, dtype=np.float64).reshape(-1)
+    error = float(np.sqrt(np.mean(r ** 2)))
+    w = whiteness(x, r)
+    share = 1.0 if not np.isfinite(w) else min(1.0, w)
+    return {"rmse": error, "whiteness": w, "sigma": error * float(np.sqrt(share))}
+
+
+def check_formula(x, y, formula_values, network_values):
+    """The module docstring's rule for one output on held-out rows: inputs x (N, d), labels y,
+    the formula's values and its network's values (N,) there.
+    -> {"passed", "rmse" (e_f), "network_rmse" (e_n), "labels_rms" (s), "exact_limit",
+        "network_limit", "whiteness", "whiteness_min" (None below MIN_WHITE_ROWS rows),
+        "reason": why it failed, with the numbers ("" when it passed)}"""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    values = np.asarray(formula_values, dtype=np.float64).reshape(-1)
+    network = np.asarray(network_values, dtype=np.float64).reshape(-1)
+    if not (y.shape == values.shape == network.shape):
+        raise ValueError(f"y, formula_values and network_values must have one value per row, "
+                         f"got {y.shape}, {values.shape}, {network.shape}")
+    n = y.shape[0]
+    labels_rms = float(np.sqrt(np.mean(y ** 2)))
+    finite = bool(np.all(np.isfinite(values)))
+    e_f = float(np.sqrt(np.mean((values - y) ** 2))) if finite else float("inf")
+    e_n = float(np.sqrt(np.mean((network - y) ** 2)))
+    out = {"passed": False, "rmse": e_f, "network_rmse": e_n, "labels_rms": labels_rms,
+           "exact_limit": EXACT_SHARE * labels_rms, "network_limit": CHECK_FACTOR * e_n,
+           "whiteness": whiteness(x, values - y) if finite else float("nan"),
+           "whiteness_min": 1 - WHITE_Z / np.sqrt(n) if n >= MIN_WHITE_ROWS else None,
+           "reason": ""}
+    if not finite:
+        out["reason"] = (f"the formula is not finite on {int(np.sum(~np.isfinite(values)))} of "
+                         f"{n} held-out rows")
+        return out
+    if e_f <= out["exact_limit"]:
+        out["passed"] = True
+        return out
+    reasons = []
+    if e_f > out["network_limit"]:
+        reasons.append(f"its held-out RMSE {e_f:.3e} is {e_f / e_n:.3g} times its network's "
+                       f"{e_n:.3e} (at most {CHECK_FACTOR:g} times allowed)" if e_n > 0 else
+                       f"its held-out RMSE {e_f:.3e} is above its network's {e_n:.3e}")
+    if out["whiteness_min"] is None:
+        reasons.append(f"it does not fit to round-off (RMSE {e_f:.3e} > {out['exact_limit']:.3e}"
+                       f", {EXACT_SHARE:g} x the labels' RMS) and {n} held-out rows are too few "
+                       f"(< {MIN_WHITE_ROWS}) to tell label noise from a misfit")
+    elif out["whiteness"] < out["whiteness_min"]:
+        reasons.append(f"its residuals vary smoothly with the inputs, as a misfit does and label "
+                       f"noise does not (whiteness {out['whiteness']:.2f} < "
+                       f"{out['whiteness_min']:.2f}), and it does not fit to round-off (RMSE "
+                       f"{e_f:.3e} > {out['exact_limit']:.3e}, {EXACT_SHARE:g} x the labels' RMS)")
+    out["passed"] = not reasons
+    out["reason"] = "; ".join(reasons)
+    return out

@@ -1,0 +1,200 @@
+"""Constants that read right: a formula's fitted numbers replaced by 0, small rationals and
+rational multiples of pi and sqrt(2) where the data allow, the others refitted.
+
+    expr = snap_constants(expr, ["x_1", "x_2"], x_train, y_train, accept)
+
+A fitted formula carries its constants in float64: 0.4999999999998*x_1**2.0000000000001 where a
+person writes x_1**2/2, 0.0795774715459*q/r**2 where a person writes q/(4*pi*r**2), and terms
+of round-off size (1e-13*x_1**2) where a person writes nothing. snap_constants tries, for every
+number, 0, +-1 and the simple values within SNAP_REL of it, p/q * pi^(k/2) * sqrt(2)^m with
+q <= MAX_DENOMINATOR, |k| <= 2, m in {-1, 0, 1} (1/(4*pi), 3/2, pi, 1/sqrt(2*pi) are all of this
+form): all numbers' candidates in one queue, simplest first (simplicity(); the written order at
+a tie), each pair once. A value is kept when, after the numbers still fitted are refitted to
+(x, y) by least squares (as refit_constants does), `accept(formula)` says yes; then the queue is
+drawn again from the refitted values. Simplest first across numbers matters with noisy data,
+where a number may snap to a near value that the others' refit compensates within the noise:
+the exponent of x**1.9992 then snaps to 2 before its prefactor 0.3995 can go to 2/5, and the
+prefactor, refitted with the exponent exact, goes to 1/sqrt(2*pi). Whether a snap is good enough is the caller's to say, on rows the
+refit did not see (kanarray.discover asks that the formula still passes its held-out check and
+its held-out error does not grow).
+
+Numbers that are the bounds of the library's guards (log(Max(|z|, 1e-4)), sqrt(Max(z, 0)): the
+direct arguments of Max and Min) are neither snapped nor refitted: they say where a function
+is defined, not what it computes.
+
+sympy is the `symbolic` extra; scipy is imported on the first refit.
+"""
+from fractions import Fraction
+
+import numpy as np
+
+from ..funcs import library as slib
+
+SNAP_REL = 1e-2       # a simple value is tried only within this relative distance of a number
+MAX_DENOMINATOR = 12  # of the rationals tried
+MAX_TRIES = 4         # simple values tried per number besides 0 and +-1 (each try is a refit)
+GUARDS = ("Max", "Min")
+
+
+def snap_constants(expr, names, x, y, accept):
+    """`expr` (sympy, in the variables `names`, the i-th column of x each) with its numbers
+    snapped as the module docstring says. y: labels (N,) of the rows x (N, len(names)) the
+    refits use; accept(candidate expression) -> bool decides every snap. -> the new expression
+    (equal to expr when no snap was kept)."""
+    sp = _sympy()
+    x, y = _check_rows(x, y, names)
+    params, template, values, original = _parametrise(sp, expr)
+    symbols = [sp.Symbol(n) for n in names]
+    fitted_ones, tried = list(params), set()
+    while fitted_ones:
+        trials = sorted((simplicity(value), k, value) for k, param in enumerate(fitted_ones)
+                        for value in candidates(values[param]) if (param, value) not in tried)
+        for _, k, value in trials:
+            param = fitted_ones[k]
+            tried.add((param, value))  # each pair once: the work stays (numbers x candidates)
+            trial = template.xreplace({param: value})
+            free = [p for p in fitted_ones if p != param and trial.has(p)]
+            fitted = _refit(sp, trial, free, {p: values[p] for p in free}, symbols, x, y)
+            numbers = {p: sp.Float(v) for p, v in fitted.items()}
+            if accept(trial.xreplace({**numbers, **original})):
+                template = trial
+                values.update(fitted)
+                fitted_ones = free
+                break
+        else:
+            break
+    return template.xreplace({**{p: sp.Float(values[p]) for p in fitted_ones}, **original})
+
+
+def refit_constants(expr, names, x, y):
+    """`expr` with its numbers (guard bounds aside) refitted to (x, y) by Levenberg-Marquardt,
+    starting where they are; expr itself when the fit does not lower the squared error."""
+    sp = _sympy()
+    x, y = _check_rows(x, y, names)
+    params, template, values, original = _parametrise(sp, expr)
+    fitted = _refit(sp, template, params, values, [sp.Symbol(n) for n in names], x, y)
+    if fitted == values:
+        return expr
+    return template.xreplace({**{p: sp.Float(v) for p, v in fitted.items()}, **original})
+
+
+def candidates(value):
+    """The values snap_constants tries for a number (sympy numbers): 0; +-1 of the number's
+    sign (which refitting the others can make exact where a formula carries a scale twice,
+    c * f(x / c)); and the MAX_TRIES simplest values within SNAP_REL of `value`,
+    p/q * pi^(k/2) * sqrt(2)^m, by simplicity()."""
+    sp = _sympy()
+    if value == 0 or not np.isfinite(value):
+        return [sp.Integer(0)]
+    unit = sp.Integer(1 if value > 0 else -1)
+    near = []
+    for k in range(-2, 3):
+        for m in (-1, 0, 1):
+            scale = np.pi ** (k / 2) * np.sqrt(2.0) ** m
+            ratio = Fraction(value / scale).limit_denominator(MAX_DENOMINATOR)
+            if ratio == 0 or abs(float(ratio) * scale - value) > SNAP_REL * abs(value):
+                continue
+            number = (sp.Rational(ratio.numerator, ratio.denominator) * sp.pi ** sp.Rational(k, 2)
+                      * sp.sqrt(2) ** m)
+            if number != unit and all(number != seen for seen in near):  # sqrt(2)^2 = 2
+                near.append(number)
+    return [sp.Integer(0), unit, *sorted(near, key=simplicity)[:MAX_TRIES]]
+
+
+def simplicity(number):
+    """How simple a sympy number reads, smaller first: (operations of |number| by sympy's
+    count_ops, plus 1 for a factor of pi or sqrt(2); the denominator q and |numerator| p of its
+    rational part). 0, 1, 2 come before 1/2, pi and 2/5, which come before 1/(4*pi)."""
+    rational, rest = abs(number).as_coeff_Mul()
+    ops = int(_sympy().count_ops(abs(number))) + (rest != 1)
+    return ops, int(rational.q), abs(int(rational.p))
+
+
+def _parametrise(sp, expr):
+    """(params _c0, _c1, ... in the order the numbers are written, expr with them in place of
+    its Floats, {param: float value}, {real symbol: the symbol of expr it stands for}); guard
+    bounds stay numbers. Symbols of no declared sign are declared real in the template (the
+    formulas' inputs are), so that Abs and sign differentiate in closed form."""
+    bounds = {a for node in sp.preorder_traversal(expr) if type(node).__name__ in GUARDS
+              for a in node.args if isinstance(a, sp.Float)}
+    order = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Float) and node not in bounds and node not in order:
+            order.append(node)
+    params = [sp.Symbol(f"_c{k}", real=True) for k in range(len(order))]
+    real = {s: sp.Symbol(s.name, real=True) for s in expr.free_symbols if s.is_real is None}
+    template = expr.xreplace({**dict(zip(order, params)), **real})
+    values = {p: float(f) for p, f in zip(params, order)}
+    return params, template, values, {r: s for s, r in real.items()}
+
+
+def _refit(sp, template, free, start, symbols, x, y):
+    """{param: value} of the params `free` fitted to (x, y) by Levenberg-Marquardt from
+    `start`, with sympy's derivatives for the Jacobian (finite differences where one is not in
+    closed form); `start` itself when the fit fails or does not lower the squared error."""
+    if not free or y.size <= len(free):
+        return dict(start)
+    from scipy.optimize import least_squares  # scipy loads only where it is used
+
+    fn = sp.lambdify([*symbols, *free], template, modules="numpy")
+    columns = list(x.T)
+
+    def residuals(c):
+        with np.errstate(all="ignore"):
+            r = _as_real(fn(*columns, *c), y.shape) - y
+        return np.where(np.isfinite(r), r, 1e150)  # a step into the undefined is rejected
+
+    jac = "2-point"  # where sympy cannot differentiate in closed form
+    # a guard's kink differentiates to a DiracDelta: 0 wherever the data are not on the kink
+    derivatives = [sp.diff(template, p).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+                   for p in free]
+    if not any(d.has(sp.Derivative, sp.Subs) for d in derivatives):
+        dfn = sp.lambdify([*symbols, *free], derivatives, modules="numpy")
+
+        def closed_form(c):
+            with np.errstate(all="ignore"):
+                j = np.stack([_as_real(v, y.shape) for v in dfn(*columns, *c)], axis=1)
+            return np.where(np.isfinite(j), j, 0.0)
+
+        try:  # numpy may lack a function sympy wrote (then finite differences)
+            closed_form(np.array([start[p] for p in free], dtype=np.float64))
+            jac = closed_form
+        except (NameError, TypeError, ValueError):
+            pass
+
+    c0 = np.array([start[p] for p in free], dtype=np.float64)
+    before = float(np.sum(residuals(c0) ** 2))
+    try:
+        fit = least_squares(residuals, c0, jac=jac, method="lm", x_scale="jac", xtol=1e-15,
+                            ftol=1e-15, gtol=1e-15, max_nfev=100 * (len(free) + 1))
+    except (ValueError, np.linalg.LinAlgError):
+        return dict(start)
+    after = float(np.sum(residuals(fit.x) ** 2))
+    if not (np.isfinite(after) and after < before):
+        return dict(start)
+    return {**start, **dict(zip(free, (float(v) for v in fit.x)))}
+
+
+def _as_real(values, shape):
+    """Values of a lambdified expression as float64 of `shape`; NaN where they are complex."""
+    values = np.asarray(values)
+    if np.iscomplexobj(values):
+        values = np.where(values.imag != 0, np.nan, values.real)
+    return np.broadcast_to(values.astype(np.float64), shape)
+
+
+def _check_rows(x, y, names):
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"x must have one column per name ({len(names)}), got shape {x.shape}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have one value per row of x ({x.shape[0]}), got {y.shape[0]}")
+    return x, y
+
+
+def _sympy():
+    sp = slib.optional_sympy()
+    if sp is None:
+        raise ImportError("kanarray.symbolic.snap needs sympy: pip install 'kanarray[symbolic]'")
+    return sp
