@@ -59,6 +59,26 @@ def test_fit_symbolic_on_far_off_grid_data_gives_the_formula_in_column_names(tmp
     np.testing.assert_allclose(np.loadtxt(preds, skiprows=1), y, rtol=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_fit_symbolic_with_default_options_prints_the_law(tmp_path, capsys, seed):
+    """The README's file (500 rows) and command with no tuning: the hidden layer goes through
+    discover, whose formula is the law itself, constants snapped (3 of 3 seeds)."""
+    data, x, y = far_off_grid_csv(tmp_path, seed, n=500)
+    model = str(tmp_path / "m.npz")
+    code, out, err = run(["fit", data, "--target", "y", "--symbolic", "--seed", str(seed),
+                          "--out", model], capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("y = ")]
+    assert len(lines) == 1, out
+    a, b = sp.symbols("a b")
+    assert sp.simplify(sp.sympify(lines[0][4:]) - (3.2 * sp.exp(a / 2) + b ** 2)) == 0, out
+    assert "formula check (test rows)" in out and f"saved {model}" in out
+    code, out, _ = run(["formula", model], capsys)  # the saved network computes the law
+    formula = sp.sympify(out.strip().split(" = ", 1)[1])
+    got = sp.lambdify([a, b], formula, "numpy")(x[:, 0], x[:, 1])
+    assert np.max(np.abs(got - y) / np.abs(y)) < 1e-6
+
+
 def test_classification_end_to_end(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     data, x, label = blobs_csv(tmp_path)
@@ -99,6 +119,7 @@ def mistakes(tmp_path):
         "test-frac 1.5": (fit + ["--test-frac", "1.5"], "--test-frac"),
         "steps 0": (fit + ["--steps", "0"], "--steps"),
         "restarts -1": (fit + ["--restarts", "-1"], "--restarts"),
+        "restarts with discover": (fit + ["--symbolic", "--restarts", "2"], "--restarts"),
         "refine below grid": (fit + ["--refine", "3"], "--refine"),
         "bad width": (fit + ["--width", "a"], "--width"),
         "bad task": (fit + ["--task", "ranking"], "--task"),

@@ -9,6 +9,13 @@ Stages, each a fit of `--steps` steps and a row of the closing table:
                fit after each layer (kanarray.pipelines.stages.fix_layer_by_layer), the
                constants of the formula fitted by Levenberg–Marquardt, then a fine-tune
 
+With --symbolic, one regression target, one hidden layer, float64 on the CPU and one process,
+the stages are instead kanarray.pipelines.discover's (the one pipeline behind `kanarray demo`):
+its own sparsity fit, pruning to the fewest hidden nodes, grid refinement and layer-by-layer
+fixing, with --grid, --steps, --seed, --lamb (when > 0) and the last --refine grid (default 20)
+carried over. It prints the formula only when the formula passes the held-out check, with
+its numbers snapped to simple values, and says why otherwise.
+
 Inputs are scaled into the grid range (and regression targets standardised) by the model's own
 affine maps (KAN.set_scaling), so data in any units train alike and predictions and formulas
 come back in those units. Launched by `mpiexec -n N kanarray fit ...`, every rank reads only its
@@ -17,6 +24,8 @@ decisions of pruning and symbolic fitting are made on a sample of every rank's r
 depend on the number of ranks (distributed.decision_rows) and sent from rank 0 to the others.
 """
 import os
+import time
+import warnings
 
 import numpy as np
 
@@ -24,11 +33,13 @@ from ..training import distributed
 from ..io import tabular
 from ..io.data import held_out_mask
 from ..core.checks import UserError
-from ..core.metrics import mean_and_std
+from ..core.metrics import mean_and_std, rmse
+from ..funcs.library import optional_sympy
 from ..symbolic.formula import round_formula
 from ..model import KAN, from_state
 from ..core.network import range_to_grid
 from ..symbolic.report import formula_report, report_lines
+from ..pipelines.discover import discover
 from ..pipelines.stages import fix_layer_by_layer, run_stage
 
 def parse_ints(text, option, minimum=1):
@@ -130,6 +141,8 @@ def run(args, comm, say):
     metric = "accuracy" if classification else "RMSE"
     say(f"kanarray fit: {args.data}, {len(inputs)} inputs -> {', '.join(targets)} ({args.task}), "
         f"model {model.width}, grid {args.grid}" + (f", {comm.Get_size()} ranks" if comm else ""))
+    if args.symbolic and by_discovery(args, comm, classification, hidden, y):
+        return run_discover(args, data, [X.shape[1], hidden[0], 1], refine, inputs, targets[0], say)
     fit_kwargs = dict(opt=args.opt, steps=args.steps, comm=comm, log=args.log, seed=args.seed,
                       loss="ce" if classification else "mse", threads=args.threads)
     table = []
@@ -167,12 +180,7 @@ def run(args, comm, say):
         if not left and not classification and (comm is None or comm.Get_rank() == 0):
             model.fit_constants(x_all, y_all)  # a formula: exact constants
         model = stage("symbolic", share(model)[0], update_grid=False)
-    say(f"\n{'stage':<12s} {'width':<14s} {'grid':>4s} {'train ' + metric:>14s} "
-        f"{'test ' + metric:>14s} {'seconds':>8s}")
-    key = "accuracy" if classification else "loss"
-    for row in table:
-        say(f"{row['stage']:<12s} {str(row['width']):<14s} {row['grid']:>4d} {row['train_' + key]:14.4e} "
-            f"{row['test_' + key]:14.4e} {row['seconds']:8.2f}")
+    say_table(table, metric, "accuracy" if classification else "loss", say)
     if comm is None or comm.Get_rank() == 0:
         model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": targets,
                                        "data": os.path.basename(args.data)})
@@ -190,4 +198,64 @@ def run(args, comm, say):
                     report = formula_report(model, data["test_input"], data["test_label"],
                                             var_names=inputs, edge_fits=fits)
                     say("\n".join(["formula check (test rows):"] + report_lines(report)))
+    return model
+
+
+def say_table(table, metric, key, say):
+    """The closing table: one row per stage, its train and test `metric` (row[f"train_{key}"])."""
+    say(f"\n{'stage':<27s} {'width':<14s} {'grid':>4s} {'train ' + metric:>14s} "
+        f"{'test ' + metric:>14s} {'seconds':>8s}")
+    for row in table:
+        say(f"{row['stage']:<27s} {str(row['width']):<14s} {row['grid']:>4d} "
+            f"{row['train_' + key]:14.4e} {row['test_' + key]:14.4e} {row['seconds']:8.2f}")
+
+
+def by_discovery(args, comm, classification, hidden, y):
+    """Whether --symbolic runs kanarray.pipelines.discover (the module docstring says when)."""
+    return (comm is None and not classification and y.shape[1] == 1 and len(hidden) == 1
+            and args.dtype == "float64" and args.device == "cpu")
+
+
+def run_discover(args, data, width, refine, inputs, target, say):
+    """`kanarray fit --symbolic` by discover on the file's train/test split -> the saved model:
+    the symbolic network of the formula, or the last network when no formula passed its check.
+    The product route (log|y|) is not taken: its networks give log|y|, not the target."""
+    if args.restarts:
+        raise UserError("--restarts does not apply to --symbolic with one hidden layer: discover "
+                        "draws new initialisations itself when one fails")
+    table = []
+
+    def record(stage, model, t0):
+        with warnings.catch_warnings():  # the table reports each stage's model as it is
+            warnings.filterwarnings("ignore", message="layer .* outside its grid")
+            rows = [model(data[f"{part}_input"]) for part in ("train", "test")]
+        table.append({"stage": stage, "width": list(model.width), "grid": model.grid,
+                      "train_loss": rmse(rows[0], data["train_label"]),
+                      "test_loss": rmse(rows[1], data["test_label"]),
+                      "seconds": time.perf_counter() - t0})
+
+    options = dict(seed=args.seed, grid=args.grid, steps=args.steps,
+                   refine_grid=refine[-1] if refine else max(20, args.grid + 1))
+    if args.lamb > 0:
+        options["lamb"] = args.lamb
+    found = discover(data, width, products=False, scale=True, say=say, on_stage=record,
+                     **options)
+    say_table(table, "RMSE", "loss", say)
+    model = found["model"]
+    model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": [target],
+                                   "data": os.path.basename(args.data)})
+    say(f"saved {args.out}")
+    if found["stopped"]:
+        say(f"no formula: {found['stopped']}")
+        return model
+    sp = optional_sympy()
+    if sp is None:  # discover's formula is then the symbolic network's own
+        formula = model.symbolic_formula(var_names=inputs)[0]
+    else:
+        formula = found["formula"].subs({s: sp.Symbol(inputs[int(s.name[2:]) - 1])
+                                         for s in found["formula"].free_symbols})
+    say(f"{target} = {round_formula(formula, 6)}")
+    check = found["check"]
+    say(f"formula check (test rows): RMSE {check['rmse']:.4e} against the labels, the network's "
+        f"{check['network_rmse']:.4e}")
     return model

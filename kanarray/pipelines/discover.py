@@ -146,8 +146,8 @@ def _check_width(width):
 
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
-             lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, say=None,
-             on_stage=None):
+             lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, scale=False,
+             say=None, on_stage=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -161,6 +161,10 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                     same one with a weaker lamb after a collapse)
     products        also try the product route on log|y| when the labels keep one sign (one
                     output, sympy installed)
+    scale           every network maps its route's training inputs onto its grid and
+                    standardises the labels (KAN.set_scaling), for data in raw units (inputs far
+                    outside [-1, 1], labels of any size); the formula still reads in the raw
+                    variables and units
     say             say(text) for what happens to each route and initialisation (default:
                     silent)
     on_stage        on_stage(name, model, start_time) after every stage (the demo's table); the
@@ -189,7 +193,8 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                          check_int(refine_grid, "refine_grid", 1), check_int(steps, "steps", 1),
                          check_real(lamb_entropy, "lamb_entropy", minimum=0),
                          check_real(prune_tolerance, "prune_tolerance", minimum=0),
-                         check_int(inits, "inits", 1), say or (lambda text: None),
+                         check_int(inits, "inits", 1), check_bool(scale, "scale"),
+                         say or (lambda text: None),
                          on_stage or (lambda name, model, t0: None))
     lamb = check_real(lamb, "lamb", minimum=0)
     routes = [("sum", None)]
@@ -228,6 +233,7 @@ class _Settings(NamedTuple):
     lamb_entropy: float
     prune_tolerance: float
     inits: int
+    scale: bool
     say: object
     on_stage: object
 
@@ -333,7 +339,7 @@ def _noise(data, settings, width, seed, prefix):
     two (each is the noise plus what its network misses, or fits of the noise: the coarse grid
     misses more of a smooth function, the fine one fits more of the noise)."""
     t0 = time.perf_counter()
-    model, _ = run_stage("noise fit", KAN(width, grid=settings.grid, k=3, seed=seed), data,
+    model, _ = run_stage("noise fit", _start(width, settings, seed, data), data,
                          opt="lbfgs", steps=settings.steps, log=0)
     levels = [_noise_level(model, data)]
     model, _ = run_stage("noise refine", model, data,
@@ -341,6 +347,12 @@ def _noise(data, settings, width, seed, prefix):
     levels.append(_noise_level(model, data))
     settings.on_stage(f"{prefix}noise fit [{','.join(map(str, width))}]", model, t0)
     return min(levels, key=lambda level: level["sigma"])
+
+
+def _start(width, settings, seed, data):
+    """A route's starting network, with the scaling of its training rows when settings.scale."""
+    model = KAN(width, grid=settings.grid, k=3, seed=seed)
+    return model.set_scaling(data["train_input"], data["train_label"]) if settings.scale else model
 
 
 def _outputs(model, x):
@@ -396,7 +408,7 @@ def _symbolic_model(data, settings, width, init, lamb, tolerance, prefix, label)
     on_stage = settings.on_stage
     hidden = len(width) == 3
     t0 = time.perf_counter()
-    model, _ = run_stage("fit", KAN(width, grid=settings.grid, k=3, seed=init), data,
+    model, _ = run_stage("fit", _start(width, settings, init, data), data,
                          opt="lbfgs", steps=settings.steps, lamb=lamb if hidden else 0.0,
                          lamb_entropy=settings.lamb_entropy, log=0)
     on_stage(f"{prefix}fit [{','.join(map(str, width))}]{' + reg' if hidden else ''}{label}",
