@@ -1,5 +1,6 @@
 """The kanarray command, end to end on small files: fit -> predict -> formula -> plot, for
 regression and classification, and one clear line for every user mistake."""
+import re
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ def test_fit_symbolic_with_default_options_prints_the_law(tmp_path, capsys, seed
     a, b = sp.symbols("a b")
     assert sp.simplify(sp.sympify(lines[0][4:]) - (3.2 * sp.exp(a / 2) + b ** 2)) == 0, out
     assert "formula check (test rows)" in out and f"saved {model}" in out
+    assert re.search(r"^\*\s+\d+\s+\S+\s+passed\s+" + re.escape(lines[0][4:]) + "$", out, re.M), out
     code, out, _ = run(["formula", model], capsys)  # the saved network computes the law
     formula = sp.sympify(out.strip().split(" = ", 1)[1])
     got = sp.lambdify([a, b], formula, "numpy")(x[:, 0], x[:, 1])

@@ -152,6 +152,21 @@ def test_a_true_formula_passes_its_check_and_reads_with_simple_numbers():
     assert result["route"] == "sum" and result["check"]["passed"]
     assert str(result["formula"]) == "x_1**2 + x_2/2"
     assert result["report"]["max_gap"] < 1e-8  # before its snap: what the network computes
+    front = result["front"]  # the unsnapped formula has more operations and a larger error
+    assert [c["pick"] for c in front] == [True] and str(front[0]["formula"]) == "x_1**2 + x_2/2"
+    assert front[0]["passed"] and front[0]["rmse"] == result["check"]["rmse"]
+
+
+def test_the_pareto_front_keeps_what_no_other_formula_beats_and_always_the_pick():
+    def c(formula, operations, rmse, passed=True):
+        return {"route": "sum", "formula": formula, "operations": operations, "rmse": rmse,
+                "passed": passed}
+    candidates = [c("a", 2, 1e-1, False), c("b", 4, 1e-3), c("b2", 4, 1e-2), c("d", 6, 1e-3),
+                  c("e", 7, 1e-9), c("a", 2, 1e-1, False), c("f", 9, 1e-9)]
+    front = discover_module.pareto_front(candidates, pick="d")
+    assert [x["formula"] for x in front] == ["a", "b", "d", "e"]
+    assert [x["pick"] for x in front] == [False, False, True, False]
+    assert discover_module.pareto_front([]) == []
 
 
 def recorded_seeds(monkeypatch):

@@ -245,16 +245,27 @@ def run_discover(args, data, width, refine, inputs, target, say):
     model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": [target],
                                    "data": os.path.basename(args.data)})
     say(f"saved {args.out}")
+    sp = optional_sympy()
+
+    def named(formula):  # x_1, x_2, ... -> the file's column names
+        return round_formula(formula.subs({s: sp.Symbol(inputs[int(s.name[2:]) - 1])
+                                           for s in formula.free_symbols}), 6)
+
+    if found["front"]:
+        say("\nformulas found (the Pareto front: each has fewer operations or a lower test RMSE "
+            "than every other; * the one kept: it passes the held-out check with the fewest "
+            "operations, its numbers snapped):")
+        say(f"  {'operations':>10s} {'test RMSE':>11s} {'check':<6s} formula")
+        for c in found["front"]:
+            say(f"{'*' if c['pick'] else ' '} {c['operations']:>10d} {c['rmse']:11.4e} "
+                f"{'passed' if c['passed'] else 'failed':<6s} {named(c['formula'])}")
     if found["stopped"]:
         say(f"no formula: {found['stopped']}")
         return model
-    sp = optional_sympy()
-    if sp is None:  # discover's formula is then the symbolic network's own
-        formula = model.symbolic_formula(var_names=inputs)[0]
-    else:
-        formula = found["formula"].subs({s: sp.Symbol(inputs[int(s.name[2:]) - 1])
-                                         for s in found["formula"].free_symbols})
-    say(f"{target} = {round_formula(formula, 6)}")
+    # without sympy discover's formula is the symbolic network's own
+    formula = (named(found["formula"]) if sp is not None
+               else round_formula(model.symbolic_formula(var_names=inputs)[0], 6))
+    say(f"{target} = {formula}")
     check = found["check"]
     say(f"formula check (test rows): RMSE {check['rmse']:.4e} against the labels, the network's "
         f"{check['network_rmse']:.4e}")

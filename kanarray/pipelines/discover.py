@@ -179,7 +179,11 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
         check_formula) or None, "route": "sum" or "product", "noise": the route's
         noise_level, "fixed": auto_symbolic's result, "init": the attempt that got through
         (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
-        route tried, {"route", "stopped", "formula", "operations", "check", "noise"}}
+        route tried, {"route", "stopped", "formula", "operations", "check", "noise"},
+        "front": the Pareto front of the first output's formulas over every route (with
+        sympy; [] without): [{"route", "formula", "operations", "rmse" (held-out, against the
+        labels), "passed" (the held-out check), "pick" (the formula returned)}], fewest
+        operations first}
     """
     width = _check_width(width)
     seed = check_int(seed, "seed", 0)
@@ -214,6 +218,8 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                                          "route", "noise", "fixed", "init", "lamb")}
     result["routes"] = [{key: o[key] for key in ("route", "stopped", "formula", "operations",
                                                  "check", "noise")} for o in outcomes]
+    result["front"] = pareto_front([c for o in outcomes for c in o["candidates"]],
+                                   None if best["stopped"] else best["formula"])
     if len(outcomes) > 1:
         said = [f"{o['route']} " + ("stopped" if o["stopped"] else f"{o['operations']} operations")
                 for o in outcomes]
@@ -245,7 +251,7 @@ def _route(name, dataset, logged, settings, seed, lamb):
     prefix = "" if logged is None else "log|y| "
     outcome = {"route": name, "model": None, "stopped": None, "formula": None, "report": None,
                "check": None, "noise": None, "fixed": {}, "init": None, "lamb": None,
-               "operations": None}
+               "operations": None, "candidates": []}
     width = settings.width if logged is None else [settings.width[0], 1]
     y_train = np.asarray(data["train_label"], dtype=np.float64)
     outcome["noise"] = noise = _noise(data, settings, width, seed, prefix)
@@ -304,6 +310,8 @@ def _formula(outcome, model, network, dataset, logged, settings, prefix):
               for o in range(y_test.shape[1])]
     failed = [(o, c) for o, c in enumerate(checks) if not c["passed"]]
     outcome["check"] = checks[0]
+    if sp is not None:
+        outcome["candidates"].append(_candidate(outcome["route"], formulas[0], checks[0]))
     if failed:
         settings.on_stage(prefix + "formula constants", model, t0)
         o, c = failed[0]
@@ -322,8 +330,10 @@ def _formula(outcome, model, network, dataset, logged, settings, prefix):
             report["max_gap"] = float(np.max(np.abs(values - symbolic)))
         t0 = time.perf_counter()
         for o, f in enumerate(formulas):
-            formulas[o], checks[o] = _snapped(f, names, x_train, y_fit[:, o], x_test, y_test[:, o],
-                                              network[:, o], checks[o])
+            formulas[o], checks[o], tried = _snapped(f, names, x_train, y_fit[:, o], x_test,
+                                                     y_test[:, o], network[:, o], checks[o])
+            if o == 0:
+                outcome["candidates"] += [_candidate(outcome["route"], *t) for t in tried]
         report["rmse"] = float(np.sqrt(np.mean([c["rmse"] ** 2 for c in checks])))
         settings.on_stage(prefix + "snap constants", model, t0)
         outcome["operations"] = int(sp.count_ops(formulas[0]))
@@ -370,8 +380,9 @@ def _noise_level(model, data):
 
 
 def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
-    """Stage 7 for one output -> (formula, its check): the formula and, when expanding its
-    products changes it, its expanded form, each snapped; the one with fewer operations."""
+    """Stage 7 for one output -> (formula, its check, [(formula, check) of every form tried]):
+    the formula and, when expanding its products changes it, its expanded form, each snapped;
+    the one with fewer operations that passes."""
     sp = optional_sympy()
     limit = max(check["exact_limit"], (1 + SNAP_SLACK) * check["rmse"])
 
@@ -386,15 +397,40 @@ def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
     expanded = sp.expand(formula, power_exp=False, power_base=False, log=False)
     if expanded != formula:
         forms.append(expanded)
-    best = None
+    best, tried = None, []
     for form in forms:
         snapped = snap_constants(form, names, x_train, y_train, accept)
+        tried += [(form, checked(form))] if form is not formula else []
+        tried.append((snapped, checked(snapped)))
         ops = int(sp.count_ops(snapped))
         if accept(snapped) and (best is None or ops < best[0]):
             best = (ops, snapped)
     if best is None:  # neither form passes as it is (expand moved round-off): keep the formula
-        return formula, check
-    return best[1], checked(best[1])
+        return formula, check, tried
+    return best[1], checked(best[1]), tried
+
+
+def _candidate(route, formula, check):
+    """One point of the front: a formula of the first output, its size and held-out check."""
+    sp = optional_sympy()
+    return {"route": route, "formula": formula, "operations": int(sp.count_ops(formula)),
+            "rmse": check["rmse"], "passed": bool(check["passed"])}
+
+
+def pareto_front(candidates, pick=None):
+    """The candidates no other beats in both operations and held-out RMSE (one per formula),
+    fewest operations first, each next one longer and closer to the labels; the formula `pick`
+    is on it (marked "pick": True) even where a candidate beats it (an unsnapped twin of
+    fewer operations: 3.2*exp(0.5*a) counts 3, 16*exp(a/2)/5 counts 4)."""
+    front, seen = [], set()
+    for c in sorted(candidates, key=lambda c: (c["operations"], c["rmse"], not c["passed"])):
+        if str(c["formula"]) in seen:
+            continue
+        seen.add(str(c["formula"]))
+        c = {**c, "pick": pick is not None and str(c["formula"]) == str(pick)}
+        if not front or c["rmse"] < front[-1]["rmse"] or c["pick"]:
+            front.append(c)
+    return front
 
 
 def _symbolic_model(data, settings, width, init, lamb, tolerance, prefix, label):
