@@ -23,6 +23,7 @@ import numpy as np
 
 from .symbolic import formula as formulalib
 from .io import checkpoint as io
+from .io import mlp as mlplib
 from .analysis import plot as plotlib
 from .analysis import prune as prunelib
 from .symbolic import edges as symbolic
@@ -379,6 +380,11 @@ class KAN(Network):
     def plot(self, path, x=None, **kwargs):
         """Draw the network with every edge's learned curve to `path` (needs matplotlib)."""
         return plotlib.plot(self, path, x=x, **kwargs)
+
+    def to_mlp(self):
+        """The ReLU MLP equal to this piecewise-linear KAN (k=1, base_fun "identity" or
+        "zero", no multiplication nodes or library functions): kanarray.io.mlp."""
+        return mlplib.to_mlp(self)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path, metadata=None, training=None):
