@@ -32,10 +32,12 @@ SIMULATED_MODEL = PRELUDE + textwrap.dedent("""
         again = gpu.loss_and_grad(x, y)[1]
         assert again.tobytes() == grad_g.tobytes(), "GPU gradients differ between runs"
     # training makes real progress on a smooth target: 2 L-BFGS steps of 4 iterations cut the
-    # RMSE to 0.51-0.72 of its start over model seeds 1..8 (same arithmetic on the CPU)
+    # RMSE to 0.51-0.72 of its start over model seeds 1..8 (same arithmetic on the CPU). One
+    # seed here: each simulated evaluation is slow, and the CPU's arithmetic is the GPU's (the
+    # cross-entropy history below is held to the CPU's step by step)
     target = np.stack([np.sin(2 * x[:, 0]) * x[:, 1], x[:, 2] ** 2 - 0.5], axis=1)
     data = {"train_input": x, "train_label": target, "test_input": x[:9], "test_label": target[:9]}
-    for seed in (1, 2, 3):
+    for seed in (1,):
         model = kanarray.KAN([3, 4, 2], grid=4, seed=seed, device="cuda", path="fused")
         start = float(np.sqrt(np.mean((model(x) - target) ** 2)))
         results = model.fit(data, steps=2, lbfgs_iters=4, update_grid=False)
