@@ -20,16 +20,20 @@ per class (its logits) and trains on softmax cross-entropy (fit's loss="ce").
 import inspect
 import numbers
 import sys
+import time
 import warnings
 
 import numpy as np
 
 from .core.metrics import r2_score, softmax
+from .funcs.library import optional_sympy
 from .model import KAN, from_state
+from .pipelines.discover import discover
 from .pipelines.stages import grid_extension
 from .io.data import held_out_mask
 
 OPTIMIZERS = ("lbfgs", "adam")
+FORMULAS = ("network", "discover")
 GRID_RANGE = (-1.0, 1.0)  # the range inputs are mapped onto: KAN's default grid_range
 
 
@@ -237,7 +241,9 @@ class _BaseKAN:
 
     # ------------------------------------------------------------------ formula and pickling
     def formula_(self, var_names=None, lib=None, r2_threshold=0.0, weight_simple=0.8):
-        """The fitted network as formulas in the raw input variables, one per output.
+        """The fitted network as formulas in the raw input variables, one per output (with
+        formula="discover": the formula discover found and checked, as one entry; lib,
+        r2_threshold and weight_simple are then discover's).
 
         A copy of model_ has every edge fixed to its best library function (KAN.auto_symbolic,
         fitted where the training inputs fell; on a sweep of each edge's grid range after
@@ -254,6 +260,17 @@ class _BaseKAN:
             str(v) for v in var_names]
         if len(names) != self.n_features_in_:
             raise ValueError(f"var_names must have {self.n_features_in_} names, got {len(names)}")
+        discovery = getattr(self, "discovery_", None)
+        if discovery is not None and getattr(self, "formula", "network") == "discover":
+            if discovery["stopped"]:
+                raise ValueError(f"discover found no formula: {discovery['stopped']} (model_ is "
+                                 f"the trained network; formula='network' reads it)")
+            sp = optional_sympy()
+            if sp is None:  # discover's formula is then the symbolic network's own
+                return self.model_.symbolic_formula(var_names=names)
+            found = discovery["formula"]
+            return [found.subs({s: sp.Symbol(names[int(s.name[2:]) - 1])
+                                for s in found.free_symbols})]
         model = _model_copy(self.model_)
         model.auto_symbolic(lib=lib, r2_threshold=r2_threshold, weight_simple=weight_simple,
                             x=self.model_.cache_data_, verbose=0)
@@ -311,12 +328,28 @@ class KANRegressor(_BaseKAN):
     seed        initial parameters, hold-out and batch draws: the same seed gives the same model
     dtype, device  "float64"/"float32", "cpu"/"cuda"
 
+    formula     "network": formula_() reads the trained network (auto_symbolic on a copy);
+                "discover": fit runs kanarray.discover on the train/test split (one target,
+                one hidden layer, test_frac > 0, float64 on the CPU; grid, steps, seed, lamb
+                when > 0 and the last refine grid carried over), and model_ is the symbolic
+                network of the formula that passed discover's held-out check; when none
+                passed, fit trains the network as with "network" and formula_() says why
+
     Learned: model_ (the kanarray.KAN, taking raw inputs: it maps them onto [-1, 1] and its
-    outputs from standardised targets itself), n_features_in_, history_ (one dict of kanarray.training.loop.fit's results per grid, with "grid").
+    outputs from standardised targets itself), n_features_in_, history_ (one dict of kanarray.training.loop.fit's results per grid, with "grid"; with
+    formula="discover", one per stage of discover: "stage", "grid", "seconds"), discovery_
+    (formula="discover": {"formula", "stopped", "check", "front"} as discover returns them).
     y may be (n_samples,) or (n_samples, n_outputs); predict returns the same shape.
     """
 
     _estimator_type = "regressor"
+
+    def __init__(self, hidden=(5,), grid=5, k=3, steps=20, refine=(), opt="lbfgs", lr=None,
+                 batch=None, lamb=0.0, test_frac=0.0, seed=0, dtype="float64", device="cpu",
+                 formula="network"):
+        super().__init__(hidden, grid, k, steps, refine, opt, lr, batch, lamb, test_frac, seed,
+                         dtype, device)
+        self.formula = formula
 
     def fit(self, X, y):
         X = _check_X(self, X)
@@ -327,9 +360,40 @@ class KANRegressor(_BaseKAN):
             raise ValueError(f"y must hold numbers, got dtype {y.dtype}") from None
         if not np.isfinite(Y).all():
             raise ValueError("Input y contains NaN or infinity")
-        self._train(X, Y, "mse")
+        if self.formula not in FORMULAS:
+            raise ValueError(f"formula must be one of {FORMULAS}, got {self.formula!r}")
+        found, stages = self._discover(X, Y) if self.formula == "discover" else (None, None)
+        if found is None or found["stopped"]:
+            self._train(X, Y, "mse")
+        else:
+            self.model_, self.n_features_in_, self.history_ = found["model"], X.shape[1], stages
+        if found is not None:
+            self.discovery_ = {key: found[key] for key in ("formula", "stopped", "check", "front")}
         self._single_target = y.ndim == 1
         return self
+
+    def _discover(self, X, Y):
+        """kanarray.discover on the estimator's split -> (its result, its stage rows)."""
+        hidden, grid, refine = self._checked_params()
+        for wrong, need in ((Y.shape[1] != 1, "one target"), (len(hidden) != 1, "one hidden layer"),
+                            (self.test_frac == 0, "test_frac > 0 (rows for the held-out check)"),
+                            ((self.dtype, self.device) != ("float64", "cpu"),
+                             "dtype='float64' on device='cpu'")):
+            if wrong:
+                raise ValueError(f"formula='discover' needs {need}")
+        is_test = held_out_mask(X.shape[0], self.test_frac, self.seed)
+        dataset = {"train_input": X[~is_test], "train_label": Y[~is_test],
+                   "test_input": X[is_test], "test_label": Y[is_test]}
+        stages = []
+        options = {"seed": self.seed, "grid": grid, "steps": self.steps,
+                   "refine_grid": refine[-1] if refine else max(20, grid + 1)}
+        if self.lamb > 0:
+            options["lamb"] = self.lamb
+        found = discover(dataset, [X.shape[1], hidden[0], 1], products=False, scale=True,
+                         on_stage=lambda name, model, t0: stages.append(
+                             {"stage": name, "grid": model.grid,
+                              "seconds": time.perf_counter() - t0}), **options)
+        return found, stages
 
     def predict(self, X):
         """Predictions (n_samples,) or (n_samples, n_outputs), as y was at fit."""

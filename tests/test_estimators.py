@@ -209,6 +209,41 @@ def test_formula_without_sympy_is_a_string_in_raw_units(monkeypatch):
     np.testing.assert_allclose(eval(text, {**vars(np), "a": X[:, 0], "b": X[:, 1]}), y, rtol=1e-3)
 
 
+def test_discover_as_the_formula_gives_the_law_and_a_model_that_computes_it():
+    """formula="discover" runs kanarray.discover in fit (one seed here: the rate over seeds of
+    the same pipeline on the same law is tests/test_cli.py's, 3 of 3)."""
+    sympy = pytest.importorskip("sympy")
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(10, 20, 500), rng.uniform(-300, 300, 500)])
+    y = 3.2 * np.exp(0.5 * X[:, 0]) + X[:, 1] ** 2
+    est = KANRegressor(test_frac=0.2, formula="discover").fit(X, y)
+    (formula,) = est.formula_(var_names=["a", "b"])
+    a, b = sympy.symbols("a b")
+    assert sympy.simplify(formula - (3.2 * sympy.exp(a / 2) + b ** 2)) == 0, formula
+    assert est.discovery_["stopped"] is None and est.discovery_["check"]["passed"]
+    assert est.score(X, y) > 1 - 1e-12  # model_ is the formula's network
+    assert [row["stage"] for row in est.history_][-1] == "snap constants"
+
+
+@pytest.mark.parametrize("kwargs, words", [({"formula": "exact"}, "formula must be one of"),
+                                           ({"formula": "discover"}, "test_frac > 0"),
+                                           ({"formula": "discover", "test_frac": 0.2,
+                                             "hidden": (3, 2)}, "one hidden layer")])
+def test_discover_as_the_formula_names_what_it_needs(kwargs, words):
+    X, y = far_off_grid_data(0, n=50)
+    with pytest.raises(ValueError, match=words):
+        KANRegressor(**kwargs).fit(X, y)
+
+
+def test_discover_that_finds_nothing_still_fits_and_says_why():
+    X = np.random.default_rng(0).uniform(-1, 1, (300, 2))
+    y = np.random.default_rng(1).normal(size=300)  # noise: no formula passes the check
+    est = KANRegressor(test_frac=0.2, formula="discover", steps=5).fit(X, y)
+    assert est.discovery_["stopped"] and est.predict(X).shape == (300,)
+    with pytest.raises(ValueError, match="discover found no formula"):
+        est.formula_()
+
+
 def test_classifier_formula_gives_one_logit_per_class():
     X, y = blobs(0)
     est = KANClassifier(hidden=(), steps=10).fit(X, y)
