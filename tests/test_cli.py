@@ -81,6 +81,20 @@ def test_fit_symbolic_with_default_options_prints_the_law(tmp_path, capsys, seed
     assert np.max(np.abs(got - y) / np.abs(y)) < 1e-6
 
 
+def test_fit_symbolic_without_a_formula_saves_the_trained_network(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (300, 2))
+    data = write_csv(tmp_path / "noise.csv", [x, rng.normal(size=300)], ["u", "v", "y"])
+    model = str(tmp_path / "m.npz")
+    code, out, err = run(["fit", data, "--target", "y", "--symbolic", "--steps", "5",
+                          "--out", model], capsys)
+    assert code == 0, err
+    assert "no formula: " in out and "the network is trained as without --symbolic" in out
+    assert f"saved {model}" in out
+    code, out, _ = run(["predict", model, data], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 301
+
+
 def test_classification_end_to_end(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     data, x, label = blobs_csv(tmp_path)

@@ -14,7 +14,8 @@ the stages are instead kanarray.pipelines.discover's (the one pipeline behind `k
 its own sparsity fit, pruning to the fewest hidden nodes, grid refinement and layer-by-layer
 fixing, with --grid, --steps, --seed, --lamb (when > 0) and the last --refine grid (default 20)
 carried over. It prints the formula only when the formula passes the held-out check, with
-its numbers snapped to simple values, and says why otherwise.
+its numbers snapped to simple values; otherwise it says why and trains and saves the network
+through the stages above, without the symbolic one.
 
 Inputs are scaled into the grid range (and regression targets standardised) by the model's own
 affine maps (KAN.set_scaling), so data in any units train alike and predictions and formulas
@@ -141,8 +142,14 @@ def run(args, comm, say):
     metric = "accuracy" if classification else "RMSE"
     say(f"kanarray fit: {args.data}, {len(inputs)} inputs -> {', '.join(targets)} ({args.task}), "
         f"model {model.width}, grid {args.grid}" + (f", {comm.Get_size()} ranks" if comm else ""))
-    if args.symbolic and by_discovery(args, comm, classification, hidden, y):
-        return run_discover(args, data, [X.shape[1], hidden[0], 1], refine, inputs, targets[0], say)
+    symbolic = args.symbolic
+    if symbolic and by_discovery(args, comm, classification, hidden, y):
+        symbolic_model = run_discover(args, data, [X.shape[1], hidden[0], 1], refine, inputs,
+                                      targets[0], say)
+        if symbolic_model is not None:
+            return symbolic_model
+        say("\nthe network is trained as without --symbolic:")
+        symbolic = False
     fit_kwargs = dict(opt=args.opt, steps=args.steps, comm=comm, log=args.log, seed=args.seed,
                       loss="ce" if classification else "mse", threads=args.threads)
     table = []
@@ -173,7 +180,7 @@ def run(args, comm, say):
         model = stage("prune", model, lambda m: share(m.prune(x=x_all))[0])
     for grid in refine:
         model = stage(f"refine {grid}", model, lambda m, g=grid: m.refine(g))
-    if args.symbolic:
+    if symbolic:
         model, fits = fix_layer_by_layer(model, x_all, None,
                                          lambda m: stage("refit", m, update_grid=False), share)
         left = [edge for edge, (name, _) in fits.items() if not name]
@@ -185,7 +192,7 @@ def run(args, comm, say):
         model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": targets,
                                        "data": os.path.basename(args.data)})
         say(f"saved {args.out}")
-        if args.symbolic:
+        if symbolic:
             if left:
                 say(f"no formula: {len(left)} edge(s) fit no library function well "
                     f"(R^2 < 0.99) and stay splines: {left[:5]}")
@@ -217,8 +224,8 @@ def by_discovery(args, comm, classification, hidden, y):
 
 
 def run_discover(args, data, width, refine, inputs, target, say):
-    """`kanarray fit --symbolic` by discover on the file's train/test split -> the saved model:
-    the symbolic network of the formula, or the last network when no formula passed its check.
+    """`kanarray fit --symbolic` by discover on the file's train/test split -> the saved model,
+    the symbolic network of the formula; None (nothing saved) when no formula passed its check.
     The product route (log|y|) is not taken: its networks give log|y|, not the target."""
     if args.restarts:
         raise UserError("--restarts does not apply to --symbolic with one hidden layer: discover "
@@ -241,10 +248,6 @@ def run_discover(args, data, width, refine, inputs, target, say):
     found = discover(data, width, products=False, scale=True, say=say, on_stage=record,
                      **options)
     say_table(table, "RMSE", "loss", say)
-    model = found["model"]
-    model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": [target],
-                                   "data": os.path.basename(args.data)})
-    say(f"saved {args.out}")
     sp = optional_sympy()
 
     def named(formula):  # x_1, x_2, ... -> the file's column names
@@ -261,7 +264,11 @@ def run_discover(args, data, width, refine, inputs, target, say):
                 f"{'passed' if c['passed'] else 'failed':<6s} {named(c['formula'])}")
     if found["stopped"]:
         say(f"no formula: {found['stopped']}")
-        return model
+        return None
+    model = found["model"]
+    model.save(args.out, metadata={"task": args.task, "inputs": inputs, "targets": [target],
+                                   "data": os.path.basename(args.data)})
+    say(f"saved {args.out}")
     # without sympy discover's formula is the symbolic network's own
     formula = (named(found["formula"]) if sp is not None
                else round_formula(model.symbolic_formula(var_names=inputs)[0], 6))
