@@ -1,9 +1,10 @@
 """Plain NumPy float64 oracle of every kernel: slow, dense, obviously right.
 
-Nothing here is fast and nothing here shares code with the fast kernels. The basis is built
-with the dense Cox–de Boor recursion over the whole knot vector (every one of the G + k bases,
-for every sample), so a fast kernel that evaluates only the k + 1 non-zero bases of a span is
-checked against an independent computation.
+Nothing here is fast and nothing here shares code with the fast kernels; only the base
+function and its codes come from common.py, as they do for the layer. The basis is built with
+the dense Cox–de Boor recursion over the whole knot vector (every one of the G + k bases, for
+every sample), so a fast kernel that evaluates only the k + 1 non-zero bases of a span is
+checked against an independent computation. Only tests import this module.
 
 Shapes used throughout:
     x       (B, I)           inputs of a layer
@@ -16,20 +17,7 @@ Base-function codes: 0 = silu, 1 = identity, 2 = zero (see BASE_CODES).
 """
 import numpy as np
 
-BASE_CODES = {"silu": 0, "identity": 1, "zero": 2}
-
-
-def base_function(x, base):
-    """(value, derivative) of the base branch, elementwise."""
-    x = np.asarray(x, dtype=np.float64)
-    if base == 0:
-        sig = 1.0 / (1.0 + np.exp(-x))
-        return x * sig, sig * (1.0 + x * (1.0 - sig))
-    if base == 1:
-        return x.copy(), np.ones_like(x)
-    if base == 2:
-        return np.zeros_like(x), np.zeros_like(x)
-    raise ValueError(f"base must be one of {sorted(BASE_CODES.values())}, got {base}")
+from .common import BASE_CODES, base_function  # noqa: F401  (BASE_CODES: part of the oracle's interface)
 
 
 def find_spans(knots, x):

@@ -170,6 +170,15 @@ def test_the_checker_finds_cycles_and_nested_imports():
     assert "kanarray.kernels.cpu" in graph["kanarray.core.backend"]  # and the kernels mapping
 
 
+def test_only_tests_import_the_oracle():
+    """kernels/reference.py is the tests' oracle: production code takes what it shares with it
+    (the base function and its codes) from kernels/common.py."""
+    graph, nested = import_graph()
+    importers = [m for m, targets in graph.items() if "kanarray.kernels.reference" in targets]
+    importers += [m for m, _, target in nested if target == "kanarray.kernels.reference"]
+    assert importers == []
+
+
 def test_nothing_is_attached_at_run_time():
     """No module is written into sys.modules (reading it, to see whether a library is loaded,
     is fine)."""
