@@ -136,7 +136,7 @@ def _build(nbtype, K):
     @cuda.jit(device=True, inline=True)
     def basis(kn, row, q, s, x, vals, ders, with_derivs):
         """The K+1 bases s-K..s at x and, optionally, their slopes: the Cox-de Boor triangle
-        without a division (kernels/cpu.py's _span_terms), knot t_j at kn[row + j], the
+        without a division (kernels/cpu/basis.py's _span_terms), knot t_j at kn[row + j], the
         reciprocal of its j-th denominator at kn[q + j(j-1)/2 + r] (knot_tables)."""
         vals[0] = DT(1)
         for j in range(1, K1):
@@ -709,7 +709,7 @@ def _data_pointer(a):
 
 
 def knot_tables(xp, knots, k):
-    """What the kernels' Cox-de Boor triangle reads, flat: [ext | inv] (kernels/cpu.py's
+    """What the kernels' Cox-de Boor triangle reads, flat: [ext | inv] (kernels/cpu/basis.py's
     _knot_tables, computed on the knots' device).
 
     ext (I, n + 2k): knots (I, n) with k more on each side at the end cells' spacing, knot j of

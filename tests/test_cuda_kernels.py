@@ -175,13 +175,13 @@ def kc():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [0, 1, 3, 5])
 def test_knot_tables_are_the_cpu_kernels_tables(kc, dtype, k):
-    """The CUDA kernels' [extended knots | reciprocal denominators] are kernels/cpu.py's, bit for
+    """The CUDA kernels' [extended knots | reciprocal denominators] are kernels/cpu/basis.py's, bit for
     bit, on non-uniform knots."""
     from kanarray.kernels import cpu
 
     rng = np.random.default_rng(k)
     knots = np.sort(rng.uniform(-1, 1, (3, 4 + 2 * k + 1)), axis=1).astype(dtype)
-    ext, inv = cpu._tables(knots, k)
+    ext, inv = cpu.basis._tables(knots, k)
     np.testing.assert_array_equal(kc.knot_tables(np, knots, k),
                                   np.concatenate([ext.reshape(-1), inv.reshape(-1)]))
 

@@ -350,8 +350,8 @@ def test_launch_goes_parallel_only_above_the_work_threshold(monkeypatch):
     """The public kernels pick the parallel form from their PARALLEL_WORK on, and only with threads to use."""
     low, _ = cast(random_layer(np.random.default_rng(2), 40, 3, 5, 6, 3), np.float64)
     calls = []
-    monkeypatch.setattr(cpu, "layer_forward_parallel", lambda *a: calls.append("parallel"))
-    monkeypatch.setattr(cpu, "layer_forward_serial", lambda *a: calls.append("serial"))
+    monkeypatch.setattr(cpu.layer_forward, "parallel", lambda *a: calls.append("parallel"))
+    monkeypatch.setattr(cpu.layer_forward, "serial", lambda *a: calls.append("serial"))
     work = 40 * 3 * 5 * (3 + 2)
     for threshold, threads in ((work + 1, 2), (work, 2), (work, 1)):
         monkeypatch.setitem(cpu.PARALLEL_WORK, "forward", threshold)
@@ -421,7 +421,7 @@ x = np.linspace(-1.2, 1.2, 30).reshape(15, 2)
 knots = np.tile(np.linspace(-1.5, 1.5, 12), (2, 1))
 values = np.empty((15, 2, 4))
 cpu.span_basis(x, knots, 3, np.empty((15, 2), np.int64), values, np.empty((15, 2, 4)))
-print(sum(cpu._span_basis_rows.stats.cache_hits.values()), values.sum().hex())
+print(sum(cpu.basis._span_basis_rows.stats.cache_hits.values()), values.sum().hex())
 """
 
 
