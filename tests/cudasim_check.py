@@ -84,8 +84,8 @@ def main(case):
     rng = np.random.default_rng(case.get("seed", 0))
     # smaller parameter-kernel slabs and chunks, so that tiny shapes still use several row
     # windows and batch chunks (set before the kernels are built: the slab is compile-time)
-    kc.PG_SMEM = case.get("pg_smem", kc.PG_SMEM)
-    kc.PG_MIN_CHUNK = case.get("pg_min_chunk", kc.PG_MIN_CHUNK)
+    kc.tiles.PG_SMEM = case.get("pg_smem", kc.PG_SMEM)
+    kc.tiles.PG_MIN_CHUNK = case.get("pg_min_chunk", kc.PG_MIN_CHUNK)
     knots = make_knots(rng, I, G, k, case.get("nonuniform", True)).astype(dtype)
     x = make_inputs(rng, B, I, knots.astype(np.float64)).astype(dtype)
     nb = G + k
