@@ -6,9 +6,9 @@
 Needs numba-cuda with its NVVM (`numba-cuda[cu12]`), ptxas (`nvidia-cuda-nvcc-cu12`) and nvdisasm
 (`nvidia-cuda-nvdisasm`): all in the `test` extra. No GPU, no driver, no CUDA toolkit install.
 
-Method, for every kernel of kernels/cuda.py at k = 3 (k is a compile-time constant: each k is
+Method, for every kernel of kernels/cuda/ at k = 3 (k is a compile-time constant: each k is
 its own kernel), in float32 and float64, for sm_90 (H100) and sm_80 (A100):
-1. PTX from numba-cuda's compile_ptx (with the kernel's launch bounds), cached by (kernels/cuda.py contents, numba-cuda version,
+1. PTX from numba-cuda's compile_ptx (with the kernel's launch bounds), cached by (kernels/cuda/ contents, numba-cuda version,
    kernel, dtype, k, arch) in $KANARRAY_PTX_CACHE (default: the system temp directory).
 2. Resources from `ptxas -arch=sm_XX -O3 -v`: registers, stack frame, spill stores and loads,
    static shared memory (no kernel uses dynamic shared memory).
@@ -76,7 +76,7 @@ def _cache_dir():
 
 def compile_ptx(kc, name, fn, sig, dtype, arch):
     from numba import cuda
-    src = Path(kc.__file__).read_bytes()
+    src = b"".join(p.read_bytes() for p in sorted(Path(kc.__file__).parent.glob("*.py")))
     bounds = kc.launch_bounds(name, dtype)
     key = hashlib.sha256(src + f"{metadata.version('numba-cuda')}|{name}|{dtype}|{K}|{arch}"
                          .encode()).hexdigest()[:24]

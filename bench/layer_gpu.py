@@ -6,8 +6,8 @@
 Needs a CUDA GPU with CuPy and numba-cuda (the `cuda` extra); exits with a message without one.
 
 For every (dtype, G) it times, with CUDA events after warm-up (median of --repeats):
-    fused       kernels/cuda.py layer_forward / layer_backward (sparse, FP32/FP64 FMA units)
-    dense       kernels/cuda.py layer_forward_dense / layer_backward_dense (basis matrix x cuBLAS),
+    fused       kernels/cuda/ layer_forward / layer_backward (sparse, FP32/FP64 FMA units)
+    dense       kernels/cuda/ layer_forward_dense / layer_backward_dense (basis matrix x cuBLAS),
                 in strict FP32 and, for float32, again with TF32 tensor cores
     mlp         the equal-width MLP layer y = silu(x W + b) and its backward through cupy.matmul,
                 strict FP32 and TF32 (float32), FP64 (float64)

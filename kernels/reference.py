@@ -1,9 +1,10 @@
 """Plain NumPy float64 oracle of every kernel: slow, dense, obviously right.
 
-Nothing here is fast and nothing here shares code with the fast kernels. The basis is built
-with the dense Cox–de Boor recursion over the whole knot vector (every one of the G + k bases,
-for every sample), so a fast kernel that evaluates only the k + 1 non-zero bases of a span is
-checked against an independent computation.
+Nothing here is fast and nothing here shares code with the fast kernels; only the base
+function and its codes come from common.py, as they do for the layer. The basis is built with
+the dense Cox–de Boor recursion over the whole knot vector (every one of the G + k bases, for
+every sample), so a fast kernel that evaluates only the k + 1 non-zero bases of a span is
+checked against an independent computation. Only tests import this module.
 
 Shapes used throughout:
     x       (B, I)           inputs of a layer
@@ -13,29 +14,20 @@ Shapes used throughout:
     bias    (O,)
     g       (B, O)           upstream gradient dL/dy
 Base-function codes: 0 = silu, 1 = identity, 2 = zero (see BASE_CODES).
+
+A function here takes the arguments of its fast twin of the same name (kernels/cpu/, kernels/cuda/)
+in the same order, less the outputs, which it returns; where the twin reads a BasisTape, it takes
+x, knots and base instead.
 """
 import numpy as np
 
-BASE_CODES = {"silu": 0, "identity": 1, "zero": 2}
+from .common import BASE_CODES, base_function  # noqa: F401  (BASE_CODES: part of the oracle's interface)
 
 
-def base_function(x, base):
-    """(value, derivative) of the base branch, elementwise."""
-    x = np.asarray(x, dtype=np.float64)
-    if base == 0:
-        sig = 1.0 / (1.0 + np.exp(-x))
-        return x * sig, sig * (1.0 + x * (1.0 - sig))
-    if base == 1:
-        return x.copy(), np.ones_like(x)
-    if base == 2:
-        return np.zeros_like(x), np.zeros_like(x)
-    raise ValueError(f"base must be one of {sorted(BASE_CODES.values())}, got {base}")
-
-
-def find_spans(knots, x):
+def find_spans(x, knots):
     """Span index s with knots[i, s] <= x[b, i] < knots[i, s + 1]; -1 outside [t_0, t_last).
 
-    knots (I, n), x (B, I) -> (B, I) int64.
+    x (B, I), knots (I, n) -> (B, I) int64.
     """
     knots = np.asarray(knots, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
@@ -48,7 +40,7 @@ def find_spans(knots, x):
     return spans
 
 
-def dense_basis(knots, x, k):
+def dense_basis(x, knots, k):
     """All G + k order-k B-spline bases at every sample, and their derivatives.
 
     The recursion starts from the indicator of every knot interval (order 0) and raises the
@@ -57,7 +49,7 @@ def dense_basis(knots, x, k):
                    + (t_{m+p+1} - x) / (t_{m+p+1} - t_{m+1}) B_{m+1,p-1}(x)
         B'_{m,p}(x) = p * ( B_{m,p-1} / (t_{m+p} - t_m) - B_{m+1,p-1} / (t_{m+p+1} - t_{m+1}) )
 
-    knots (I, n), x (B, I) -> values, derivs: (B, I, n - 1 - k)
+    x (B, I), knots (I, n) -> values, derivs: (B, I, n - 1 - k)
     """
     t = np.asarray(knots, dtype=np.float64)[None, :, :]
     xx = np.asarray(x, dtype=np.float64)[:, :, None]
@@ -74,15 +66,15 @@ def dense_basis(knots, x, k):
     return basis, derivs
 
 
-def span_basis(knots, x, k):
+def span_basis(x, knots, k):
     """The k + 1 bases that can be non-zero at x (indices s-k .. s of its span s).
 
     Gathered from dense_basis; entries whose basis index falls outside 0 .. G+k-1, and every
     entry of a sample outside the knot range, are zero.
     -> spans (B, I), values (B, I, k+1), derivs (B, I, k+1)
     """
-    spans = find_spans(knots, x)
-    dense, ddense = dense_basis(knots, x, k)
+    spans = find_spans(x, knots)
+    dense, ddense = dense_basis(x, knots, k)
     n_basis = dense.shape[2]
     B, I = spans.shape
     values = np.zeros((B, I, k + 1))
@@ -97,14 +89,14 @@ def span_basis(knots, x, k):
     return spans, values, derivs
 
 
-def basis_tape(knots, x, k, base, n_terms):
+def basis_tape(x, knots, k, base, n_terms):
     """The CPU kernels' BasisTape of x, from span_basis and base_function: every sample's
     window w = clip(s - k, 0, G - 1) (0 outside the knot range), the first of the k+1
     coefficient rows it uses, and the value and derivative of the bases w .. w + n_terms - 1
     there (0 for a row that is not among s-k .. s, and past w + k).
     -> window (I, B), values (I, n_terms, B), derivs (I, n_terms, B), base_val (I, B), base_slope (I, B)
     """
-    spans, vals, ders = span_basis(knots, x, k)
+    spans, vals, ders = span_basis(x, knots, k)
     n_basis = np.asarray(knots).shape[1] - 1 - k
     window = np.where(spans >= 0, np.clip(spans - k, 0, n_basis - k - 1), 0)
     B, I = spans.shape
@@ -122,7 +114,7 @@ def basis_tape(knots, x, k, base, n_terms):
 
 def layer_forward(x, knots, coef, w_base, w_spline, bias, mask, k, base):
     """y[b, o] = bias[o] + sum_i mask (w_base base(x) + w_spline sum_m coef[i, m, o] B_im(x))."""
-    basis, _ = dense_basis(knots, x, k)
+    basis, _ = dense_basis(x, knots, k)
     base_val, _ = base_function(x, base)
     spline = np.einsum("bim,imo->bio", basis, np.asarray(coef, dtype=np.float64))
     phi = mask * (w_base * base_val[:, :, None] + w_spline * spline)
@@ -136,7 +128,7 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base):
     """
     g = np.asarray(g, dtype=np.float64)
     coef = np.asarray(coef, dtype=np.float64)
-    basis, dbasis = dense_basis(knots, x, k)
+    basis, dbasis = dense_basis(x, knots, k)
     base_val, base_der = base_function(x, base)
     spline = np.einsum("bim,imo->bio", basis, coef)
     dspline = np.einsum("bim,imo->bio", dbasis, coef)
@@ -199,7 +191,7 @@ def spline_activations(x, knots, coef, w_base, w_spline, mask, k, base):
     phi[b, i, o] = mask (w_base base(x[b,i]) + w_spline sum_m coef[i, m, o] B_im(x[b,i])),
     so that layer_forward = bias + phi.sum(axis=1). Oracle of the regulariser (kanarray.training.regularize).
     """
-    basis, _ = dense_basis(knots, x, k)
+    basis, _ = dense_basis(x, knots, k)
     base_val, _ = base_function(x, base)
     spline = np.einsum("bim,imo->bio", basis, np.asarray(coef, dtype=np.float64))
     return np.asarray(mask, dtype=np.float64) * (np.asarray(w_base, dtype=np.float64) * base_val[:, :, None]
@@ -253,7 +245,7 @@ def edge_magnitude_backward(x, knots, coef, w_base, w_spline, mask, k, base, sca
     -> dx (B, I), dcoef (I, G+k, O), dw_base (I, O), dw_spline (I, O)
     """
     coef = np.asarray(coef, dtype=np.float64)
-    basis, dbasis = dense_basis(knots, x, k)
+    basis, dbasis = dense_basis(x, knots, k)
     base_val, base_der = base_function(x, base)
     phi = spline_activations(x, knots, coef, w_base, w_spline, mask, k, base)
     spline = np.einsum("bim,imo->bio", basis, coef)

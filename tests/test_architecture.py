@@ -170,6 +170,15 @@ def test_the_checker_finds_cycles_and_nested_imports():
     assert "kanarray.kernels.cpu" in graph["kanarray.core.backend"]  # and the kernels mapping
 
 
+def test_only_tests_import_the_oracle():
+    """kernels/reference.py is the tests' oracle: production code takes what it shares with it
+    (the base function and its codes) from kernels/common.py."""
+    graph, nested = import_graph()
+    importers = [m for m, targets in graph.items() if "kanarray.kernels.reference" in targets]
+    importers += [m for m, _, target in nested if target == "kanarray.kernels.reference"]
+    assert importers == []
+
+
 def test_nothing_is_attached_at_run_time():
     """No module is written into sys.modules (reading it, to see whether a library is loaded,
     is fine)."""
@@ -183,7 +192,7 @@ def test_a_module_past_500_lines_says_why_at_its_top():
     """Size is for review to judge; a module that needs more than about 500 lines says why in
     the first lines of its docstring ("Why one module:")."""
     long = []
-    for folder in (ROOT / "kanarray",):
+    for folder in (ROOT / "kanarray", ROOT / "kernels"):
         for path in folder.rglob("*.py"):
             text = path.read_text()
             if len(text.splitlines()) > MAX_MODULE_LINES and "Why one module:" not in text[:3000]:

@@ -1,4 +1,4 @@
-"""Tests of kernels/cuda.py that run without a GPU, and GPU tests that run with one.
+"""Tests of kernels/cuda/ that run without a GPU, and GPU tests that run with one.
 
 * Simulator: every CUDA kernel is run under Numba's CUDA simulator at tiny shapes and compared
   with its float64 twin in kernels/reference.py (1e-12 float64, 1e-5 float32), and the backward
@@ -175,13 +175,13 @@ def kc():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [0, 1, 3, 5])
 def test_knot_tables_are_the_cpu_kernels_tables(kc, dtype, k):
-    """The CUDA kernels' [extended knots | reciprocal denominators] are kernels/cpu.py's, bit for
+    """The CUDA kernels' [extended knots | reciprocal denominators] are kernels/cpu/basis.py's, bit for
     bit, on non-uniform knots."""
     from kanarray.kernels import cpu
 
     rng = np.random.default_rng(k)
     knots = np.sort(rng.uniform(-1, 1, (3, 4 + 2 * k + 1)), axis=1).astype(dtype)
-    ext, inv = cpu._tables(knots, k)
+    ext, inv = cpu.basis._tables(knots, k)
     np.testing.assert_array_equal(kc.knot_tables(np, knots, k),
                                   np.concatenate([ext.reshape(-1), inv.reshape(-1)]))
 
@@ -233,6 +233,15 @@ def test_choose_path_picks_the_faster_forward_backward_pair_of_the_model(kc, mon
     for dtype in (np.float32, np.float64):
         bench = (3, dtype, 256, 256, 16384)
         assert [kc.choose_path(G, *bench) for G in (5, 10, 20, 50, 100, 200)] == ["fused"] * 6
+
+
+def test_choose_path_runs_the_model_once_per_layer_shape(kc, monkeypatch):
+    monkeypatch.delenv("KANARRAY_CUDA_PATH", raising=False)
+    shape = (7, 3, np.float32, 48, 40, 1000)
+    first = kc.choose_path(*shape)
+    hits = kc.cost._model_path.cache_info().hits
+    assert kc.choose_path(*shape) == first
+    assert kc.cost._model_path.cache_info().hits == hits + 1
 
 
 def test_cost_model_covers_forward_and_backward(kc):

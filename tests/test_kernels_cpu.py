@@ -54,7 +54,7 @@ def test_span_basis_matches_reference(B, I, O, G, k, dtype):
     values = np.empty((B, I, k + 1), dtype)
     derivs = np.empty((B, I, k + 1), dtype)
     cpu.span_basis(low["x"], low["knots"], k, spans, values, derivs)
-    want_spans, want_values, want_derivs = reference.span_basis(ref["knots"], ref["x"], k)
+    want_spans, want_values, want_derivs = reference.span_basis(ref["x"], ref["knots"], k)
     np.testing.assert_array_equal(spans, want_spans)
     assert (spans == -1).any() and (spans >= 0).any()
     assert rel_err(values, want_values) < TOLERANCE[dtype]
@@ -113,7 +113,7 @@ def filled_tape(low, k, base):
 def test_basis_tape_matches_reference(B, I, O, G, k, dtype, base):
     low, ref = cast(random_layer(np.random.default_rng(5 * B + I + k), B, I, O, G, k), dtype)
     tape = filled_tape(low, k, base)
-    want = reference.basis_tape(ref["knots"], ref["x"], k, base, cpu.n_terms(k))
+    want = reference.basis_tape(ref["x"], ref["knots"], k, base, cpu.n_terms(k))
     np.testing.assert_array_equal(tape.window, want[0])
     for name, got, w in zip(("values", "derivs", "base_val", "base_slope"), tape[1:5], want[1:]):
         assert got.dtype == dtype, name
@@ -132,7 +132,7 @@ def test_a_tape_of_more_samples_than_one_block_holds_every_sample_at_its_column(
     low, ref = cast(random_layer(np.random.default_rng(k), B, 3, 1, 7, k), np.float64)
     tape = cpu.new_basis_tape(B, 3, low["knots"].shape[1], k, np.float64)
     getattr(cpu, form)(low["x"], low["knots"], k, 0, tape)
-    want = reference.basis_tape(ref["knots"], ref["x"], k, 0, cpu.n_terms(k))
+    want = reference.basis_tape(ref["x"], ref["knots"], k, 0, cpu.n_terms(k))
     np.testing.assert_array_equal(tape.window, want[0])
     for got, w in zip(tape[1:5], want[1:]):
         assert rel_err(got, w) < TOLERANCE[np.float64]
@@ -350,8 +350,8 @@ def test_launch_goes_parallel_only_above_the_work_threshold(monkeypatch):
     """The public kernels pick the parallel form from their PARALLEL_WORK on, and only with threads to use."""
     low, _ = cast(random_layer(np.random.default_rng(2), 40, 3, 5, 6, 3), np.float64)
     calls = []
-    monkeypatch.setattr(cpu, "layer_forward_parallel", lambda *a: calls.append("parallel"))
-    monkeypatch.setattr(cpu, "layer_forward_serial", lambda *a: calls.append("serial"))
+    monkeypatch.setattr(cpu.layer_forward, "parallel", lambda *a: calls.append("parallel"))
+    monkeypatch.setattr(cpu.layer_forward, "serial", lambda *a: calls.append("serial"))
     work = 40 * 3 * 5 * (3 + 2)
     for threshold, threads in ((work + 1, 2), (work, 2), (work, 1)):
         monkeypatch.setitem(cpu.PARALLEL_WORK, "forward", threshold)
@@ -421,7 +421,7 @@ x = np.linspace(-1.2, 1.2, 30).reshape(15, 2)
 knots = np.tile(np.linspace(-1.5, 1.5, 12), (2, 1))
 values = np.empty((15, 2, 4))
 cpu.span_basis(x, knots, 3, np.empty((15, 2), np.int64), values, np.empty((15, 2, 4)))
-print(sum(cpu._span_basis_rows.stats.cache_hits.values()), values.sum().hex())
+print(sum(cpu.basis._span_basis_rows.stats.cache_hits.values()), values.sum().hex())
 """
 
 

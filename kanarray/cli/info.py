@@ -1,5 +1,6 @@
 """`kanarray info` (what this machine has) and `kanarray bench` (a short timing table on it)."""
 import os
+import pkgutil
 import platform
 import time
 
@@ -10,7 +11,8 @@ from .. import __version__
 from ..kernels import cpu as cpu_kernels
 from ..model import KAN
 
-KERNEL_MODULE = "cpu"
+# Numba names a cache file after the module of its kernel: the modules of kanarray.kernels.cpu
+KERNEL_MODULES = {module.name for module in pkgutil.iter_modules(cpu_kernels.__path__)}
 
 
 def kernel_cache_folder():
@@ -24,7 +26,7 @@ def kernel_cache_is_warm(folder):
     """True when compiled CPU kernels are cached there (Numba's .nbi index files)."""
     found = []
     for root, _, files in os.walk(folder) if os.path.isdir(folder) else ():
-        found += [f for f in files if f.startswith(KERNEL_MODULE + ".") and f.endswith(".nbi")]
+        found += [f for f in files if f.split(".")[0] in KERNEL_MODULES and f.endswith(".nbi")]
     return bool(found)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import grid as gridlib
 from ..funcs import library as slib
-from ..kernels.reference import BASE_CODES, base_function
+from ..kernels.common import BASE_CODES, base_function
 
 IDENTITY_SYMBOLIC = (1.0, 0.0, 1.0, 0.0)  # (a, b, c, d) of an edge without a function
 

@@ -26,7 +26,7 @@ from . import nodes
 from .arrays import is_cupy_array
 from .backend import get_backend
 from .checks import check_batch, check_int, check_real_array
-from ..kernels.reference import BASE_CODES
+from ..kernels.common import BASE_CODES
 from .layer import GRID_AXES, GROUPS, KANLayer, in_dtype
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
