@@ -34,7 +34,11 @@ The stages, for a network with one hidden layer:
    formula that fails is never returned: discover stops and says why, with these numbers;
 7. with sympy, the formula's numbers snapped to 0, small rationals and rational multiples of pi
    and sqrt(2) (kanarray.symbolic.snap), each snap kept only when the formula still passes the
-   check and its held-out RMSE stays within the round-off limit or grows by at most SNAP_SLACK;
+   check and its held-out RMSE stays within the round-off limit or grows by at most SNAP_SLACK
+   (when the formula passed as label noise, by at most the RMSE's own sampling spread,
+   1/sqrt(2 n) on n held-out rows, if that is larger: a snap that moves the error less than
+   that cannot be told from the noise, and refusing it left 0.4996*x_1**(22/(7*pi))*x_2**2
+   where the data said 0.5*x_1*x_2**2 with 1% label noise);
    the formula is also tried with its products expanded (x*y then reads x_1*x_2, not a
    difference of squares), the shorter kept.
 
@@ -384,7 +388,10 @@ def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
     the formula and, when expanding its products changes it, its expanded form, each snapped;
     the one with fewer operations that passes."""
     sp = optional_sympy()
-    limit = max(check["exact_limit"], (1 + SNAP_SLACK) * check["rmse"])
+    slack = SNAP_SLACK
+    if check["rmse"] > check["exact_limit"]:  # passed as noise: the RMSE's sampling spread
+        slack = max(slack, 1 / np.sqrt(2 * len(y_test)))
+    limit = max(check["exact_limit"], (1 + slack) * check["rmse"])
 
     def checked(candidate):
         return check_formula(x_test, y_test, formula_function(candidate, names)(x_test), network)
