@@ -101,6 +101,24 @@ FEYNMAN_LIB = ["x", "x^2", "x^3", "1/x", "1/x^2", "sqrt", "1/sqrt(x)", "exp", "l
                "sin", "abs"]  # bench/feynman_recovery.py's
 
 
+@pytest.mark.slow
+def test_one_percent_label_noise_snaps_an_exponent_within_the_noise_for_3_of_3_seeds():
+    """k x^2 / 2 (Feynman I.14.4, row 15 of the bench: seeds 15-17 as the bench draws its
+    data) with 1% label noise: the fitted exponent of x_1 is about 1.0004; snapping it to 1
+    raises the held-out RMSE by more than SNAP_SLACK but less than the RMSE's sampling spread,
+    so the snap is kept. Measured on this code: 3 of 3 seeds read x_1*x_2**2/2 (seed 15 read
+    0.4996*x_1**(22/(7*pi))*x_2**2 when only SNAP_SLACK was allowed)."""
+    for seed in (15, 16, 17):
+        data = kanarray.create_dataset(lambda x: x[:, 0] * x[:, 1] ** 2 / 2, n_var=2,
+                                       ranges=(1, 5), train_num=1000, test_num=1000, seed=seed)
+        rng = np.random.default_rng([seed, 1])
+        sigma = 0.01 * np.sqrt(np.mean(data["train_label"] ** 2))
+        for part in ("train_label", "test_label"):
+            data[part] = data[part] + rng.normal(0, sigma, data[part].shape)
+        result = discover(data, [2, 5, 1], lib=FEYNMAN_LIB, seed=seed)
+        assert str(result["formula"]) == "x_1*x_2**2/2", (seed, result["formula"])
+
+
 def gaussian():
     """Feynman I.6.2a, exp(-theta^2/2)/sqrt(2 pi) on [1, 3], as bench/feynman_recovery.py
     draws it."""
