@@ -24,6 +24,11 @@ EXPORTS = {
     "Adam": "kanarray.training.adam",
     "GridSchedule": "kanarray.training.options",
     "Regularization": "kanarray.training.regularize",
+    "PDE": "kanarray.training.pde",
+    "Dirichlet": "kanarray.training.pde",
+    "Neumann": "kanarray.training.pde",
+    "Periodic": "kanarray.training.pde",
+    "fit_pde": "kanarray.training.pde",
 }
 __all__ = [*EXPORTS, "__version__"]
 

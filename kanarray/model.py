@@ -34,6 +34,7 @@ from .core.checks import check_int
 from .training.distributed import MPIRanks
 from .core.layer import GROUPS
 from .core.metrics import mean_and_std, r2_score
+from .core.jet import check_jet_model, check_pairs, forward_jet
 from .core.network import Network, check_scaling, range_to_grid
 from .core.workspace import Workspace
 from .training.objective import Objective, check_loss, evaluate
@@ -102,6 +103,18 @@ class KAN(Network):
         return return_like(acts[-1], x, self.backend)
 
     predict = __call__
+
+    def derivatives(self, x, second=()):
+        """Outputs with their exact derivatives in the inputs, at inputs x (B, width[0]) -> a
+        kanarray.core.jet.Jet of host arrays: value (B, O), grad (B, O, D) with
+        grad[b, o, a] = du_o/dx_a, and second (B, O, P) with second[b, o, p] = d2u_o/dx_a dx_b
+        for the p-th pair (a, b) of `second`, e.g. second=[(0, 0), (1, 1)] for the Laplacian's
+        terms. Forward mode through every layer, multiplication node and scaling (CPU; spline
+        edges only: a model with symbolic edges gets a ValueError)."""
+        check_jet_model(self)
+        pairs = check_pairs(second, self.width[0])
+        jet, _ = forward_jet(self, self.as_batch(x), pairs)
+        return jet
 
     def score(self, x, y):
         """Coefficient of determination R^2 of the predictions (over all outputs); needs >= 2 rows."""

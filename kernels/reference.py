@@ -21,7 +21,7 @@ x, knots and base instead.
 """
 import numpy as np
 
-from .common import BASE_CODES, base_function  # noqa: F401  (BASE_CODES: part of the oracle's interface)
+from .common import BASE_CODES, base_derivatives, base_function  # noqa: F401  (BASE_CODES: part of the oracle's interface)
 
 
 def find_spans(x, knots):
@@ -139,6 +139,98 @@ def layer_backward(x, g, knots, coef, w_base, w_spline, mask, k, base):
     dbias = g.sum(axis=0)
     dx = np.einsum("bio,bio->bi", gm, w_base * base_der[:, :, None] + w_spline * dspline)
     return dx, dcoef, dw_base, dw_spline, dbias
+
+
+def dense_basis_derivatives(x, knots, k, order):
+    """All G + k order-k bases at every sample and their derivatives up to `order` (<= 3).
+
+    Every order p = 0..k of the recursion is kept, and the d-th derivative of an order-p basis
+    comes from the (d-1)-th of order p - 1:
+        D^d B_{m,p} = p * ( D^(d-1) B_{m,p-1} / (t_{m+p} - t_m) - D^(d-1) B_{m+1,p-1} / (t_{m+p+1} - t_{m+1}) )
+    (the derivatives of order-0 indicators are 0).
+
+    x (B, I), knots (I, n) -> (order + 1, B, I, n - 1 - k): values, first derivatives, ...
+    """
+    t = np.asarray(knots, dtype=np.float64)[None, :, :]
+    xx = np.asarray(x, dtype=np.float64)[:, :, None]
+    level = [((xx >= t[:, :, :-1]) & (xx < t[:, :, 1:])).astype(np.float64)]  # level[d] at order p
+    level += [np.zeros_like(level[0]) for _ in range(order)]
+    for p in range(1, k + 1):
+        left = t[:, :, p:-1] - t[:, :, : -(p + 1)]
+        right = t[:, :, p + 1 :] - t[:, :, 1:-p]
+        lower = level
+        level = [(xx - t[:, :, : -(p + 1)]) / left * lower[0][:, :, :-1]
+                 + (t[:, :, p + 1 :] - xx) / right * lower[0][:, :, 1:]]
+        level += [p * (lower[d - 1][:, :, :-1] / left - lower[d - 1][:, :, 1:] / right)
+                  for d in range(1, order + 1)]
+    return np.stack(level)
+
+
+def _edge_jet(x, knots, coef, w_base, w_spline, mask, k, base, order):
+    """phi of every edge and its derivatives in x up to `order`: (order + 1, B, I, O)."""
+    basis = dense_basis_derivatives(x, knots, k, order)
+    base_d = base_derivatives(x, base)
+    coef = np.asarray(coef, dtype=np.float64)
+    mask, w_base, w_spline = (np.asarray(a, dtype=np.float64) for a in (mask, w_base, w_spline))
+    return np.stack([mask * (w_base * base_d[d][:, :, None]
+                             + w_spline * np.einsum("bim,imo->bio", basis[d], coef))
+                     for d in range(order + 1)])
+
+
+def layer_jet_forward(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base):
+    """A layer's outputs with their derivatives along D input directions (forward mode):
+
+        y[b, o]        = bias[o] + sum_i phi_io(x[b, i])
+        dy[b, o, a]    = sum_i phi1_io dx[b, i, a]
+        d2y[b, o, p]   = sum_i phi2_io dx[b, i, a_p] dx[b, i, b_p] + phi1_io d2x[b, i, p]
+
+    (phi1, phi2: the first and second derivatives of phi at x[b, i]).
+    x (B, I), dx (B, I, D) = dx/dX_a, d2x (B, I, P) = d2x/dX_a_p dX_b_p for the P requested
+    pairs (P, 2) of directions -> y (B, O), dy (B, O, D), d2y (B, O, P).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    dx, d2x = np.asarray(dx, dtype=np.float64), np.asarray(d2x, dtype=np.float64)
+    phi = _edge_jet(x, knots, coef, w_base, w_spline, mask, k, base, 2)
+    y = np.asarray(bias, dtype=np.float64) + phi[0].sum(axis=1)
+    dy = np.einsum("bio,bia->boa", phi[1], dx)
+    outer = dx[:, :, pairs[:, 0]] * dx[:, :, pairs[:, 1]]  # (B, I, P)
+    d2y = np.einsum("bio,bip->bop", phi[2], outer) + np.einsum("bio,bip->bop", phi[1], d2x)
+    return y, dy, d2y
+
+
+def layer_jet_backward(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base):
+    """Gradients of sum(gy y) + sum(gdy dy) + sum(gd2y d2y) of layer_jet_forward with respect to
+    x, dx, d2x and every parameter. Per (b, i, o) the weights of phi, phi1 and phi2 are
+        A0 = gy[b,o],  A1 = sum_a gdy[b,o,a] dx[b,i,a] + sum_p gd2y[b,o,p] d2x[b,i,p],
+        A2 = sum_p gd2y[b,o,p] dx[b,i,a_p] dx[b,i,b_p]:
+    gx = sum_o A0 phi1 + A1 phi2 + A2 phi3, and each parameter's gradient is A0, A1, A2 times its
+    derivative of phi, phi1, phi2.
+    -> gx (B, I), gdx (B, I, D), gd2x (B, I, P), dcoef, dw_base, dw_spline, dbias
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    dx, d2x = np.asarray(dx, dtype=np.float64), np.asarray(d2x, dtype=np.float64)
+    gy, gdy, gd2y = (np.asarray(a, dtype=np.float64) for a in (gy, gdy, gd2y))
+    coef = np.asarray(coef, dtype=np.float64)
+    mask, w_base, w_spline = (np.asarray(a, dtype=np.float64) for a in (mask, w_base, w_spline))
+    phi = _edge_jet(x, knots, coef, w_base, w_spline, mask, k, base, 3)
+    basis = dense_basis_derivatives(x, knots, k, 2)
+    base_d = base_derivatives(x, base)
+    outer = dx[:, :, pairs[:, 0]] * dx[:, :, pairs[:, 1]]
+    weights = [np.broadcast_to(gy[:, None, :], phi[0].shape),
+               np.einsum("boa,bia->bio", gdy, dx) + np.einsum("bop,bip->bio", gd2y, d2x),
+               np.einsum("bop,bip->bio", gd2y, outer)]
+    gx = sum((weights[d] * phi[d + 1]).sum(axis=2) for d in range(3))
+    gdx = np.einsum("boa,bio->bia", gdy, phi[1])
+    for p, (a, b) in enumerate(pairs):
+        through = (gd2y[:, None, :, p] * phi[2]).sum(axis=2)  # (B, I)
+        gdx[:, :, a] += through * dx[:, :, b]
+        gdx[:, :, b] += through * dx[:, :, a]
+    gd2x = np.einsum("bop,bio->bip", gd2y, phi[1])
+    dcoef = sum(np.einsum("bim,bio->imo", basis[d], weights[d] * mask * w_spline) for d in range(3))
+    dw_base = sum(np.einsum("bio,bi->io", weights[d] * mask, base_d[d]) for d in range(3))
+    dw_spline = sum(np.einsum("bio,bio->io", weights[d] * mask, np.einsum("bim,imo->bio", basis[d], coef))
+                    for d in range(3))
+    return gx, gdx, gd2x, dcoef, dw_base, dw_spline, gy.sum(axis=0)
 
 
 def symbolic_forward(x, funcs, params, weight):

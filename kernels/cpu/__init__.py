@@ -7,6 +7,8 @@ direction. Every kernel here has a twin in reference.py, and tests hold the two 
     forward.py      layer_forward, layer_forward_tape (the formula is there)
     backward.py     layer_backward, layer_backward_tape
     magnitudes.py   edge_magnitude_sums, edge_magnitude_backward
+    jets.py         layer_jet_forward, layer_jet_backward: outputs with their first and second
+                    input derivatives, and the gradient through them (physics-informed training)
     lbfgs.py        lbfgs_direction
     parallel.py     threads: PARALLEL_WORK, max_threads, thread_limit, and two_forms, which gives
                     each kernel its serial and parallel forms and the launch between them
@@ -50,6 +52,7 @@ from .cache import CACHE
 from .forward import (FORWARD_CHUNK_TASKS, FORWARD_TASK_BYTES, layer_forward, layer_forward_parallel,
                       layer_forward_serial, layer_forward_tape, layer_forward_tape_parallel,
                       layer_forward_tape_serial)
+from .jets import layer_jet_backward, layer_jet_forward
 from .lbfgs import lbfgs_direction
 from .magnitudes import edge_magnitude_backward, edge_magnitude_sums
 from .parallel import PARALLEL_WORK, max_threads, thread_limit
@@ -61,5 +64,5 @@ __all__ = ["BACKWARD_BLOCK", "CACHE", "FORWARD_CHUNK_TASKS", "FORWARD_TASK_BYTES
            "edge_magnitude_sums", "layer_backward", "layer_backward_parallel", "layer_backward_serial",
            "layer_backward_tape", "layer_backward_tape_parallel", "layer_backward_tape_serial", "layer_forward",
            "layer_forward_parallel", "layer_forward_serial", "layer_forward_tape", "layer_forward_tape_parallel",
-           "layer_forward_tape_serial", "lbfgs_direction", "max_threads", "n_terms", "new_basis_tape",
+           "layer_forward_tape_serial", "layer_jet_backward", "layer_jet_forward", "lbfgs_direction", "max_threads", "n_terms", "new_basis_tape",
            "span_basis", "span_basis_parallel", "span_basis_serial", "thread_limit"]
