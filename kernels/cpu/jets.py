@@ -15,10 +15,10 @@ the d-th derivative of an order-p basis comes from the (d-1)-th of order p - 1. 
 O(4 k^2) flops per (sample, input), small next to the O(k (D + P)) multiply-adds per
 (sample, input, output) of the sweeps.
 
-Forms, as everywhere in the CPU kernels (parallel.py): layer_jet_forward and the input part of
-layer_jet_backward give each task a block of samples; the parameter part gives each task a group
-of inputs and sums over samples in sample order inside it. Results are bit-identical for any
-thread count. Kernels work in the dtype of coef, constants typed with dtype.type(...).
+Forms, as everywhere in the CPU kernels (parallel.py): layer_jet_forward gives each task a block
+of samples; layer_jet_backward gives each task a group of inputs, whose parameter gradients (sums
+over samples, in sample order) and input-gradient columns (sums over outputs) it alone writes,
+from one basis evaluation per (sample, input). Results are bit-identical for any thread count. Kernels work in the dtype of coef, constants typed with dtype.type(...).
 """
 import numpy as np
 from numba import njit, prange
@@ -29,27 +29,34 @@ from .parallel import sweep_work, thread_tasks, two_forms
 
 
 @njit(cache=CACHE)
-def _span_derivatives(ext, i, s, k, x, T):
+def _span_derivatives(ext, inv, i, s, k, x, T):
     """T[p, d, r] = the d-th derivative (d = 0..3) of the order-p basis B_{s-p+r, p} at x, for
-    p = 0..k and r = 0..p, by the triangle with every order kept (knots read as
-    t_j = ext[i, j + k], continued past both ends, so every denominator is finite)."""
+    p = 0..k and r = 0..p, by the triangle with every order kept:
+
+        B_{m,p}     = (x - t_m) / (t_{m+p} - t_m) B_{m,p-1} + (t_{m+p+1} - x) / (t_{m+p+1} - t_{m+1}) B_{m+1,p-1}
+        D^d B_{m,p} = p (D^(d-1) B_{m,p-1} / (t_{m+p} - t_m) - D^(d-1) B_{m+1,p-1} / (t_{m+p+1} - t_{m+1}))
+
+    with m = s - p + r. Knots are read as t_j = ext[i, j + k] (continued past both ends), and
+    the two reciprocals from basis._knot_tables' inv (no division here): with e = p(p-1)/2 they
+    are inv[i, s, e + r - 1] (for r >= 1, where B_{m,p-1} is one of the span's) and
+    inv[i, s, e + r] (for r <= p - 1)."""
     zero = T.dtype.type(0)
     T[0, 0, 0] = T.dtype.type(1)
     for d in range(1, 4):
         T[0, d, 0] = zero
     for p in range(1, k + 1):
         fp = T.dtype.type(p)
+        e = p * (p - 1) // 2
         for r in range(p + 1):
-            m = s - p + r
-            t_m, t_m1 = ext[i, m + k], ext[i, m + 1 + k]
-            t_mp, t_mp1 = ext[i, m + p + k], ext[i, m + p + 1 + k]
-            for d in range(4):
-                left = T[p - 1, max(d - 1, 0), r - 1] if r >= 1 else zero
-                right = T[p - 1, max(d - 1, 0), r] if r <= p - 1 else zero
-                if d == 0:
-                    T[p, 0, r] = (x - t_m) / (t_mp - t_m) * left + (t_mp1 - x) / (t_mp1 - t_m1) * right
-                else:
-                    T[p, d, r] = fp * (left / (t_mp - t_m) - right / (t_mp1 - t_m1))
+            q_left = inv[i, s, e + r - 1] if r >= 1 else zero
+            q_right = inv[i, s, e + r] if r <= p - 1 else zero
+            left = T[p - 1, 0, r - 1] * q_left if r >= 1 else zero
+            right = T[p - 1, 0, r] * q_right if r <= p - 1 else zero
+            T[p, 0, r] = (x - ext[i, s - p + r + k]) * left + (ext[i, s + r + 1 + k] - x) * right
+            for d in range(1, 4):
+                left = T[p - 1, d - 1, r - 1] * q_left if r >= 1 else zero
+                right = T[p - 1, d - 1, r] * q_right if r <= p - 1 else zero
+                T[p, d, r] = fp * (left - right)
 
 
 @njit(cache=CACHE)
@@ -69,30 +76,42 @@ def _base_jet(x, base, one):
 
 
 @njit(cache=CACHE)
-def _edge_terms(T, k, s, n_basis, coef, i, o, S):
-    """S[d] = sum_r coef[i, s-k+r, o] * (d-th derivative of basis s-k+r), d = 0..3, over the
-    bases of the span that exist (index 0..G+k-1); all 0 outside the knot range (s = -1)."""
-    for d in range(4):
-        S[d] = coef.dtype.type(0)
-    if s < 0:
-        return
+def _span_weights(T, k, s, n_basis, rows, W):
+    """The k+1 coefficient rows an input value reads and their weights: rows[r] = s-k+r clamped
+    into 0..G+k-1 and W[d, r] = the d-th derivative of basis s-k+r (d = 0..3), 0 for a basis
+    that does not exist (index outside 0..G+k-1) and for every r outside the knot range (s = -1),
+    so that the sweeps over outputs need no test."""
+    zero = W.dtype.type(0)
     for r in range(k + 1):
         m = s - k + r
-        if 0 <= m < n_basis:
-            c = coef[i, m, o]
-            for d in range(4):
-                S[d] += c * T[k, d, r]
+        used = s >= 0 and 0 <= m < n_basis
+        rows[r] = min(max(m, 0), n_basis - 1)
+        for d in range(4):
+            W[d, r] = T[k, d, r] if used else zero
+
+
+@njit(cache=CACHE)
+def _directions(b, i, dx, d2x, pairs, dxi, outer, d2xi):
+    """The sample's input jet of input i, gathered: dxi[a] = dx[b, i, a], outer[p] =
+    dx[b, i, a_p] dx[b, i, b_p], d2xi[p] = d2x[b, i, p]."""
+    for a in range(dx.shape[2]):
+        dxi[a] = dx[b, i, a]
+    for p in range(d2x.shape[2]):
+        outer[p] = dx[b, i, pairs[p, 0]] * dx[b, i, pairs[p, 1]]
+        d2xi[p] = d2x[b, i, p]
 
 
 @njit(cache=CACHE)
 def _jet_forward_rows(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y,
-                      ext, first, last):
+                      ext, inv, first, last):
     I, n_basis, O = coef.shape
     D, P = dx.shape[2], d2x.shape[2]
     dt = coef.dtype.type
     one = dt(1)
     T = np.zeros((k + 1, 4, k + 1), coef.dtype)
-    S = np.zeros(4, coef.dtype)
+    W = np.zeros((4, k + 1), coef.dtype)
+    rows = np.zeros(k + 1, np.int64)
+    dxi, outer, d2xi = np.zeros(D, coef.dtype), np.zeros(P, coef.dtype), np.zeros(P, coef.dtype)
     for b in range(first, last):
         for o in range(O):
             y[b, o] = bias[o]
@@ -104,42 +123,49 @@ def _jet_forward_rows(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, ma
             xi = x[b, i]
             s = _find_span(knots, i, xi)
             if s >= 0:
-                _span_derivatives(ext, i, s, k, xi, T)
+                _span_derivatives(ext, inv, i, s, k, xi, T)
+            _span_weights(T, k, s, n_basis, rows, W)
+            _directions(b, i, dx, d2x, pairs, dxi, outer, d2xi)
             b0, b1, b2, _ = _base_jet(xi, base, one)
             for o in range(O):
-                if mask[i, o] == dt(0):
+                m = mask[i, o]
+                if m == dt(0):
                     continue
-                _edge_terms(T, k, s, n_basis, coef, i, o, S)
-                m, wb, ws = mask[i, o], w_base[i, o], w_spline[i, o]
-                phi0 = m * (wb * b0 + ws * S[0])
-                phi1 = m * (wb * b1 + ws * S[1])
-                phi2 = m * (wb * b2 + ws * S[2])
-                y[b, o] += phi0
+                s0, s1, s2 = dt(0), dt(0), dt(0)
+                for r in range(k + 1):
+                    c = coef[i, rows[r], o]
+                    s0 += c * W[0, r]
+                    s1 += c * W[1, r]
+                    s2 += c * W[2, r]
+                wb, ws = w_base[i, o], w_spline[i, o]
+                phi1 = m * (wb * b1 + ws * s1)
+                phi2 = m * (wb * b2 + ws * s2)
+                y[b, o] += m * (wb * b0 + ws * s0)
                 for a in range(D):
-                    dy[b, o, a] += phi1 * dx[b, i, a]
+                    dy[b, o, a] += phi1 * dxi[a]
                 for p in range(P):
-                    d2y[b, o, p] += phi2 * (dx[b, i, pairs[p, 0]] * dx[b, i, pairs[p, 1]]) + phi1 * d2x[b, i, p]
+                    d2y[b, o, p] += phi2 * outer[p] + phi1 * d2xi[p]
 
 
 @njit(cache=CACHE, parallel=True)
 def _jet_forward_tasks(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y, ext,
-                       n_tasks):
+                       inv, n_tasks):
     B = x.shape[0]
     for task in prange(n_tasks):
         _jet_forward_rows(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y, ext,
-                          task * B // n_tasks, (task + 1) * B // n_tasks)
+                          inv, task * B // n_tasks, (task + 1) * B // n_tasks)
 
 
 def _jet_forward(parallel, x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y):
     """Writes y (B, O), dy (B, O, D), d2y (B, O, P) of x (B, I), dx (B, I, D), d2x (B, I, P) for
     the pairs (P, 2) int64 of directions (reference.layer_jet_forward)."""
-    ext, _ = _tables(knots, k)
+    ext, inv = _tables(knots, k)
     if parallel:
         _jet_forward_tasks(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y,
-                           ext, thread_tasks(x.shape[0]))
+                           ext, inv, thread_tasks(x.shape[0]))
     else:
         _jet_forward_rows(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, base, y, dy, d2y,
-                          ext, 0, x.shape[0])
+                          ext, inv, 0, x.shape[0])
 
 
 def _jet_work(x, dx, d2x, pairs, knots, coef, w_base, w_spline, bias, mask, k, *rest):
@@ -150,67 +176,22 @@ layer_jet_forward = two_forms("layer_jet_forward", "forward", _jet_work, _jet_fo
 
 
 @njit(cache=CACHE)
-def _weights(b, i, o, dx, d2x, pairs, gy, gdy, gd2y):
-    """(A0, A1, A2): what a loss's gradient puts on phi, phi1 and phi2 of edge (i, o) at sample b."""
-    a1 = gdy.dtype.type(0)
-    a2 = gdy.dtype.type(0)
-    for a in range(dx.shape[2]):
-        a1 += gdy[b, o, a] * dx[b, i, a]
-    for p in range(d2x.shape[2]):
-        a1 += gd2y[b, o, p] * d2x[b, i, p]
-        a2 += gd2y[b, o, p] * (dx[b, i, pairs[p, 0]] * dx[b, i, pairs[p, 1]])
-    return gy[b, o], a1, a2
-
-
-@njit(cache=CACHE)
-def _jet_input_rows(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx, gd2x,
-                    ext, first, last):
-    I, n_basis, O = coef.shape
+def _jet_backward_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx,
+                         gd2x, dcoef, dw_base, dw_spline, ext, inv, first, last):
+    """Everything of inputs first..last-1: their parameter gradients (every sum over samples in
+    sample order) and the input gradients gx, gdx, gd2x of their columns (sums over outputs),
+    from one basis evaluation per (sample, input). Per (b, i, o) the loss's weights on phi,
+    phi1 and phi2 are a0 = gy[b,o], a1 = gdy[b,o,:] . dx[b,i,:] + gd2y[b,o,:] . d2x[b,i,:] and
+    a2 = gd2y[b,o,:] . outer (reference.layer_jet_backward)."""
+    n_basis, O = coef.shape[1], coef.shape[2]
     D, P = dx.shape[2], d2x.shape[2]
     dt = coef.dtype.type
     one = dt(1)
     T = np.zeros((k + 1, 4, k + 1), coef.dtype)
-    S = np.zeros(4, coef.dtype)
-    for b in range(first, last):
-        for i in range(I):
-            gx[b, i] = dt(0)
-            for a in range(D):
-                gdx[b, i, a] = dt(0)
-            for p in range(P):
-                gd2x[b, i, p] = dt(0)
-            xi = x[b, i]
-            s = _find_span(knots, i, xi)
-            if s >= 0:
-                _span_derivatives(ext, i, s, k, xi, T)
-            _, b1, b2, b3 = _base_jet(xi, base, one)
-            for o in range(O):
-                if mask[i, o] == dt(0):
-                    continue
-                _edge_terms(T, k, s, n_basis, coef, i, o, S)
-                m, wb, ws = mask[i, o], w_base[i, o], w_spline[i, o]
-                phi1 = m * (wb * b1 + ws * S[1])
-                phi2 = m * (wb * b2 + ws * S[2])
-                phi3 = m * (wb * b3 + ws * S[3])
-                a0, a1, a2 = _weights(b, i, o, dx, d2x, pairs, gy, gdy, gd2y)
-                gx[b, i] += a0 * phi1 + a1 * phi2 + a2 * phi3
-                for a in range(D):
-                    gdx[b, i, a] += gdy[b, o, a] * phi1
-                for p in range(P):
-                    through = gd2y[b, o, p] * phi2
-                    gdx[b, i, pairs[p, 0]] += through * dx[b, i, pairs[p, 1]]
-                    gdx[b, i, pairs[p, 1]] += through * dx[b, i, pairs[p, 0]]
-                    gd2x[b, i, p] += gd2y[b, o, p] * phi1
-
-
-@njit(cache=CACHE)
-def _jet_param_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, dcoef,
-                      dw_base, dw_spline, ext, first, last):
-    """Parameter gradients of inputs first..last-1: every sum over samples runs in sample order."""
-    n_basis, O = coef.shape[1], coef.shape[2]
-    dt = coef.dtype.type
-    one = dt(1)
-    T = np.zeros((k + 1, 4, k + 1), coef.dtype)
-    S = np.zeros(4, coef.dtype)
+    W = np.zeros((4, k + 1), coef.dtype)
+    rows = np.zeros(k + 1, np.int64)
+    dxi, outer, d2xi = np.zeros(D, coef.dtype), np.zeros(P, coef.dtype), np.zeros(P, coef.dtype)
+    g_dxi, g_d2xi = np.zeros(D, coef.dtype), np.zeros(P, coef.dtype)
     for i in range(first, last):
         for m in range(n_basis):
             for o in range(O):
@@ -222,51 +203,79 @@ def _jet_param_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_s
             xi = x[b, i]
             s = _find_span(knots, i, xi)
             if s >= 0:
-                _span_derivatives(ext, i, s, k, xi, T)
-            b0, b1, b2, _ = _base_jet(xi, base, one)
+                _span_derivatives(ext, inv, i, s, k, xi, T)
+            _span_weights(T, k, s, n_basis, rows, W)
+            _directions(b, i, dx, d2x, pairs, dxi, outer, d2xi)
+            b0, b1, b2, b3 = _base_jet(xi, base, one)
+            g_xi = dt(0)
+            for a in range(D):
+                g_dxi[a] = dt(0)
+            for p in range(P):
+                g_d2xi[p] = dt(0)
             for o in range(O):
-                if mask[i, o] == dt(0):
-                    continue
-                _edge_terms(T, k, s, n_basis, coef, i, o, S)
-                a0, a1, a2 = _weights(b, i, o, dx, d2x, pairs, gy, gdy, gd2y)
                 m = mask[i, o]
+                if m == dt(0):
+                    continue
+                s0, s1, s2, s3 = dt(0), dt(0), dt(0), dt(0)
+                for r in range(k + 1):
+                    c = coef[i, rows[r], o]
+                    s0 += c * W[0, r]
+                    s1 += c * W[1, r]
+                    s2 += c * W[2, r]
+                    s3 += c * W[3, r]
+                a0, a1, a2 = gy[b, o], dt(0), dt(0)
+                for a in range(D):
+                    a1 += gdy[b, o, a] * dxi[a]
+                for p in range(P):
+                    a1 += gd2y[b, o, p] * d2xi[p]
+                    a2 += gd2y[b, o, p] * outer[p]
+                wb, ws = w_base[i, o], w_spline[i, o]
+                phi1 = m * (wb * b1 + ws * s1)
+                phi2 = m * (wb * b2 + ws * s2)
+                phi3 = m * (wb * b3 + ws * s3)
+                g_xi += a0 * phi1 + a1 * phi2 + a2 * phi3
+                for a in range(D):
+                    g_dxi[a] += gdy[b, o, a] * phi1
+                for p in range(P):
+                    through = gd2y[b, o, p] * phi2
+                    g_dxi[pairs[p, 0]] += through * dxi[pairs[p, 1]]
+                    g_dxi[pairs[p, 1]] += through * dxi[pairs[p, 0]]
+                    g_d2xi[p] += gd2y[b, o, p] * phi1
                 dw_base[i, o] += m * (a0 * b0 + a1 * b1 + a2 * b2)
-                dw_spline[i, o] += m * (a0 * S[0] + a1 * S[1] + a2 * S[2])
-                if s >= 0:
-                    scale = m * w_spline[i, o]
-                    for r in range(k + 1):
-                        j = s - k + r
-                        if 0 <= j < n_basis:
-                            dcoef[i, j, o] += scale * (a0 * T[k, 0, r] + a1 * T[k, 1, r] + a2 * T[k, 2, r])
+                dw_spline[i, o] += m * (a0 * s0 + a1 * s1 + a2 * s2)
+                scale = m * ws
+                for r in range(k + 1):
+                    dcoef[i, rows[r], o] += scale * (a0 * W[0, r] + a1 * W[1, r] + a2 * W[2, r])
+            gx[b, i] = g_xi
+            for a in range(D):
+                gdx[b, i, a] = g_dxi[a]
+            for p in range(P):
+                gd2x[b, i, p] = g_d2xi[p]
 
 
 @njit(cache=CACHE, parallel=True)
 def _jet_backward_tasks(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx,
-                        gd2x, dcoef, dw_base, dw_spline, ext, row_tasks, input_tasks):
-    B, I = x.shape
-    for task in prange(row_tasks):
-        _jet_input_rows(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx,
-                        gd2x, ext, task * B // row_tasks, (task + 1) * B // row_tasks)
-    for task in prange(input_tasks):
-        _jet_param_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, dcoef,
-                          dw_base, dw_spline, ext, task * I // input_tasks, (task + 1) * I // input_tasks)
+                        gd2x, dcoef, dw_base, dw_spline, ext, inv, n_tasks):
+    I = x.shape[1]
+    for task in prange(n_tasks):
+        _jet_backward_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx,
+                             gdx, gd2x, dcoef, dw_base, dw_spline, ext, inv, task * I // n_tasks,
+                             (task + 1) * I // n_tasks)
 
 
 def _jet_backward(parallel, x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx,
                   gdx, gd2x, dcoef, dw_base, dw_spline, dbias):
     """Writes gx (B, I), gdx (B, I, D), gd2x (B, I, P) and dcoef, dw_base, dw_spline, dbias: the
     gradient of sum(gy y) + sum(gdy dy) + sum(gd2y d2y) of layer_jet_forward
-    (reference.layer_jet_backward)."""
-    ext, _ = _tables(knots, k)
+    (reference.layer_jet_backward). A task owns a group of inputs: their parameters and their
+    columns of gx, gdx, gd2x."""
+    ext, inv = _tables(knots, k)
+    args = (x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx, gd2x, dcoef,
+            dw_base, dw_spline, ext, inv)
     if parallel:
-        _jet_backward_tasks(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx,
-                            gdx, gd2x, dcoef, dw_base, dw_spline, ext, thread_tasks(x.shape[0]),
-                            thread_tasks(x.shape[1]))
+        _jet_backward_tasks(*args, thread_tasks(x.shape[1]))
     else:
-        _jet_input_rows(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, gx, gdx,
-                        gd2x, ext, 0, x.shape[0])
-        _jet_param_inputs(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, base, dcoef,
-                          dw_base, dw_spline, ext, 0, x.shape[1])
+        _jet_backward_inputs(*args, 0, x.shape[1])
     _bias_sums(gy, dbias)
 
 
@@ -281,7 +290,7 @@ def _bias_sums(gy, dbias):
 
 
 def _jet_backward_work(x, dx, d2x, pairs, gy, gdy, gd2y, knots, coef, w_base, w_spline, mask, k, *rest):
-    return 2 * sweep_work(x.shape[0], coef, k) * (1 + dx.shape[2] + d2x.shape[2])
+    return 2 * sweep_work(x.shape[0], coef, k) * (1 + dx.shape[2] + d2x.shape[2]) if x.shape[1] > 1 else 0
 
 
 layer_jet_backward = two_forms("layer_jet_backward", "backward", _jet_backward_work, _jet_backward)
