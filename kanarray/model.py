@@ -21,12 +21,9 @@ import warnings
 
 import numpy as np
 
-from .symbolic import formula as formulalib
-from .io import checkpoint as io
-from .io import mlp as mlplib
-from .analysis import plot as plotlib
-from .analysis import prune as prunelib
-from .symbolic import edges as symbolic
+from .symbolic import edges as symbolic, formula as formulalib
+from .io import checkpoint as io, mlp as mlplib
+from .analysis import plot as plotlib, prune as prunelib
 from .training import loop
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
@@ -34,7 +31,7 @@ from .core.checks import check_int
 from .training.distributed import MPIRanks
 from .core.layer import GROUPS
 from .core.metrics import mean_and_std, r2_score
-from .core.jet import check_jet_model, check_pairs, forward_jet
+from .core.jet import check_pairs, forward_jet
 from .core.network import Network, check_scaling, range_to_grid
 from .core.workspace import Workspace
 from .training.objective import Objective, check_loss, evaluate
@@ -105,16 +102,8 @@ class KAN(Network):
     predict = __call__
 
     def derivatives(self, x, second=()):
-        """Outputs with their exact derivatives in the inputs, at inputs x (B, width[0]) -> a
-        kanarray.core.jet.Jet of host arrays: value (B, O), grad (B, O, D) with
-        grad[b, o, a] = du_o/dx_a, and second (B, O, P) with second[b, o, p] = d2u_o/dx_a dx_b
-        for the p-th pair (a, b) of `second`, e.g. second=[(0, 0), (1, 1)] for the Laplacian's
-        terms. Forward mode through every layer, multiplication node and scaling (CPU; spline
-        edges only: a model with symbolic edges gets a ValueError)."""
-        check_jet_model(self)
-        pairs = check_pairs(second, self.width[0])
-        jet, _ = forward_jet(self, self.as_batch(x), pairs)
-        return jet
+        """Exact Jet(u (B, O), du/dx (B, O, D), d2u/dx_a dx_b (B, O, P)) per pair (a, b) of `second`."""
+        return forward_jet(self, self.as_batch(x), check_pairs(second, self.width[0]))[0]
 
     def score(self, x, y):
         """Coefficient of determination R^2 of the predictions (over all outputs); needs >= 2 rows."""

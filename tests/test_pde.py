@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from kanarray import KAN, PDE, Dirichlet, Neumann, Periodic, fit_pde
-from kanarray.training.objective import Evaluation
 from kanarray.training.pde import PDEObjective
 
 PI = np.pi
@@ -51,9 +50,10 @@ def test_adaptive_weights_follow_the_residual():
     history = fit_pde(model, _problem(rng), opt="adam", steps=3, adaptive=(0.5, 1.0), log=0)
     assert len(history["train_loss"]) == 3
     objective = PDEObjective(model, _problem(rng), adaptive=(0.5, 1.0))
-    objective.step_metrics(Evaluation(1.0, None, 0.0, 0.0))  # what the loop does after a step
-    objective.select(None)                                   # and before the next
-    r = np.abs(objective._last_r)
+    objective.select(None)  # before the first step: the weights start at 1
+    assert np.array_equal(objective.lam, np.ones(objective.n_rows))
+    objective.select(None)  # before the next: gamma lam + eta |r| / max |r|
+    r = np.abs(objective.evaluate(model.params, need_grad=False)[2]["r"])
     np.testing.assert_allclose(objective.lam, 0.5 + r / r.max())
 
 

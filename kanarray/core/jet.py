@@ -76,7 +76,9 @@ def check_jet_model(net):
 
 def forward_jet(net, x, pairs, params=None):
     """(Jet, Trace) of the network at raw device inputs x (B, width[0]) for the input pairs
-    (P, 2) of check_pairs; params: views(...) of the parameters to use (default: net's)."""
+    (P, 2) of check_pairs; params: views(...) of the parameters to use (default: net's).
+    A model that has no jets (check_jet_model) gets a ValueError."""
+    check_jet_model(net)
     params = [layer.params for layer in net.layers] if params is None else params
     dtype, (B, D) = net.np_dtype, x.shape
     kernels = net.backend.kernels

@@ -30,11 +30,11 @@ interior residual (unweighted), boundary_loss the RMS misfit over every conditio
 test_loss the relative L2 error against `solution` when it is given (else sqrt(L)).
 """
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from .loop import fit as loop_fit
-from .objective import Evaluation
 from .options import fit_options
 from ..core.checks import check_real
 from ..core.jet import backward_jet, check_jet_model, check_pairs, forward_jet
@@ -169,6 +169,18 @@ def _check_residual(out, n, n_inputs, n_pairs):
     return arrays
 
 
+class PDEEvaluation(NamedTuple):
+    """An evaluation for the loop: loss and grad as every objective's, data_loss the mean
+    squared interior residual, reg 0 (no regulariser), boundary the mean squared misfit over
+    every condition's points."""
+
+    loss: float
+    grad: object
+    data_loss: float
+    reg: float
+    boundary: float
+
+
 class PDEObjective:
     """A PDE's loss on a model for kanarray.training.loop.fit (one process)."""
 
@@ -186,27 +198,28 @@ class PDEObjective:
         self.n_rows = self.x.shape[0]
         self.lam = np.ones(self.n_rows)
         self.adaptive = adaptive
+        self.steps_taken = 0
         self.no_pairs = np.zeros((0, 2), np.int64)
         self.first_order = check_pairs([], model.width[0])
 
     # the loop's protocol ----------------------------------------------------------------
     def select(self, rows):
+        """Before every step: with adaptive weights, move them by the residual at the model's
+        parameters (the last step's result)."""
         if rows is not None:
             raise ValueError("fit_pde uses every collocation point at every step (batch=-1)")
-        if self.adaptive is not None and getattr(self, "_last_r", None) is not None:
+        if self.adaptive is not None and self.steps_taken:
             gamma, eta = self.adaptive
-            r = np.abs(self._last_r)
+            r = np.abs(self.evaluate(self.model.params, need_grad=False)[2]["r"])
             self.lam = gamma * self.lam + eta * r / max(r.max(), 1e-300)
+        self.steps_taken += 1
 
     def value_and_grad(self, point):
         loss, grad, parts = self.evaluate(point)
-        return Evaluation(loss, grad, parts["residual"], parts["boundary"])
+        return PDEEvaluation(loss, grad, parts["residual"], 0.0, parts["boundary"])
 
     def step_metrics(self, ev):
-        _, _, parts = self.evaluate(self.model.params, need_grad=False)
-        self._last_r = parts["r"]
-        return {"train_loss": float(np.sqrt(np.mean(parts["r"] ** 2))),
-                "boundary_loss": float(np.sqrt(parts["boundary_mse"])),
+        return {"train_loss": float(np.sqrt(ev.data_loss)), "boundary_loss": float(np.sqrt(ev.boundary)),
                 "test_loss": self.error() if self.problem.solution is not None else float(np.sqrt(ev.loss))}
 
     def update_grid(self, margin=0.0):
@@ -253,8 +266,7 @@ class PDEObjective:
             sse, count = sse + c_sse, count + c_count
             if need_grad:
                 grad += part_grad
-        parts = {"r": r, "residual": float(np.mean(r ** 2)), "boundary": sse / max(count, 1),
-                 "boundary_mse": sse / max(count, 1)}
+        parts = {"r": r, "residual": float(np.mean(r ** 2)), "boundary": sse / max(count, 1)}
         return loss, grad, parts
 
     def _condition(self, c, params, part_grad):
