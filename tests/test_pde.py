@@ -143,3 +143,26 @@ def test_a_step_that_turns_nan_is_rolled_back():
     assert history["stopped"] is not None
     assert np.isfinite(model.params).all()
     assert np.isfinite(model.derivatives(problem.interior, [(0, 0)]).second).all()
+
+
+def test_causal_weights_wait_for_earlier_times():
+    """Slice j of the time input weighs exp(-eps * sum of the mean squared residuals of slices
+    0..j-1); the earliest slice always weighs 1."""
+    rng = np.random.default_rng(2)
+    model = KAN([2, 3, 1], grid=4, seed=0)
+    problem = _problem(rng)
+    objective = PDEObjective(model, problem, causal=(1, 4, 0.5))
+    objective.select(None)
+    objective.select(None)
+    r = objective.evaluate(model.params, need_grad=False)[2]["r"]
+    t = problem.interior[:, 1]
+    edges = np.linspace(t.min(), t.max(), 5)
+    slices = np.minimum(np.searchsorted(edges, t, side="right") - 1, 3)
+    mse = np.array([np.mean(r[slices == j] ** 2) for j in range(4)])
+    expected = np.exp(-0.5 * np.concatenate([[0.0], np.cumsum(mse)[:-1]]))[slices]
+    np.testing.assert_allclose(objective.lam ** 2, expected, rtol=1e-12)
+    assert np.all(objective.lam[slices == 0] == 1.0)
+    with pytest.raises(ValueError, match="causal must be"):
+        fit_pde(model, problem, causal=(1, 4), log=0)
+    with pytest.raises(ValueError, match="time input must be one of"):
+        PDEObjective(model, problem, causal=(2, 4, 1.0))

@@ -36,7 +36,7 @@ import numpy as np
 
 from .loop import fit as loop_fit
 from .options import fit_options
-from ..core.checks import check_real
+from ..core.checks import check_int, check_real
 from ..core.jet import backward_jet, check_jet_model, check_pairs, forward_jet
 
 
@@ -186,7 +186,7 @@ class PDEObjective:
 
     is_root = True
 
-    def __init__(self, model, problem, adaptive=None):
+    def __init__(self, model, problem, adaptive=None, causal=None):
         check_jet_model(model)
         if model.width[-1] != 1:
             raise ValueError(f"fit_pde trains a model with one output u, got width {model.width}")
@@ -196,23 +196,43 @@ class PDEObjective:
         dtype = model.np_dtype
         self.x = problem.interior.astype(dtype)
         self.n_rows = self.x.shape[0]
-        self.lam = np.ones(self.n_rows)
-        self.adaptive = adaptive
+        self.lam = np.ones(self.n_rows)  # per point: attention * sqrt(causal weight)
+        self.attention, self.causal_weight = np.ones(self.n_rows), np.ones(self.n_rows)
+        self.adaptive, self.causal = adaptive, causal
+        if causal is not None:
+            column, self.n_slices, _ = causal
+            if not 0 <= column < self.x.shape[1]:
+                raise ValueError(f"causal: the time input must be one of the {self.x.shape[1]} inputs, got {column}")
+            t = problem.interior[:, column]
+            edges = np.linspace(t.min(), t.max(), self.n_slices + 1)
+            self.slices = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, self.n_slices - 1)
+            self.slice_counts = np.bincount(self.slices, minlength=self.n_slices)
         self.steps_taken = 0
         self.no_pairs = np.zeros((0, 2), np.int64)
         self.first_order = check_pairs([], model.width[0])
 
     # the loop's protocol ----------------------------------------------------------------
     def select(self, rows):
-        """Before every step: with adaptive weights, move them by the residual at the model's
-        parameters (the last step's result)."""
+        """Before every step after the first: move the adaptive and causal weights by the
+        residual at the model's parameters (the last step's result)."""
         if rows is not None:
             raise ValueError("fit_pde uses every collocation point at every step (batch=-1)")
-        if self.adaptive is not None and self.steps_taken:
-            gamma, eta = self.adaptive
-            r = np.abs(self.evaluate(self.model.params, need_grad=False)[2]["r"])
-            self.lam = gamma * self.lam + eta * r / max(r.max(), 1e-300)
+        if (self.adaptive is not None or self.causal is not None) and self.steps_taken:
+            r = self.evaluate(self.model.params, need_grad=False)[2]["r"]
+            if self.adaptive is not None:
+                gamma, eta = self.adaptive
+                self.attention = gamma * self.attention + eta * np.abs(r) / max(np.abs(r).max(), 1e-300)
+            if self.causal is not None:
+                self.causal_weight = self._causal_weights(r)
+            self.lam = self.attention * np.sqrt(self.causal_weight)
         self.steps_taken += 1
+
+    def _causal_weights(self, r):
+        """exp(-eps * the mean squared residual of all earlier time slices), per point."""
+        _, _, eps = self.causal
+        slice_mse = np.bincount(self.slices, r ** 2, self.n_slices) / np.maximum(self.slice_counts, 1)
+        earlier = np.concatenate([[0.0], np.cumsum(slice_mse)[:-1]])
+        return np.exp(-eps * earlier)[self.slices]
 
     def value_and_grad(self, point):
         loss, grad, parts = self.evaluate(point)
@@ -310,13 +330,16 @@ class PDEObjective:
 
 def fit_pde(model, problem, opt="adam", steps=100, lr=None, update_grid=False, grid_update_num=10,
             start_grid_update_step=-1, stop_grid_update_step=50, grid_margin=0.0, adaptive=False,
-            seed=0, log=None, callback=None, lbfgs_iters=20, lbfgs_history=10):
+            causal=None, seed=0, log=None, callback=None, lbfgs_iters=20, lbfgs_history=10):
     """Train `model` (one output, CPU, spline edges) in place on the PDE `problem`; return the
     history (train_loss, boundary_loss, test_loss per step: the module docstring).
 
     opt, steps, lr, lbfgs_iters, lbfgs_history, log, callback, seed and the grid-update keywords
     are KAN.fit's. adaptive: False, True (residual-based attention with gamma = 0.999, eta =
-    0.01) or a pair (gamma, eta), 0 <= gamma <= 1, eta >= 0.
+    0.01) or a pair (gamma, eta), 0 <= gamma <= 1, eta >= 0. causal: None or (time input,
+    slices, eps): causal training, the interior points binned into `slices` equal slices of
+    that input and each slice's residual weighed by exp(-eps * the mean squared residual of
+    the slices before it), so that later times count once earlier ones are fitted.
     """
     if not isinstance(problem, PDE):
         raise TypeError(f"problem must be a kanarray.PDE, got {type(problem).__name__}")
@@ -329,10 +352,15 @@ def fit_pde(model, problem, opt="adam", steps=100, lr=None, update_grid=False, g
             raise ValueError(f"adaptive must be True, False or a pair (gamma, eta), got {adaptive!r}")
         adaptive = (check_real(adaptive[0], "adaptive gamma", minimum=0, maximum=1),
                     check_real(adaptive[1], "adaptive eta", minimum=0))
+    if causal is not None:
+        if not (isinstance(causal, tuple) and len(causal) == 3):
+            raise ValueError(f"causal must be None or (time input, slices, eps), got {causal!r}")
+        causal = (check_int(causal[0], "causal time input", 0), check_int(causal[1], "causal slices", 1),
+                  check_real(causal[2], "causal eps", minimum=0))
     options = fit_options(opt, steps, lr, -1, update_grid, grid_update_num, start_grid_update_step,
                           stop_grid_update_step, seed, log, callback, lbfgs_iters, None, grid_margin,
                           lbfgs_history)
-    objective = PDEObjective(model, problem, adaptive)
+    objective = PDEObjective(model, problem, adaptive, causal)
     start = model.snapshot()
     loss, _, _ = objective.evaluate(model.params, need_grad=False)
     if not np.isfinite(loss):
