@@ -23,7 +23,8 @@ compilation; kanarray's L-BFGS iterations include their line searches. Float64 f
 the peers' dtype is theirs (bench/pde_peers.py says).
 
 kanarray's schedule per problem: Adam (lr 1e-2) on the starting grid, then L-BFGS on each grid
-of the grid-extension schedule (KAN.refine), as the KAN paper trains its Poisson example.
+of the grid-extension schedule (KAN.refine), as the KAN paper trains its Poisson example; for
+the time-dependent problems the Adam phase is causal (fit_pde's causal=(t, 16 slices, eps 10)).
 --quick: one seed, a fraction of the iterations, no peers (a smoke run; not for the results).
 Writes pde.json and pde.md.
 """
@@ -166,15 +167,16 @@ def burgers(n):
             "test_points": test, "test_values": burgers_reference(xs, ts).reshape(-1), "peer_residual": "burgers"}
 
 
-# width, starting grid, grids of the extension, collocation grid n, Adam steps, L-BFGS steps per grid
+# width, grids of the extension schedule, Adam steps, L-BFGS steps per grid, causal training
 SETUPS = {
     "poisson": dict(build=lambda: poisson(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=100),
-    "helmholtz": dict(build=lambda: helmholtz(41), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=100),
-    "allen_cahn": dict(build=lambda: allen_cahn(41, 1e-3), width=[2, 6, 6, 1], grids=[5, 10], adam=500,
-                       lbfgs=150),
-    "allen_cahn_1e-4": dict(build=lambda: allen_cahn(41, 1e-4), width=[2, 6, 6, 1], grids=[5, 10], adam=500,
-                            lbfgs=150),
-    "burgers": dict(build=lambda: burgers(41), width=[2, 6, 6, 1], grids=[5, 10], adam=500, lbfgs=150),
+    "helmholtz": dict(build=lambda: helmholtz(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=100),
+    "allen_cahn": dict(build=lambda: allen_cahn(31, 1e-3), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
+                       lbfgs=100, causal=(1, 16, 10.0)),
+    "allen_cahn_1e-4": dict(build=lambda: allen_cahn(31, 1e-4), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
+                            lbfgs=100, causal=(1, 16, 10.0)),
+    "burgers": dict(build=lambda: burgers(31), width=[2, 6, 6, 1], grids=[5, 10], adam=500, lbfgs=100,
+                    causal=(1, 16, 10.0)),
 }
 
 
@@ -207,7 +209,7 @@ def run_kanarray(setup, spec, seed, scale):
     stamps = []
     adam_steps, lbfgs_steps = max(2, int(setup["adam"] * scale)), max(1, int(setup["lbfgs"] * scale))
     start = time.perf_counter()
-    fit_pde(model, problem, opt="adam", steps=adam_steps, lr=1e-2, log=0,
+    fit_pde(model, problem, opt="adam", steps=adam_steps, lr=1e-2, log=0, causal=setup.get("causal"),
             callback=lambda step, m, h: stamps.append(time.perf_counter()))
     lbfgs_seconds, lbfgs_evals = 0.0, 0
     for g in setup["grids"]:
@@ -220,8 +222,10 @@ def run_kanarray(setup, spec, seed, scale):
     return {"rel_l2": relative_error(model, spec), "seconds": time.perf_counter() - start,
             "seconds_per_iter": float(np.median(np.diff(stamps))), "params": trainable(model),
             "lbfgs_seconds_per_eval": lbfgs_seconds / max(lbfgs_evals, 1),
-            "optimizer": f"Adam {adam_steps} steps (lr 1e-2), then L-BFGS {lbfgs_steps} steps per grid "
-                         f"{setup['grids']}", "width": setup["width"]}
+            "optimizer": f"Adam {adam_steps} steps (lr 1e-2"
+                         + (f", causal {setup['causal']}" if "causal" in setup else "")
+                         + f"), then L-BFGS {lbfgs_steps} steps per grid {setup['grids']}",
+            "width": setup["width"]}
 
 
 def peer_spec(spec, setup, scale):

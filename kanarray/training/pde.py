@@ -17,10 +17,15 @@ KAN.fit's loss_fn, one level up. The loss is
     L = weight * mean_i (lambda_i r_i)^2 + sum_c weight_c * mean_j e_cj^2
 
 with e the misfit of every condition c at its points: Dirichlet u - g, Neumann grad u . n - g,
-Periodic u(a) - u(b) and grad u(a) - grad u(b). lambda = 1 unless adaptive weights are on
-(residual-based attention: after every step lambda <- gamma lambda + eta |r| / max |r|, so that
-points the network keeps failing weigh more; it changes the objective between steps, which
-suits Adam better than L-BFGS). Initial conditions of time-dependent problems are Dirichlet
+Periodic u(a) - u(b) and grad u(a) - grad u(b). lambda = 1 unless adaptive or causal weights
+are on (both move after every step, by the residual at the step's result; they change the
+objective between steps, which suits Adam better than L-BFGS):
+- adaptive, residual-based attention: a <- gamma a + eta |r| / max |r|, so that points the
+  network keeps failing weigh more;
+- causal: the points binned into slices of the time input, slice j weighed by
+  c_j = exp(-eps * sum_{i<j} mean_{slice i} r^2), so that later times count once earlier ones
+  fit (a PDE solved forward in time, not all at once);
+and lambda = a sqrt(c). Initial conditions of time-dependent problems are Dirichlet
 conditions on the t = t0 slice. The gradient comes from kanarray.core.jet: exact derivatives
 forward, the hand-derived backward through them.
 
