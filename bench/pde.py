@@ -71,7 +71,7 @@ def poisson(n):
     interior, edge = _square(n)
     test = _test_square()
     return {"residual": residual, "second": [(0, 0), (1, 1)], "interior": interior,
-            "conditions": [("dirichlet", edge, np.zeros(len(edge)), 100.0)],
+            "conditions": [("dirichlet", edge, np.zeros(len(edge)), 1000.0)],
             "test_points": test, "test_values": exact(test), "peer_residual": "poisson"}
 
 
@@ -89,17 +89,22 @@ def helmholtz(n):
     interior, edge = _square(n)
     test = _test_square()
     return {"residual": residual, "second": [(0, 0), (1, 1)], "interior": interior,
-            "conditions": [("dirichlet", edge, np.zeros(len(edge)), 100.0)],
+            "conditions": [("dirichlet", edge, np.zeros(len(edge)), 1000.0)],
             "test_points": test, "test_values": exact(test), "peer_residual": "helmholtz"}
 
 
 def _space_time(n):
     """Interior (x, t) points, the t = 0 line and the x = -1 / x = 1 lines, n points a side."""
-    xs, ts = np.linspace(-1, 1, n), np.linspace(0, 1, n)
+    return _space_time_grid(n, n)
+
+
+def _space_time_grid(nx, nt):
+    xs, ts = np.linspace(-1, 1, nx), np.linspace(0, 1, nt)
+    n = nx
     grid = np.stack(np.meshgrid(xs, ts), axis=-1).reshape(-1, 2)
     inside = (np.abs(grid[:, 0]) < 1) & (grid[:, 1] > 0)
     start = np.c_[xs, np.zeros(n)]
-    left, right = np.c_[-np.ones(n - 1), ts[1:]], np.c_[np.ones(n - 1), ts[1:]]
+    left, right = np.c_[-np.ones(nt - 1), ts[1:]], np.c_[np.ones(nt - 1), ts[1:]]
     return grid[inside], start, left, right
 
 
@@ -118,13 +123,16 @@ def allen_cahn_reference(D, modes=512, times=101):
 
 
 def allen_cahn(n, D):
+    return allen_cahn_from_points(*_space_time(n), D)
+
+
+def allen_cahn_from_points(interior, start, left, right, D):
     def residual(x, u, grad, second):
         dgrad = np.zeros_like(grad)
         dgrad[:, 1] = 1
         return (grad[:, 1] - D * second[:, 0] + 5 * u ** 3 - 5 * u, 15 * u ** 2 - 5, dgrad,
                 np.full_like(second, -D))
 
-    interior, start, left, right = _space_time(n)
     xr, tr, ur = allen_cahn_reference(D)
     xs, ts = xr[::5], tr  # 103 x 101 of the reference grid
     test = np.stack(np.meshgrid(xs, ts), axis=-1).reshape(-1, 2)
@@ -169,8 +177,8 @@ def burgers(n):
 
 # width, grids of the extension schedule, Adam steps, L-BFGS steps per grid, causal training
 SETUPS = {
-    "poisson": dict(build=lambda: poisson(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=100),
-    "helmholtz": dict(build=lambda: helmholtz(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=100),
+    "poisson": dict(build=lambda: poisson(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=150),
+    "helmholtz": dict(build=lambda: helmholtz(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=150),
     "allen_cahn": dict(build=lambda: allen_cahn(31, 1e-3), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
                        lbfgs=100, causal=(1, 16, 10.0)),
     "allen_cahn_1e-4": dict(build=lambda: allen_cahn(31, 1e-4), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
@@ -243,6 +251,22 @@ def peer_spec(spec, setup, scale):
     return out
 
 
+def speed(peers, seed=0, steps=30):
+    """Seconds per Adam iteration on Allen-Cahn (D = 1e-3) at 4,096 interior points (a 66 x 65
+    grid less its edges) with [2, 8, 8, 1], G = 5: every solver, one seed, `steps` iterations."""
+    spec = allen_cahn_from_points(*_space_time_grid(66, 65), 1e-3)
+    setup = {"width": [2, 8, 8, 1], "grids": [5], "adam": steps, "lbfgs": 0}
+    model = KAN(setup["width"], grid=5, seed=seed)
+    model.input_scaling = (np.array([0.0, 0.5]), np.array([1.0, 0.5]))
+    stamps = []
+    fit_pde(model, kanarray_problem(spec), opt="adam", steps=steps, lr=1e-2, log=0,
+            callback=lambda step, m, h: stamps.append(time.perf_counter()))
+    rows = {"kanarray": float(np.median(np.diff(stamps)))}
+    for name, run in peers.items():
+        rows[name] = run(dict(peer_spec(spec, setup, 1.0), lbfgs_steps=0), seed)["seconds_per_iter"]
+    return {"points": len(spec["interior"]), "width": setup["width"], "seconds_per_iter": rows}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=list(SETUPS), choices=list(SETUPS))
@@ -266,6 +290,9 @@ def main():
                "threads": numba.get_num_threads(), "quick": args.quick, "runs": [], "summary": {}}
     if peers:
         results["peer_versions"] = pde_peers.versions()
+    if not args.quick:
+        results["speed"] = speed(peers)
+        print("speed:", results["speed"], flush=True)
     for name in args.problems:
         setup = SETUPS[name]
         spec = setup["build"]()
@@ -303,6 +330,14 @@ def write(results, out):
             errors = ", ".join(f"{e:.2e}" for e in row["rel_l2"])
             lines.append(f"| {problem} | {solver} | {errors} | {np.median(row['rel_l2']):.2e} | "
                          f"{np.median(row['seconds_per_iter']) * 1e3:.1f} |")
+    if "speed" in results:
+        speed_row = results["speed"]
+        lines += ["", f"### One Adam iteration on Allen-Cahn, {speed_row['points']} collocation points, "
+                      f"{speed_row['width']}, G = 5", "", "| solver | ms per iteration | kanarray faster by |",
+                  "|---|---|---|"]
+        ours = speed_row["seconds_per_iter"]["kanarray"]
+        for solver, seconds in speed_row["seconds_per_iter"].items():
+            lines.append(f"| {solver} | {seconds * 1e3:.1f} | {seconds / ours:.1f}x |")
     lines += ["", "## Every run", "", "| problem | solver | seed | width | parameters | optimizer | rel. L2 | "
               "ms/iter | total s |", "|---|---|---|---|---|---|---|---|---|"]
     for row in results["runs"]:
