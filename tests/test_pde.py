@@ -166,3 +166,33 @@ def test_causal_weights_wait_for_earlier_times():
         fit_pde(model, problem, causal=(1, 4), log=0)
     with pytest.raises(ValueError, match="time input must be one of"):
         PDEObjective(model, problem, causal=(2, 4, 1.0))
+
+
+def _bench_pde():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "pde.py"
+    spec = importlib.util.spec_from_file_location("bench_pde", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_references_solve_their_equations():
+    """bench/pde.py's reference solutions, checked by finite differences: Burgers (Cole-Hopf by
+    quadrature) and Allen-Cahn (spectral in x, DOP853 in t) have residuals small against the
+    terms of their equations, and start from their initial conditions."""
+    bench = _bench_pde()
+    nu = 0.01 / PI
+    x, dt = np.linspace(-1, 1, 2001), 1e-4
+    u = bench.burgers_reference(x, np.array([0.3 - dt, 0.3, 0.3 + dt]))
+    u_x = np.gradient(u[1], x)
+    residual = (u[2] - u[0]) / (2 * dt) + u[1] * u_x - nu * np.gradient(u_x, x)
+    assert np.abs(residual[50:-50]).max() < 2e-3 * np.abs(u[1] * u_x).max()  # measured 8e-4
+    np.testing.assert_allclose(bench.burgers_reference(x, np.array([0.0]))[0], -np.sin(PI * x), atol=1e-12)
+    xr, t, ur = bench.allen_cahn_reference(1e-3, modes=256, times=201)
+    np.testing.assert_allclose(ur[0], xr ** 2 * np.cos(PI * xr), atol=1e-12)
+    u_t = np.gradient(ur, t, axis=0)[50:150]
+    u_xx = np.fft.irfft(-(PI * np.fft.rfftfreq(256, d=1 / 256)) ** 2 * np.fft.rfft(ur[50:150], axis=1), n=256, axis=1)
+    assert np.abs(u_t - 1e-3 * u_xx + 5 * ur[50:150] ** 3 - 5 * ur[50:150]).max() < 2e-2
