@@ -196,3 +196,25 @@ def test_the_benchmark_references_solve_their_equations():
     u_t = np.gradient(ur, t, axis=0)[50:150]
     u_xx = np.fft.irfft(-(PI * np.fft.rfftfreq(256, d=1 / 256)) ** 2 * np.fft.rfft(ur[50:150], axis=1), n=256, axis=1)
     assert np.abs(u_t - 1e-3 * u_xx + 5 * ur[50:150] ** 3 - 5 * ur[50:150]).max() < 2e-2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resampling_draws_where_the_residual_is_large(seed):
+    """RAD: with r = 10 on the pool's right half and 0 on its left, a right point has density
+    100/50 + 1 = 3 against 1, so about 3/4 of the 40 points drawn from the 400 are on the right
+    (30 expected; at least 24 for every seed); the draw is fixed by the seed."""
+    def residual(x, u, grad, second):
+        return 10.0 * (x[:, 0] > 0), np.zeros_like(u), np.zeros_like(grad), np.zeros_like(second)
+
+    rng = np.random.default_rng(seed)
+    pool = rng.uniform(-1, 1, (400, 2))
+    problem = PDE(residual, pool[:40])
+    drawn = []
+    for _ in range(2):
+        objective = PDEObjective(KAN([2, 3, 1], grid=4), problem, resample=(1, pool), seed=seed)
+        objective.select(None)
+        objective.select(None)  # the second step is due: points from the pool
+        drawn.append(objective.points)
+    assert np.array_equal(drawn[0], drawn[1])
+    assert len(np.unique(drawn[0], axis=0)) == 40 and np.isin(drawn[0][:, 0], pool[:, 0]).all()
+    assert (drawn[0][:, 0] > 0).sum() >= 24

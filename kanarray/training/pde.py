@@ -150,9 +150,10 @@ class PDE:
             points = _points(solution[0], "solution points", n_inputs)
             self.solution = (points, _values(solution[1], points, "solution values"))
 
-    def all_points(self):
-        """Every point the loss reads (N_all, D): where grid updates place the knots."""
-        parts = [self.interior]
+    def all_points(self, interior=None):
+        """Every point the loss reads (N_all, D), with these interior points (default: the
+        problem's): where grid updates place the knots."""
+        parts = [self.interior if interior is None else interior]
         for c in self.conditions:
             parts.append(c.points)
             if isinstance(c, Periodic):
@@ -161,6 +162,7 @@ class PDE:
 
 
 def _check_residual(out, n, n_inputs, n_pairs):
+    """The residual function's answer as float64 arrays, or a clear error."""
     if not (isinstance(out, tuple) and len(out) == 4):
         raise TypeError("residual must return a tuple (r, dr/du, dr/dgrad, dr/dsecond)")
     shapes = ((n,), (n,), (n, n_inputs), (n, n_pairs))
@@ -191,37 +193,43 @@ class PDEObjective:
 
     is_root = True
 
-    def __init__(self, model, problem, adaptive=None, causal=None):
+    def __init__(self, model, problem, adaptive=None, causal=None, resample=None, seed=0):
         check_jet_model(model)
         if model.width[-1] != 1:
             raise ValueError(f"fit_pde trains a model with one output u, got width {model.width}")
         if problem.interior.shape[1] != model.width[0]:
             raise ValueError(f"the problem has {problem.interior.shape[1]} inputs, the model {model.width[0]}")
+        if causal is not None and not 0 <= causal[0] < model.width[0]:
+            raise ValueError(f"causal: the time input must be one of the {model.width[0]} inputs, got {causal[0]}")
         self.model, self.problem = model, problem
-        dtype = model.np_dtype
-        self.x = problem.interior.astype(dtype)
-        self.n_rows = self.x.shape[0]
+        self.adaptive, self.causal, self.resample = adaptive, causal, resample
+        self.rng = np.random.default_rng(seed)
+        self.steps_taken = 0
+        self.first_order = check_pairs([], model.width[0])  # the conditions need u and grad u only
+        self._set_points(problem.interior)
+
+    def _set_points(self, points):
+        """Collocation points (N, D) host float64: the weights start again at 1."""
+        self.points = points
+        self.n_rows = points.shape[0]
         self.lam = np.ones(self.n_rows)  # per point: attention * sqrt(causal weight)
         self.attention, self.causal_weight = np.ones(self.n_rows), np.ones(self.n_rows)
-        self.adaptive, self.causal = adaptive, causal
-        if causal is not None:
-            column, self.n_slices, _ = causal
-            if not 0 <= column < self.x.shape[1]:
-                raise ValueError(f"causal: the time input must be one of the {self.x.shape[1]} inputs, got {column}")
-            t = problem.interior[:, column]
+        if self.causal is not None:
+            column, self.n_slices, _ = self.causal
+            t = points[:, column]
             edges = np.linspace(t.min(), t.max(), self.n_slices + 1)
             self.slices = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, self.n_slices - 1)
             self.slice_counts = np.bincount(self.slices, minlength=self.n_slices)
-        self.steps_taken = 0
-        self.no_pairs = np.zeros((0, 2), np.int64)
-        self.first_order = check_pairs([], model.width[0])
 
     # the loop's protocol ----------------------------------------------------------------
     def select(self, rows):
-        """Before every step after the first: move the adaptive and causal weights by the
-        residual at the model's parameters (the last step's result)."""
+        """Before every step after the first: new collocation points when due (resample), then
+        the adaptive and causal weights moved by the residual at the model's parameters (the
+        last step's result)."""
         if rows is not None:
             raise ValueError("fit_pde uses every collocation point at every step (batch=-1)")
+        if self.resample is not None and self.steps_taken and self.steps_taken % self.resample[0] == 0:
+            self._resample()
         if (self.adaptive is not None or self.causal is not None) and self.steps_taken:
             r = self.evaluate(self.model.params, need_grad=False)[2]["r"]
             if self.adaptive is not None:
@@ -231,6 +239,15 @@ class PDEObjective:
                 self.causal_weight = self._causal_weights(r)
             self.lam = self.attention * np.sqrt(self.causal_weight)
         self.steps_taken += 1
+
+    def _resample(self):
+        """N points drawn from the pool without replacement, point j with probability
+        proportional to r_j^2 / mean(r^2) + 1 (residual-based adaptive distribution, RAD)."""
+        pool = self.resample[1]
+        r = self.residual(pool)[0]
+        density = r ** 2 / max(float(np.mean(r ** 2)), 1e-300) + 1
+        chosen = self.rng.choice(len(pool), self.n_rows, replace=False, p=density / density.sum())
+        self._set_points(pool[np.sort(chosen)])
 
     def _causal_weights(self, r):
         """exp(-eps * the mean squared residual of all earlier time slices), per point."""
@@ -248,7 +265,7 @@ class PDEObjective:
                 "test_loss": self.error() if self.problem.solution is not None else float(np.sqrt(ev.loss))}
 
     def update_grid(self, margin=0.0):
-        self.model.regrid(self.problem.all_points().astype(self.model.np_dtype), None, margin, None)
+        self.model.regrid(self.problem.all_points(self.points).astype(self.model.np_dtype), None, margin, None)
 
     def run(self, fn, *args):
         return fn(*args)
@@ -265,18 +282,23 @@ class PDEObjective:
         u = np.asarray(self.model(points.astype(self.model.np_dtype)), dtype=np.float64)[:, 0]
         return float(np.linalg.norm(u - values) / max(np.linalg.norm(values), 1e-300))
 
+    def residual(self, points, params=None):
+        """(r, (dr/du, dr/dgrad, dr/dsecond), Trace) of the problem's residual at host points
+        (N, D), with the parameter views `params` (default: the model's)."""
+        jet, trace = forward_jet(self.model, points.astype(self.model.np_dtype), self.problem.pairs, params)
+        u, du, d2u = (np.asarray(a[:, 0], dtype=np.float64) for a in jet)
+        r, *partials = _check_residual(self.problem.residual(points, u, du, d2u), *points.shape,
+                                       len(self.problem.pairs))
+        return r, partials, trace
+
     def evaluate(self, point, need_grad=True):
         """(L, dL/dparams or None, parts) at the flat parameter vector `point`."""
         model, problem = self.model, self.problem
         params = model.views(point)
         grad = np.zeros(model.num_params, model.np_dtype) if need_grad else None
         part_grad = np.empty_like(grad) if need_grad else None
-        n, n_inputs = self.x.shape
-        jet, trace = forward_jet(model, self.x, problem.pairs, params)
-        u, du, d2u = jet.value[:, 0], jet.grad[:, 0], jet.second[:, 0]
-        r, dr_u, dr_g, dr_s = _check_residual(
-            problem.residual(self.x.astype(np.float64), u.astype(np.float64), du.astype(np.float64),
-                             d2u.astype(np.float64)), n, n_inputs, len(problem.pairs))
+        n = self.n_rows
+        r, (dr_u, dr_g, dr_s), trace = self.residual(self.points, params)
         weighted = self.lam * r
         loss = problem.weight * float(np.mean(weighted ** 2))
         if need_grad:
@@ -335,7 +357,7 @@ class PDEObjective:
 
 def fit_pde(model, problem, opt="adam", steps=100, lr=None, update_grid=False, grid_update_num=10,
             start_grid_update_step=-1, stop_grid_update_step=50, grid_margin=0.0, adaptive=False,
-            causal=None, seed=0, log=None, callback=None, lbfgs_iters=20, lbfgs_history=10):
+            causal=None, resample=None, seed=0, log=None, callback=None, lbfgs_iters=20, lbfgs_history=10):
     """Train `model` (one output, CPU, spline edges) in place on the PDE `problem`; return the
     history (train_loss, boundary_loss, test_loss per step: the module docstring).
 
@@ -344,7 +366,10 @@ def fit_pde(model, problem, opt="adam", steps=100, lr=None, update_grid=False, g
     0.01) or a pair (gamma, eta), 0 <= gamma <= 1, eta >= 0. causal: None or (time input,
     slices, eps): causal training, the interior points binned into `slices` equal slices of
     that input and each slice's residual weighed by exp(-eps * the mean squared residual of
-    the slices before it), so that later times count once earlier ones are fitted.
+    the slices before it), so that later times count once earlier ones are fitted. resample:
+    None or (every, pool): every `every` steps the interior points are drawn anew from the
+    pool (M, D), M >= the interior's N, with probability proportional to r^2 / mean(r^2) + 1
+    (RAD; seeded by `seed`).
     """
     if not isinstance(problem, PDE):
         raise TypeError(f"problem must be a kanarray.PDE, got {type(problem).__name__}")
@@ -362,10 +387,18 @@ def fit_pde(model, problem, opt="adam", steps=100, lr=None, update_grid=False, g
             raise ValueError(f"causal must be None or (time input, slices, eps), got {causal!r}")
         causal = (check_int(causal[0], "causal time input", 0), check_int(causal[1], "causal slices", 1),
                   check_real(causal[2], "causal eps", minimum=0))
+    if resample is not None:
+        if not (isinstance(resample, tuple) and len(resample) == 2):
+            raise ValueError(f"resample must be None or (every, pool), got {type(resample).__name__}")
+        pool = _points(resample[1], "resample pool", problem.interior.shape[1])
+        if len(pool) < len(problem.interior):
+            raise ValueError(f"resample pool must hold at least the {len(problem.interior)} interior points, "
+                             f"got {len(pool)}")
+        resample = (check_int(resample[0], "resample every", 1), pool)
     options = fit_options(opt, steps, lr, -1, update_grid, grid_update_num, start_grid_update_step,
                           stop_grid_update_step, seed, log, callback, lbfgs_iters, None, grid_margin,
                           lbfgs_history)
-    objective = PDEObjective(model, problem, adaptive, causal)
+    objective = PDEObjective(model, problem, adaptive, causal, resample, seed)
     start = model.snapshot()
     loss, _, _ = objective.evaluate(model.params, need_grad=False)
     if not np.isfinite(loss):
