@@ -218,3 +218,32 @@ def test_resampling_draws_where_the_residual_is_large(seed):
     assert np.array_equal(drawn[0], drawn[1])
     assert len(np.unique(drawn[0], axis=0)) == 40 and np.isin(drawn[0][:, 0], pool[:, 0]).all()
     assert (drawn[0][:, 0] > 0).sum() >= 24
+
+
+def test_the_benchmark_allen_cahn_hard_form_is_the_same_residual():
+    """bench/pde.py trains u = u0(x) + t v for Allen-Cahn: its residual of v equals the residual
+    of u, and the partial derivatives it returns equal finite differences."""
+    bench = _bench_pde()
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.uniform(-1, 1, 20), rng.uniform(0, 1, 20)]
+    spec = bench.allen_cahn_from_points(x, x[:2], x[:2], x[:2], 1e-3)
+    t = x[:, 1]
+    v, v_x, v_t, v_xx = (np.sin(2 * x[:, 0]) * np.cos(t), 2 * np.cos(2 * x[:, 0]) * np.cos(t),
+                         -np.sin(2 * x[:, 0]) * np.sin(t), -4 * np.sin(2 * x[:, 0]) * np.cos(t))
+    u0 = x[:, 0] ** 2 * np.cos(PI * x[:, 0])
+    u0_xx = (2 - PI ** 2 * x[:, 0] ** 2) * np.cos(PI * x[:, 0]) - 4 * PI * x[:, 0] * np.sin(PI * x[:, 0])
+    u, u_t, u_xx = u0 + t * v, v + t * v_t, u0_xx + t * v_xx
+    grad_v, second_v = np.c_[v_x, v_t], v_xx[:, None]
+    r_v, *partials = spec["hard"]["residual"](x, v, grad_v, second_v)
+    r_u = spec["residual"](x, u, np.c_[np.zeros_like(u), u_t], u_xx[:, None])[0]
+    np.testing.assert_allclose(r_v, r_u, rtol=1e-12, atol=1e-12)
+    h = 1e-6
+    for k, base in enumerate((v[:, None], grad_v, second_v)):
+        for j in range(base.shape[1]):
+            args = [v[:, None].copy(), grad_v.copy(), second_v.copy()]
+            args[k][:, j] += h
+            up = spec["hard"]["residual"](x, args[0][:, 0], args[1], args[2])[0]
+            args[k][:, j] -= 2 * h
+            down = spec["hard"]["residual"](x, args[0][:, 0], args[1], args[2])[0]
+            derivative = partials[k] if k == 0 else partials[k][:, j]
+            np.testing.assert_allclose((up - down) / (2 * h), derivative, rtol=1e-6, atol=1e-6)
