@@ -29,7 +29,9 @@ kanarray's schedule per problem: Adam (lr 1e-2) on the starting grid, then L-BFG
 of the grid-extension schedule (KAN.refine), as the KAN paper trains its Poisson example; for
 the time-dependent problems the Adam phase is causal (fit_pde's causal=(t, 16 slices, eps 10)).
 --quick: one seed, a fraction of the iterations, no peers (a smoke run; not for the results).
-Writes pde.json and pde.md.
+Writes pde.json and pde.md; the rows of problems not run this time are kept from the files
+there (each row names its command and its load), and the speed table is measured again
+whenever peers run.
 """
 import argparse
 import json
@@ -293,6 +295,14 @@ def speed(peers, seed=0, steps=30):
     return {"points": len(spec["interior"]), "width": setup["width"], "seconds_per_iter": rows}
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=list(SETUPS), choices=list(SETUPS))
@@ -309,15 +319,23 @@ def main():
         import pde_peers  # bench-only: jax, jaxkan, torch
 
         peers = {name: pde_peers.PEERS[name] for name in args.peers}
-    load_before = os.getloadavg()[0]
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    command = "python bench/pde.py " + " ".join(sys.argv[1:])
+    results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores",
                "numba": numba.__version__, "numpy": np.__version__, "kanarray": kanarray.__version__,
-               "date": time.strftime("%Y-%m-%d"), "command": "python bench/pde.py " + " ".join(sys.argv[1:]),
-               "threads": numba.get_num_threads(), "quick": args.quick, "runs": [], "summary": {}}
+               "date": time.strftime("%Y-%m-%d"), "threads": numba.get_num_threads(), "quick": args.quick,
+               "runs": []}
+    earlier = os.path.join(args.out, "pde.json")
+    if not args.quick and os.path.exists(earlier):  # rows of the problems not run now are kept
+        with open(earlier) as f:
+            kept = json.load(f)
+        results["runs"] = [row for row in kept["runs"] if row["problem"] not in args.problems]
+        for key in ("speed", "peer_versions"):
+            if key in kept and not peers:
+                results[key] = kept[key]
     if peers:
         results["peer_versions"] = pde_peers.versions()
-    if not args.quick:
         results["speed"] = speed(peers)
+        results["speed"].update(command=command, load=os.getloadavg()[0])
         print("speed:", results["speed"], flush=True)
     for name in args.problems:
         setup = SETUPS[name]
@@ -327,49 +345,61 @@ def main():
             solvers += [(peer, lambda peer=peer: peers[peer](peer_spec(spec, setup, scale), seed)) for peer in peers]
             for solver, run in solvers:
                 row = run()
-                row.update(problem=name, solver=solver, seed=seed)
+                row.update(problem=name, solver=solver, seed=seed, command=command, load=os.getloadavg()[0])
                 results["runs"].append(row)
-                summary = results["summary"].setdefault(name, {}).setdefault(solver, {"rel_l2": [], "seconds_per_iter": []})
-                summary["rel_l2"].append(row["rel_l2"])
-                summary["seconds_per_iter"].append(row["seconds_per_iter"])
                 print(f"{name:16s} {solver:9s} seed {seed}: rel L2 {row['rel_l2']:.3e}, "
                       f"{row['seconds_per_iter'] * 1e3:.1f} ms/iter, {row['seconds']:.0f} s", flush=True)
-                results["load_average"] = [load_before, os.getloadavg()[0]]
                 write(results, args.out)
+
+
+def summarise(runs):
+    """{problem: {solver: {"rel_l2": [one per seed], "seconds_per_iter": median}}}."""
+    summary = {}
+    for row in runs:
+        entry = summary.setdefault(row["problem"], {}).setdefault(row["solver"], {"rel_l2": [], "times": []})
+        entry["rel_l2"].append(row["rel_l2"])
+        entry["times"].append(row["seconds_per_iter"])
+    for solvers in summary.values():
+        for entry in solvers.values():
+            entry["seconds_per_iter"] = float(np.median(entry.pop("times")))
+    return summary
 
 
 def write(results, out):
     os.makedirs(out, exist_ok=True)
+    results["summary"] = summarise(results["runs"])
     with open(os.path.join(out, "pde.json"), "w") as f:
         json.dump(results, f, indent=1)
+    commands = sorted({row["command"] for row in results["runs"]})
     lines = ["# Physics-informed KANs: kanarray.fit_pde and its peers", "",
-             f"`{results['command']}`", "",
+             "; ".join(f"`{c}`" for c in commands), "",
              f"{results['machine']}, Numba {results['numba']} ({results['threads']} threads), NumPy "
-             f"{results['numpy']}, {results['date']}; 1-minute load average {results['load_average'][0]:.1f} "
-             f"before, {results['load_average'][1]:.1f} after."
+             f"{results['numpy']}, {results['date']}."
              + (f" Peers: {results['peer_versions']}." if "peer_versions" in results else ""), "",
-             "Relative L2 error against the reference per seed, and the median seconds of one Adam iteration "
-             "(loss, gradient, update) after compilation.", "",
+             "Relative L2 error against the reference per seed, and the median milliseconds of one Adam "
+             "iteration (loss, gradient, update) after compilation. Each run's 1-minute load average is in "
+             "the table of every run (2 cores: above 1, another process shared the machine).", "",
              "| problem | solver | rel. L2 error per seed | median | ms per Adam iteration |", "|---|---|---|---|---|"]
     for problem, solvers in results["summary"].items():
         for solver, row in solvers.items():
             errors = ", ".join(f"{e:.2e}" for e in row["rel_l2"])
             lines.append(f"| {problem} | {solver} | {errors} | {np.median(row['rel_l2']):.2e} | "
-                         f"{np.median(row['seconds_per_iter']) * 1e3:.1f} |")
+                         f"{row['seconds_per_iter'] * 1e3:.1f} |")
     if "speed" in results:
         speed_row = results["speed"]
         lines += ["", f"### One Adam iteration on Allen-Cahn, {speed_row['points']} collocation points, "
-                      f"{speed_row['width']}, G = 5", "", "| solver | ms per iteration | kanarray faster by |",
+                      f"{speed_row['width']}, G = 5", "", f"`{speed_row['command']}`, load average "
+                      f"{speed_row['load']:.1f}.", "", "| solver | ms per iteration | kanarray faster by |",
                   "|---|---|---|"]
         ours = speed_row["seconds_per_iter"]["kanarray"]
         for solver, seconds in speed_row["seconds_per_iter"].items():
             lines.append(f"| {solver} | {seconds * 1e3:.1f} | {seconds / ours:.1f}x |")
     lines += ["", "## Every run", "", "| problem | solver | seed | width | parameters | optimizer | rel. L2 | "
-              "ms/iter | total s |", "|---|---|---|---|---|---|---|---|---|"]
+              "ms/iter | total s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["runs"]:
         lines.append(f"| {row['problem']} | {row['solver']} | {row['seed']} | {row.get('width', '')} | "
                      f"{row.get('params', '')} | {row.get('optimizer', '')} | {row['rel_l2']:.2e} | "
-                     f"{row['seconds_per_iter'] * 1e3:.1f} | {row['seconds']:.0f} |")
+                     f"{row['seconds_per_iter'] * 1e3:.1f} | {row['seconds']:.0f} | {row['load']:.1f} |")
     with open(os.path.join(out, "pde.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
