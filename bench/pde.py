@@ -264,6 +264,13 @@ def run_kanarray(setup, spec, seed, scale):
             "width": setup["width"]}
 
 
+# Per peer: jaxKAN trains with Adam alone, at most 300 steps (its L-BFGS step takes minutes to
+# compile for each problem and seed, and its Adam steps take about 0.5 s here: kanarray's whole
+# budget would take it hours); torch on one thread (on the 2-core machine two were slower).
+PEER_OPTIONS = {"jaxkan": {"lbfgs_steps": 0}, "mlp": {"torch_threads": 1}}
+PEER_MAX_ADAM = {"jaxkan": 300}
+
+
 def peer_spec(spec, setup, scale):
     """What bench/pde_peers.py takes: the same points, conditions and budget."""
     out = {"name": spec["peer_residual"], "interior": spec["interior"], "test_points": spec["test_points"],
@@ -279,7 +286,7 @@ def peer_spec(spec, setup, scale):
     return out
 
 
-def speed(peers, seed=0, steps=30):
+def speed(peers, seed=0, steps=10):
     """Seconds per Adam iteration on Allen-Cahn (D = 1e-3) at 4,096 interior points (a 66 x 65
     grid less its edges) with [2, 8, 8, 1], G = 5: every solver, one seed, `steps` iterations."""
     spec = allen_cahn_from_points(*_space_time_grid(66, 65), 1e-3)
@@ -291,7 +298,8 @@ def speed(peers, seed=0, steps=30):
             callback=lambda step, m, h: stamps.append(time.perf_counter()))
     rows = {"kanarray": float(np.median(np.diff(stamps)))}
     for name, run in peers.items():
-        rows[name] = run(dict(peer_spec(spec, setup, 1.0), lbfgs_steps=0), seed)["seconds_per_iter"]
+        rows[name] = run(dict(peer_spec(spec, setup, 1.0), **PEER_OPTIONS.get(name, {}), lbfgs_steps=0),
+                         seed)["seconds_per_iter"]
     return {"points": len(spec["interior"]), "width": setup["width"], "seconds_per_iter": rows}
 
 
@@ -301,6 +309,12 @@ def cpu_name():
             return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def peer_settings(peer, spec, setup, scale):
+    settings = dict(peer_spec(spec, setup, scale), **PEER_OPTIONS.get(peer, {}))
+    settings["adam_steps"] = min(settings["adam_steps"], PEER_MAX_ADAM.get(peer, settings["adam_steps"]))
+    return settings
 
 
 def main():
@@ -342,7 +356,8 @@ def main():
         spec = setup["build"]()
         for seed in seeds:
             solvers = [("kanarray", lambda: run_kanarray(setup, spec, seed, scale))]
-            solvers += [(peer, lambda peer=peer: peers[peer](peer_spec(spec, setup, scale), seed)) for peer in peers]
+            solvers += [(peer, lambda peer=peer: peers[peer](peer_settings(peer, spec, setup, scale), seed))
+                        for peer in peers]
             for solver, run in solvers:
                 row = run()
                 row.update(problem=name, solver=solver, seed=seed, command=command, load=os.getloadavg()[0])
