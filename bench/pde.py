@@ -203,7 +203,7 @@ def burgers(n):
 SETUPS = {
     "poisson": dict(build=lambda: poisson(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=150),
     "helmholtz": dict(build=lambda: helmholtz(31), width=[2, 10, 1], grids=[5, 10, 20], adam=200, lbfgs=150),
-    "allen_cahn": dict(build=lambda: allen_cahn(31, 1e-3), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
+    "allen_cahn": dict(build=lambda: allen_cahn(31, 1e-3), width=[2, 6, 6, 1], grids=[5, 10], adam=2000,
                        lbfgs=100, causal=(1, 16, 10.0)),
     "allen_cahn_1e-4": dict(build=lambda: allen_cahn(31, 1e-4), width=[2, 6, 6, 1], grids=[5, 10], adam=1000,
                             lbfgs=100, causal=(1, 16, 10.0)),
