@@ -298,8 +298,7 @@ def speed(peers, seed=0, steps=10):
             callback=lambda step, m, h: stamps.append(time.perf_counter()))
     rows = {"kanarray": float(np.median(np.diff(stamps)))}
     for name, run in peers.items():
-        rows[name] = run(dict(peer_spec(spec, setup, 1.0), **PEER_OPTIONS.get(name, {}), lbfgs_steps=0),
-                         seed)["seconds_per_iter"]
+        rows[name] = run(dict(peer_settings(name, spec, setup, 1.0), lbfgs_steps=0), seed)["seconds_per_iter"]
     return {"points": len(spec["interior"]), "width": setup["width"], "seconds_per_iter": rows}
 
 
