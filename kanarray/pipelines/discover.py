@@ -82,6 +82,7 @@ from ..model import KAN, from_state
 from ..core.metrics import rmse
 from .check import check_formula, noise_level
 from .products import log_dataset
+from .split import split_route
 from .stages import fix_layer_by_layer, run_stage
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
@@ -151,7 +152,7 @@ def _check_width(width):
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
              lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, scale=False,
-             say=None, on_stage=None):
+             split=2, say=None, on_stage=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -165,6 +166,9 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                     same one with a weaker lamb after a collapse)
     products        also try the product route on log|y| when the labels keep one sign (one
                     output, sympy installed)
+    split           levels of the split route (kanarray.pipelines.split) when every other
+                    route stopped (one output, 2+ inputs, sympy installed): 0 never; each
+                    smaller problem it makes runs discover with split one lower
     scale           every network maps its route's training inputs onto its grid and
                     standardises the labels (KAN.set_scaling), for data in raw units (inputs far
                     outside [-1, 1], labels of any size); the formula still reads in the raw
@@ -180,7 +184,7 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
         "edges", "max_gap", "rmse"} as kanarray.symbolic.report.formula_report writes them,
         on the test split (max_gap: to the symbolic network, before any snap), or None,
         "check": the held-out check of the first output (kanarray.pipelines.check.
-        check_formula) or None, "route": "sum" or "product", "noise": the route's
+        check_formula) or None, "route": "sum", "product" or "split", "noise": the route's
         noise_level, "fixed": auto_symbolic's result, "init": the attempt that got through
         (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
         route tried, {"route", "stopped", "formula", "operations", "check", "noise"},
@@ -211,6 +215,10 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
         if logged is not None:
             routes.append(("product", logged))
     outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
+    split = check_int(split, "split", 0)
+    if (split and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
+            and all(o["stopped"] for o in outcomes)):
+        outcomes.append(_split(dataset, settings, seed, lamb, split))
     passed = [o for o in outcomes if o["stopped"] is None]
     if passed:
         best = min(passed, key=lambda o: o["operations"])  # the first, the sum route, at a tie
@@ -285,6 +293,57 @@ def _route(name, dataset, logged, settings, seed, lamb):
         outcome["stopped"] += f" (the last of {settings.inits} attempts)"
         return outcome
     return _formula(outcome, model, network, dataset, logged, settings, prefix)
+
+
+def _split(dataset, settings, seed, lamb, depth):
+    """The split route (kanarray.pipelines.split) -> an outcome as _route's: each smaller
+    problem runs discover (the sum and product routes, and the split route `depth` - 1 levels
+    deep) and offers the formulas of its front, passed first, lowest held-out RMSE first; each
+    formula put together is refitted on the training rows, checked and snapped as stage 5-7."""
+    x_train = np.asarray(dataset["train_input"], dtype=np.float64)
+    y_train = np.asarray(dataset["train_label"], dtype=np.float64).reshape(-1)
+    x_test = np.asarray(dataset["test_input"], dtype=np.float64)
+    y_test = np.asarray(dataset["test_label"], dtype=np.float64).reshape(-1)
+    names = [f"x_{i + 1}" for i in range(x_train.shape[1])]
+    s = settings
+
+    def solve(sub, left):
+        k = np.shape(sub["train_input"])[1]
+        found = discover(sub, [k, 2 * k + 1, 1], s.lib, seed, s.grid, s.refine_grid, s.steps,
+                         lamb, s.lamb_entropy, s.prune_tolerance, s.inits, True, s.scale, left,
+                         lambda text: s.say("  | " + text))
+        ranked = sorted(found["front"], key=lambda c: (not c["passed"], c["rmse"]))
+        return [c["formula"] for c in ranked]
+
+    def finish(formula, network):
+        try:
+            formula = refit_constants(formula, names, x_train, y_train)
+            values = formula_function(formula, names)(x_test)
+        except (ArithmeticError, ValueError, TypeError):  # a formula numpy cannot evaluate
+            values = np.full_like(y_test, np.nan)
+        check = check_formula(x_test, y_test, values, network)
+        if not check["passed"]:
+            return formula, check, [(formula, check)]
+        snapped, check, tried = _snapped(formula, names, x_train, y_train, x_test, y_test,
+                                         network, check)
+        return snapped, check, [(formula, check)] + tried
+
+    found = split_route(dataset, solve, finish, depth, s.scale, seed, s.say, s.on_stage)
+    sp = optional_sympy()
+    outcome = {"route": "split", "model": found["model"], "stopped": found["stopped"],
+               "formula": found["formula"], "report": None, "check": found["check"],
+               "noise": None, "fixed": {}, "init": None, "lamb": lamb, "operations": None,
+               "candidates": [_candidate("split", f, c) for f, c in found["candidates"]]}
+    outcome["noise"] = (_noise_level(found["model"], dataset) if found["model"] is not None
+                        else {"rmse": float("nan"), "whiteness": float("nan"),
+                              "sigma": float("nan")})
+    if found["formula"] is not None:
+        outcome.update(init=0, operations=int(sp.count_ops(found["formula"])),
+                       report={"formulas": [found["formula"]], "edges": {}, "max_gap": None,
+                               "rmse": found["check"]["rmse"]})
+    else:
+        s.say(f"split route: {found['stopped']}")
+    return outcome
 
 
 def _formula(outcome, model, network, dataset, logged, settings, prefix):
