@@ -92,6 +92,7 @@ REFIT = {"opt": "lbfgs", "steps": 30, "update_grid": False, "log": 0}  # after r
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 PRUNE_NOISE = 1.5  # a pruned network fits when its train RMSE is at most this x the noise
 SNAP_SLACK = 1e-3  # a snapped number may raise the formula's held-out RMSE by this share
+SPLIT_INITS = 2  # attempts per route of a split's smaller problems (each level multiplies time)
 FAILED_CHECK = "the formula fails the held-out check"
 NOT_SEPARABLE = "no sum of one-variable functions fits the data"
 
@@ -209,13 +210,13 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                          say or (lambda text: None),
                          on_stage or (lambda name, model, t0: None))
     lamb = check_real(lamb, "lamb", minimum=0)
+    split = check_int(split, "split", 0)
     routes = [("sum", None)]
     if check_bool(products, "products") and width[2] == 1 and optional_sympy() is not None:
         logged = log_dataset(dataset)
         if logged is not None:
             routes.append(("product", logged))
     outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
-    split = check_int(split, "split", 0)
     if (split and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
             and all(o["stopped"] for o in outcomes)):
         outcomes.append(_split(dataset, settings, seed, lamb, split))
@@ -298,8 +299,9 @@ def _route(name, dataset, logged, settings, seed, lamb):
 def _split(dataset, settings, seed, lamb, depth):
     """The split route (kanarray.pipelines.split) -> an outcome as _route's: each smaller
     problem runs discover (the sum and product routes, and the split route `depth` - 1 levels
-    deep) and offers the formulas of its front, passed first, lowest held-out RMSE first; each
-    formula put together is refitted on the training rows, checked and snapped as stage 5-7."""
+    deep) and offers the formulas of its front: those that passed first, fewest operations
+    first, then the others by held-out RMSE. Each formula put together is refitted on the
+    training rows and checked as stages 5-6, and the one returned snapped as stage 7."""
     x_train = np.asarray(dataset["train_input"], dtype=np.float64)
     y_train = np.asarray(dataset["train_label"], dtype=np.float64).reshape(-1)
     x_test = np.asarray(dataset["test_input"], dtype=np.float64)
@@ -310,23 +312,24 @@ def _split(dataset, settings, seed, lamb, depth):
     def solve(sub, left):
         k = np.shape(sub["train_input"])[1]
         found = discover(sub, [k, 2 * k + 1, 1], s.lib, seed, s.grid, s.refine_grid, s.steps,
-                         lamb, s.lamb_entropy, s.prune_tolerance, s.inits, True, s.scale, left,
-                         lambda text: s.say("  | " + text))
-        ranked = sorted(found["front"], key=lambda c: (not c["passed"], c["rmse"]))
+                         lamb, s.lamb_entropy, s.prune_tolerance, min(s.inits, SPLIT_INITS),
+                         True, s.scale, left, lambda text: s.say("  | " + text))
+        ranked = sorted(found["front"], key=lambda c: (not c["passed"],
+                                                       c["operations"] if c["passed"] else 0,
+                                                       c["rmse"]))
         return [c["formula"] for c in ranked]
 
-    def finish(formula, network):
+    def finish(formula, network, snap):
+        if snap:
+            check = check_formula(x_test, y_test, formula_function(formula, names)(x_test),
+                                  network)
+            return _snapped(formula, names, x_train, y_train, x_test, y_test, network, check)
         try:
             formula = refit_constants(formula, names, x_train, y_train)
             values = formula_function(formula, names)(x_test)
         except (ArithmeticError, ValueError, TypeError):  # a formula numpy cannot evaluate
             values = np.full_like(y_test, np.nan)
-        check = check_formula(x_test, y_test, values, network)
-        if not check["passed"]:
-            return formula, check, [(formula, check)]
-        snapped, check, tried = _snapped(formula, names, x_train, y_train, x_test, y_test,
-                                         network, check)
-        return snapped, check, [(formula, check)] + tried
+        return formula, check_formula(x_test, y_test, values, network)
 
     found = split_route(dataset, solve, finish, depth, s.scale, seed, s.say, s.on_stage)
     sp = optional_sympy()

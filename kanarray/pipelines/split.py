@@ -12,14 +12,18 @@ the first of these steps that applies:
 2. additive groups, f = g_1(x_A1) + g_2(x_A2) + ...: each g_k is read on its own, from the
    surrogate with every other input held at x0 (the training rows' medians),
    g_k(x_Ak) = f_s(x_Ak, x0_rest), and f = sum_k g_k - (K - 1) f_s(x0);
-3. multiplicative groups, f = g_1(x_A1) g_2(x_A2) ...: the same with f = prod_k g_k /
-   f_s(x0)^(K - 1). structure() reads these on log|f| and so only where f keeps one sign; where
-   it does not, each input i is tested alone by the identity of a product,
-   f(x) f(x0) = f(x_i, x0_rest) f(x0_i, x_rest), scored as rms(left - right) / rms(left) on the
-   held-out rows and accepted below PRODUCT_TOL (q (E + B v sin theta) splits off q so);
+3. multiplicative groups, f = C + g_1(x_A1) g_2(x_A2) ...: the same with g_k = f_s(x_Ak,
+   x0_rest) - C and f = C + prod_k g_k / (f_s(x0) - C)^(K - 1). structure() reads these on
+   log|f|, with C = 0, and so only where f keeps one sign; elsewhere each input i is tested
+   alone by the identity of a product, (f(x) - C)(f(x0) - C) = (f(x_i, x0_rest) - C)(f(x0_i,
+   x_rest) - C), linear in C (least squares over the rows gives it), scored as rms(left -
+   right) / rms(left) on the held-out rows and accepted below PRODUCT_TOL. q (E + B v sin theta)
+   splits off q so, where E + B v sin theta changes sign; and the part b0 + c sin(d) that a sum
+   split leaves of b + c sin(d) (each part of a sum carries a constant) splits into c and d;
 4. pair symmetries, f depends on x_i and x_j only through x_i + x_j, x_i - x_j, x_i x_j or
    x_i / x_j: each such pair (disjoint pairs, best score first) becomes one new input, on the
-   real rows, and the law has one input fewer per pair.
+   real rows, and the law has one input fewer per pair (a ratio is taken with the input
+   farther from 0 below: u / z, not z / u, where u crosses 0).
 
 Each smaller problem goes to `solve` (discover itself, with the split route one level shallower)
 and its formulas (the Pareto front, passed or not: a sub-problem read from the surrogate carries
@@ -27,8 +31,9 @@ the surrogate's smooth error, so its own held-out check may refuse the right for
 back together with sympy: new inputs replaced by the pair they stand for, groups summed or
 multiplied. Every combination (at most MAX_PER_PART formulas per part, MAX_COMBINATIONS in all)
 then gets its constants refitted on the real training rows and the held-out check of every
-route (`finish`: kanarray.pipelines.check.check_formula against the surrogate's held-out error,
-then the snap of stage 7), so that a formula that fails is never returned.
+route (`finish`: kanarray.pipelines.check.check_formula against the surrogate's held-out
+error); of those that pass, the one of fewest operations is snapped (stage 7) and returned. A
+formula that fails is never returned.
 
 Bounds: `depth` levels of splitting (discover's `split`, default 2: a sub-problem of a
 sub-problem may still split, not further); only problems of 2 or more inputs split; the
@@ -64,9 +69,11 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
     solve(sub_dataset, depth) -> a list of sympy formulas in x_1..x_k (k: the sub-problem's
         inputs), best first: what discover finds for a smaller problem; depth: the split levels
         it may still use
-    finish(formula, network) -> (formula, check, [(formula, check) tried]): constants refitted
-        on the training rows, the held-out check against labels with `network` the surrogate's
-        held-out values (N_test,), the snap; check["passed"] says whether it may be returned
+    finish(formula, network, snap) -> (formula, check) with snap False: constants refitted on
+        the training rows, the held-out check against the labels with `network` the
+        surrogate's held-out values (N_test,); with snap True, for a formula that passed: (the
+        snapped formula, its check, [(formula, check) tried]). Only a formula whose check
+        passed is returned
     depth   split levels left (>= 1)
     -> {"stopped": None or why, "formula", "check", "candidates": [(formula, check)],
         "model": the surrogate or None, "steps": ["what was split", ...]}"""
@@ -115,17 +122,20 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
             out["stopped"] = f"{kind} split: no formula for the part of inputs {part['label']}"
             return out
         found.append([_rename(sp, f, part["inputs"]) for f in formulas])
-    tried = []
+    tried, passed = [], []
     for combination in itertools.islice(itertools.product(*found), MAX_COMBINATIONS):
         formula = _combine(sp, kind, combination, parts, names)
         if formula is None:
             continue
-        formula, check, forms = finish(formula, network)
-        tried += forms
-        if check["passed"]:
-            out["formula"], out["check"] = formula, check
-            break
+        formula, check = finish(formula, network, False)
+        tried.append((formula, check))
         out["check"] = out["check"] or check
+        if check["passed"]:
+            passed.append(formula)
+    if passed:  # the shortest that passes, snapped (stage 7)
+        formula, out["check"], snapped = finish(min(passed, key=sp.count_ops), network, True)
+        out["formula"] = formula
+        tried += snapped
     out["candidates"] = tried
     if out["formula"] is None:
         reason = out["check"]["reason"] if out["check"] else "no combination evaluates"
@@ -152,7 +162,7 @@ def surrogate(dataset, scale=False, seed=0):
 
 def split_plan(model, x_train, x_test):
     """The first step of the module docstring that the surrogate shows -> (kind, detail) or
-    None: ("drop", [kept inputs]), ("sum", groups), ("product", groups) or ("pairs",
+    None: ("drop", [kept inputs]), ("sum", groups), ("product", (groups, offset C)) or ("pairs",
     [(i, j, symmetry kind), ...])."""
     found = structure(model, x_test)
     d = x_test.shape[1]
@@ -162,39 +172,51 @@ def split_plan(model, x_train, x_test):
     if len(found["additive"]) > 1:
         return "sum", found["additive"]
     groups = found["multiplicative"]
-    if groups is None:
-        groups = _product_groups(model, x_train, x_test, relevant)
     if groups is not None and len(groups) > 1:
-        return "product", groups
+        return "product", (groups, 0.0)
+    offset = _product_groups(model, x_train, x_test, relevant)
+    if offset is not None:
+        return "product", offset
     pairs, used = [], set()
     for s in sorted(found["symmetries"], key=lambda s: s["score"]):
         i, j = s["inputs"]
         if i not in used and j not in used:
+            if s["kind"] == "x_i / x_j" and (np.min(np.abs(x_train[:, j]))
+                                            < np.min(np.abs(x_train[:, i]))):
+                i, j = j, i  # f of x_i / x_j is f of x_j / x_i: the denominator away from 0
             pairs.append((i, j, s["kind"]))
             used |= {i, j}
     return ("pairs", pairs) if pairs else None
 
 
 def _product_groups(model, x_train, x_test, relevant):
-    """Multiplicative groups where f changes sign: each input i for which f(x) f(x0) = f(x_i,
-    x0_rest) f(x0_i, x_rest) holds (PRODUCT_TOL) is a factor of its own, the rest one group."""
+    """Multiplicative groups of f - C with an offset C (0 where structure() found them on
+    log|f|; a part of a sum split carries one): each input i for which (f(x) - C)(f(x0) - C) =
+    (f(x_i, x0_rest) - C)(f(x0_i, x_rest) - C) holds (PRODUCT_TOL) is a factor of its own, the
+    rest one group. The identity is linear in C, which least squares over the rows gives.
+    -> (groups, C) or None."""
     x0 = np.median(x_train, axis=0)
     f = _predict(model, x_test)
     f0 = float(_predict(model, x0[None, :])[0])
-    if abs(f0) < 0.1 * float(np.sqrt(np.mean(f ** 2))):
-        return None  # a ratio by a value near 0 would read nothing
-    alone = []
+    alone, offsets = [], []
     for i in relevant:
         only_i, but_i = np.tile(x0, (x_test.shape[0], 1)), x_test.copy()
         only_i[:, i] = x_test[:, i]
         but_i[:, i] = x0[i]
-        left = f * f0
-        right = _predict(model, only_i) * _predict(model, but_i)
-        if np.sqrt(np.mean((left - right) ** 2)) <= PRODUCT_TOL * np.sqrt(np.mean(left ** 2)):
+        fa, fb = _predict(model, only_i), _predict(model, but_i)
+        slope = f + f0 - fa - fb       # f f0 - fa fb = C (f + f0 - fa - fb)
+        if not np.any(slope):
+            continue
+        c = float(np.dot(slope, f * f0 - fa * fb) / np.dot(slope, slope))
+        left, right = (f - c) * (f0 - c), (fa - c) * (fb - c)
+        if (abs(f0 - c) >= 0.1 * np.sqrt(np.mean((f - c) ** 2))  # no ratio by a value near 0
+                and np.sqrt(np.mean((left - right) ** 2))
+                <= PRODUCT_TOL * np.sqrt(np.mean(left ** 2))):
             alone.append(i)
+            offsets.append(c)
     rest = [i for i in relevant if i not in alone]
     groups = [[i] for i in alone] + ([rest] if rest else [])
-    return groups if len(groups) > 1 else None
+    return (groups, float(np.median(offsets))) if len(groups) > 1 else None
 
 
 def sub_problems(kind, detail, dataset, model):
@@ -219,16 +241,17 @@ def sub_problems(kind, detail, dataset, model):
             data[f"{part}_input"], data[f"{part}_label"] = np.hstack(columns), ys[part]
         return [{"data": data, "inputs": keep + list(detail), "label": detail}]
     x0 = np.median(xs["train"], axis=0)
+    groups, offset = detail if kind == "product" else (detail, 0.0)
     parts = []
-    for group in detail:  # "sum" and "product": each group read from the surrogate
+    for group in groups:  # "sum" and "product": each group read from the surrogate, less C
         data = {}
         for part in ("train", "test"):
             rows = np.tile(x0, (xs[part].shape[0], 1))
             rows[:, group] = xs[part][:, group]
             data[f"{part}_input"] = xs[part][:, group]
-            data[f"{part}_label"] = _predict(model, rows).reshape(-1, 1)
-        parts.append({"data": data, "inputs": list(group), "label": group,
-                      "x0": x0, "f0": float(_predict(model, x0[None, :])[0])})
+            data[f"{part}_label"] = _predict(model, rows).reshape(-1, 1) - offset
+        parts.append({"data": data, "inputs": list(group), "label": group, "offset": offset,
+                      "f0": float(_predict(model, x0[None, :])[0]) - offset})
     return parts
 
 
@@ -263,7 +286,7 @@ def _combine(sp, kind, formulas, parts, names):
     f0 = sp.Float(parts[0]["f0"])
     if kind == "sum":
         return sp.Add(*formulas) - (len(formulas) - 1) * f0
-    return sp.Mul(*formulas) / f0 ** (len(formulas) - 1)
+    return sp.Float(parts[0]["offset"]) + sp.Mul(*formulas) / f0 ** (len(formulas) - 1)
 
 
 def _predict(model, x):
