@@ -1,5 +1,8 @@
 """From data to a checked formula in one call: the pipeline behind `kanarray demo`.
 
+Why one module: the routes share the stages below, the settings and the outcome they return;
+the split route's glue (_split) calls discover itself on each smaller problem.
+
     result = discover(dataset, width=[2, 5, 1], lib=["x", "x^2", "sin", "exp"])
     result["formula"], result["report"], result["check"]
 
