@@ -112,6 +112,40 @@ def test_a_formula_that_fails_the_check_is_never_returned():
     assert sympy.simplify(passed["formula"] - (x1 + x2 * x3)).is_number  # g1 + g2 - f0
 
 
+def test_guards_that_take_one_branch_on_the_rows_are_dropped():
+    """Parts put together carry their library functions' guards: 1/(1/v) as sign(v)/Max(1e-4,
+    |sign(v)|/Max(1e-4, |v|)), v = (x_1 - x_2)/x_3 crossing 0, and 12/5 - Max(1e-4, |12/5 - v|),
+    read v on rows where no guard switches (or where the signs cancel); x_1 x_2 + 1 -
+    Max(0, 1 - x_3) reads x_1 x_2 + x_3 on [-1, 1]. A guard that switches stays."""
+    from kanarray.symbolic.snap import drop_guards
+    x1, x2, x3 = sympy.symbols("x_1 x_2 x_3")
+    names = ["x_1", "x_2", "x_3"]
+    rows = np.random.default_rng(0).uniform(1, 3, size=(1000, 3))
+    v = (x1 - x2) / x3
+    eps = sympy.Float(1e-4)
+    nested = sympy.sign(v) / sympy.Max(eps, sympy.Abs(sympy.sign(v)) / sympy.Max(eps, sympy.Abs(v)))
+    assert drop_guards(nested, names, rows) == v
+    assert drop_guards(sympy.Rational(12, 5) - sympy.Max(eps, sympy.Abs(sympy.Rational(12, 5) - v)),
+                       names, rows) == v
+    around_0 = np.random.default_rng(1).uniform(-1, 1, size=(1000, 3))
+    assert drop_guards(x1 * x2 + 1 - sympy.Max(0, 1 - x3), names, around_0) == x1 * x2 + x3
+    assert drop_guards(sympy.Abs(x1), names, around_0) == sympy.Abs(x1)
+
+
+def test_the_split_route_stops_when_its_time_is_spent():
+    """A deadline already past: the route stops before the first part is solved, and says so;
+    discover's split_time is checked."""
+    data = kanarray.create_dataset(lambda x: x[:, 0] + x[:, 1] * x[:, 2], n_var=3,
+                                   ranges=(1, 2), train_num=500, test_num=500, seed=0)
+    asked = []
+    out = split_route(data, lambda sub, depth: asked.append(depth) or [sympy.Symbol("x_1")],
+                      lambda f, n, snap: None, depth=2, deadline=0.0)
+    assert asked == [] and out["formula"] is None
+    assert out["stopped"].startswith(split_module.OUT_OF_TIME), out["stopped"]
+    with pytest.raises(ValueError, match="split_time"):
+        discover(data, [3, 7, 1], split_time=-1.0)
+
+
 def test_arguments_are_checked():
     data = kanarray.create_dataset(lambda x: x[:, 0], n_var=2, train_num=20, test_num=20)
     with pytest.raises(ValueError, match="split"):

@@ -65,7 +65,10 @@ difference, product or ratio replaced by one input. Each smaller problem runs di
 (at most SPLIT_INITS attempts per route, `split` levels deep in all, default 2: each level
 multiplies the time), and the formulas put back together are refitted on the training rows,
 checked (stage 6, against the surrogate's held-out error) and snapped (stage 7) like any
-other route's. Measured: (x_1 - x_2)/x_3 on [1, 3] (seed 0, the Feynman bench's library)
+other route's. The split route has a time budget, `split_time` seconds for it and all its
+smaller problems (default SPLIT_TIME_FACTOR x the seconds the sum and product routes took,
+at least SPLIT_MIN_TIME): past it, it stops and says so, so that a law it cannot split costs
+about as much as a few more attempts of the other routes, not minutes. Measured: (x_1 - x_2)/x_3 on [1, 3] (seed 0, the Feynman bench's library)
 comes out exact through two pair steps in 24 s on one thread; a (b + c sin d) needs 3 levels
 and was not recovered at 3 (held-out RMSE 3e-4, refused by the check).
 
@@ -97,7 +100,7 @@ from ..model import KAN, from_state
 from ..core.metrics import rmse
 from .check import check_formula, noise_level
 from .products import log_dataset
-from .split import split_route
+from .split import OUT_OF_TIME, split_route
 from .stages import fix_layer_by_layer, run_stage
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
@@ -108,6 +111,8 @@ DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of th
 PRUNE_NOISE = 1.5  # a pruned network fits when its train RMSE is at most this x the noise
 SNAP_SLACK = 1e-3  # a snapped number may raise the formula's held-out RMSE by this share
 SPLIT_INITS = 2  # attempts per route of a split's smaller problems (each level multiplies time)
+SPLIT_TIME_FACTOR = 4.0  # the split route's default time: this x the other routes' time ...
+SPLIT_MIN_TIME = 30.0    # ... and at least these seconds
 FAILED_CHECK = "the formula fails the held-out check"
 NOT_SEPARABLE = "no sum of one-variable functions fits the data"
 
@@ -168,7 +173,7 @@ def _check_width(width):
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
              lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, scale=False,
-             split=2, say=None, on_stage=None):
+             split=2, say=None, on_stage=None, split_time=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -185,6 +190,9 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     split           levels of the split route (kanarray.pipelines.split) when every other
                     route stopped (one output, 2+ inputs, sympy installed): 0 never; each
                     smaller problem it makes runs discover with split one lower
+    split_time      seconds the split route may take in all, its smaller problems included
+                    (None: SPLIT_TIME_FACTOR x the seconds the other routes took on this data,
+                    at least SPLIT_MIN_TIME); past them it stops and says so
     scale           every network maps its route's training inputs onto its grid and
                     standardises the labels (KAN.set_scaling), for data in raw units (inputs far
                     outside [-1, 1], labels of any size); the formula still reads in the raw
@@ -223,18 +231,36 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                          check_real(prune_tolerance, "prune_tolerance", minimum=0),
                          check_int(inits, "inits", 1), check_bool(scale, "scale"),
                          say or (lambda text: None),
-                         on_stage or (lambda name, model, t0: None))
+                         on_stage or (lambda name, model, t0: None), None, False)
     lamb = check_real(lamb, "lamb", minimum=0)
     split = check_int(split, "split", 0)
+    if split_time is not None:
+        split_time = check_real(split_time, "split_time", minimum=0)
+    return _discover(dataset, settings, seed, lamb, check_bool(products, "products"), split,
+                     split_time)
+
+
+def _discover(dataset, settings, seed, lamb, products, split, split_time):
+    """discover once its arguments are checked; the split route's smaller problems run it too,
+    with their settings (settings.deadline: their caller's, which bounds their own)."""
+    width = settings.width
+    t0 = time.perf_counter()
     routes = [("sum", None)]
-    if check_bool(products, "products") and width[2] == 1 and optional_sympy() is not None:
+    if products and width[2] == 1 and optional_sympy() is not None:
         logged = log_dataset(dataset)
         if logged is not None:
             routes.append(("product", logged))
     outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
     if (split and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
             and all(o["stopped"] for o in outcomes)):
-        outcomes.append(_split(dataset, settings, seed, lamb, split))
+        spent = time.perf_counter() - t0
+        budget = (split_time if split_time is not None
+                  else max(SPLIT_MIN_TIME, SPLIT_TIME_FACTOR * spent))
+        deadline = (time.perf_counter() + budget if settings.deadline is None
+                    else settings.deadline)  # a smaller problem: what its caller has left
+        settings.say(f"split route: {max(0.0, deadline - time.perf_counter()):.0f} s at most "
+                     f"(the other routes took {spent:.0f} s)")
+        outcomes.append(_split(dataset, settings._replace(deadline=deadline), seed, lamb, split))
     passed = [o for o in outcomes if o["stopped"] is None]
     if passed:
         best = min(passed, key=lambda o: o["operations"])  # the first, the sum route, at a tie
@@ -270,6 +296,8 @@ class _Settings(NamedTuple):
     scale: bool
     say: object
     on_stage: object
+    deadline: object  # time.perf_counter() past which a split route's smaller problem stops
+    part: bool        # a split route's smaller problem: its formulas are not polished (below)
 
 
 def _route(name, dataset, logged, settings, seed, lamb):
@@ -290,6 +318,9 @@ def _route(name, dataset, logged, settings, seed, lamb):
                  f"{noise['whiteness']:.2f}), pruning tolerance {tolerance:.3e}")
     init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
     for attempt in range(settings.inits):
+        if settings.deadline is not None and time.perf_counter() > settings.deadline:
+            outcome["stopped"] = f"{OUT_OF_TIME} (after {attempt} attempt(s) of this route)"
+            return outcome
         label = "" if attempt == 0 else f", init {attempt + 1}"
         model, stopped, outcome["fixed"], network = _symbolic_model(
             data, settings, width, init, lamb, tolerance, prefix, label)
@@ -315,7 +346,10 @@ def _split(dataset, settings, seed, lamb, depth):
     """The split route (kanarray.pipelines.split) -> an outcome as _route's: each smaller
     problem runs discover (the sum and product routes, and the split route `depth` - 1 levels
     deep) and offers the formulas of its front: those that passed first, fewest operations
-    first, then the others by held-out RMSE. Each formula put together is refitted on the
+    first, then the others by held-out RMSE. A smaller problem's formulas pass its check
+    (stage 6) unpolished: no network fine-tune and no snap (stage 7), which cost most of its
+    time (a minute of 60 s for y = x with 1/x in the library) and which the formulas put
+    together get anyway. Each formula put together is refitted on the
     training rows and checked as stages 5-6, and the one returned snapped as stage 7."""
     x_train = np.asarray(dataset["train_input"], dtype=np.float64)
     y_train = np.asarray(dataset["train_label"], dtype=np.float64).reshape(-1)
@@ -326,9 +360,12 @@ def _split(dataset, settings, seed, lamb, depth):
 
     def solve(sub, left):
         k = np.shape(sub["train_input"])[1]
-        found = discover(sub, [k, 2 * k + 1, 1], s.lib, seed, s.grid, s.refine_grid, s.steps,
-                         lamb, s.lamb_entropy, s.prune_tolerance, min(s.inits, SPLIT_INITS),
-                         True, s.scale, left, lambda text: s.say("  | " + text))
+        found = _discover(sub, s._replace(width=[k, 2 * k + 1, 1],
+                                          inits=min(s.inits, SPLIT_INITS),
+                                          say=lambda text: s.say("  | " + text),
+                                          on_stage=lambda name, model, t0: None,
+                                          part=True),
+                          seed, lamb, True, left, None)
         ranked = sorted(found["front"], key=lambda c: (not c["passed"],
                                                        c["operations"] if c["passed"] else 0,
                                                        c["rmse"]))
@@ -338,6 +375,8 @@ def _split(dataset, settings, seed, lamb, depth):
         if snap:
             check = check_formula(x_test, y_test, formula_function(formula, names)(x_test),
                                   network)
+            if s.part:  # a smaller problem's formula: its caller snaps what it puts together
+                return formula, check, []
             return _snapped(formula, names, x_train, y_train, x_test, y_test, network, check)
         try:
             formula = refit_constants(formula, names, x_train, y_train)
@@ -346,7 +385,8 @@ def _split(dataset, settings, seed, lamb, depth):
             values = np.full_like(y_test, np.nan)
         return formula, check_formula(x_test, y_test, values, network)
 
-    found = split_route(dataset, solve, finish, depth, s.scale, seed, s.say, s.on_stage)
+    found = split_route(dataset, solve, finish, depth, s.scale, seed, s.say, s.on_stage,
+                        s.deadline)
     sp = optional_sympy()
     outcome = {"route": "split", "model": found["model"], "stopped": found["stopped"],
                "formula": found["formula"], "report": None, "check": found["check"],
@@ -403,7 +443,9 @@ def _formula(outcome, model, network, dataset, logged, settings, prefix):
 
     report = {"formulas": formulas, "edges": outcome["fixed"], "max_gap": None,
               "rmse": checks[0]["rmse"]}
-    if sp is not None:
+    if sp is not None and settings.part:  # the caller refits and snaps what it puts together
+        outcome["operations"] = int(sp.count_ops(formulas[0]))
+    elif sp is not None:
         model.fit_constants(data["train_input"], data["train_label"])  # the formula's network
         settings.on_stage(prefix + "symbolic fine-tune", model, t0)
         symbolic = to_labels(_outputs(model, data["test_input"]))

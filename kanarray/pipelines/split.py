@@ -1,6 +1,6 @@
 """The split route of kanarray.discover: a law of many inputs as laws of fewer, recursively.
 
-    outcome = split_route(dataset, solve, finish, depth=2, scale=False, seed=0)
+    outcome = split_route(dataset, solve, finish, depth=2, scale=False, seed=0, deadline=None)
 
 A law such as q (E + B v sin theta) is neither a sum of one-variable functions (the sum route's
 pruned network) nor a product of them (the product route's log|y|), but it is built from
@@ -29,7 +29,11 @@ Each smaller problem goes to `solve` (discover itself, with the split route one 
 and its formulas (the Pareto front, passed or not: a sub-problem read from the surrogate carries
 the surrogate's smooth error, so its own held-out check may refuse the right formula) are put
 back together with sympy: new inputs replaced by the pair they stand for, groups summed or
-multiplied. Every combination (at most MAX_PER_PART formulas per part, MAX_COMBINATIONS in all)
+multiplied, and every guard of the parts' library functions that takes one branch on the
+training rows replaced by that branch (kanarray.symbolic.snap.drop_guards: each part writes 1/z
+as sign(z)/Max(|z|, 1e-4), and once the parts are put together sympy cannot see that the guards
+cancel; without this (x_1 - x_2)/x_3 came out as 12/5 - Max(1e-4, |12/5 - (x_1 - x_2)/x_3|)).
+Every combination (at most MAX_PER_PART formulas per part, MAX_COMBINATIONS in all)
 then gets its constants refitted on the real training rows and the held-out check of every
 route (`finish`: kanarray.pipelines.check.check_formula against the surrogate's held-out
 error); of those that pass, the one of fewest operations is snapped (stage 7) and returned. A
@@ -39,7 +43,10 @@ Bounds: `depth` levels of splitting (discover's `split`, default 2: a sub-proble
 sub-problem may still split, not further); only problems of 2 or more inputs split; the
 surrogate must fit, held-out RMSE at most SURROGATE_SHARE x the labels' standard deviation or
 SURROGATE_NOISE x the label noise it shows (kanarray.pipelines.check.noise_level), else the
-route stops, since structure() reads a poor surrogate's derivatives, not the law's.
+route stops, since structure() reads a poor surrogate's derivatives, not the law's. Time:
+`deadline` (a time.perf_counter() value, or None for none) is looked at before each part is
+solved and before each combination is checked; past it the route stops and says so (`solve`
+is given the same deadline by its caller, kanarray.discover, which says how it is set).
 """
 import itertools
 import time
@@ -50,6 +57,7 @@ from ..analysis.structure import structure
 from ..core.metrics import rmse
 from ..funcs.library import optional_sympy
 from ..model import KAN
+from ..symbolic.snap import drop_guards
 from .check import noise_level
 from .stages import run_stage
 
@@ -61,9 +69,11 @@ PRODUCT_TOL = 0.02          # the identity of a product holds below this relativ
 MAX_PER_PART = 3            # formulas of each part's front put together
 MAX_COMBINATIONS = 12       # combinations refitted and checked
 NO_STRUCTURE = "the surrogate shows no group, symmetry or unused input to split on"
+OUT_OF_TIME = "the split route's time ran out"
 
 
-def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, on_stage=None):
+def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, on_stage=None,
+                deadline=None):
     """The module docstring's route on a dataset of one output (kanarray.create_dataset's dict).
 
     solve(sub_dataset, depth) -> a list of sympy formulas in x_1..x_k (k: the sub-problem's
@@ -75,6 +85,7 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
         snapped formula, its check, [(formula, check) tried]). Only a formula whose check
         passed is returned
     depth   split levels left (>= 1)
+    deadline  time.perf_counter() value past which the route stops (None: no limit)
     -> {"stopped": None or why, "formula", "check", "candidates": [(formula, check)],
         "model": the surrogate or None, "steps": ["what was split", ...]}"""
     if not callable(solve) or not callable(finish):
@@ -115,8 +126,13 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
     parts = sub_problems(kind, detail, dataset, model)
     sp = optional_sympy()
     names = [f"x_{i + 1}" for i in range(d)]
+    late = (lambda: False) if deadline is None else (lambda: time.perf_counter() > deadline)
     found = []
     for part in parts:
+        if late():
+            out["stopped"] = (f"{OUT_OF_TIME} before the part of inputs {part['label']} "
+                              f"({kind} split)")
+            return out
         formulas = solve(part["data"], depth - 1)[:MAX_PER_PART]
         if not formulas:
             out["stopped"] = f"{kind} split: no formula for the part of inputs {part['label']}"
@@ -127,17 +143,21 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
         formula = _combine(sp, kind, combination, parts, names)
         if formula is None:
             continue
-        formula, check = finish(formula, network, False)
+        if late():
+            out["stopped"] = f"{OUT_OF_TIME} while checking the {kind} split's formulas"
+            break
+        formula, check = finish(drop_guards(formula, names, x_train), network, False)
         tried.append((formula, check))
         out["check"] = out["check"] or check
         if check["passed"]:
             passed.append(formula)
-    if passed:  # the shortest that passes, snapped (stage 7)
+    if passed:  # the shortest that passes, snapped (stage 7), even when time ran out
+        out["stopped"] = None
         formula, out["check"], snapped = finish(min(passed, key=sp.count_ops), network, True)
         out["formula"] = formula
         tried += snapped
     out["candidates"] = tried
-    if out["formula"] is None:
+    if out["formula"] is None and out["stopped"] is None:
         reason = out["check"]["reason"] if out["check"] else "no combination evaluates"
         out["stopped"] = (f"the formula fails the held-out check: {reason} (after a {kind} "
                           f"split)")
