@@ -1,8 +1,8 @@
 """kanarray.pipelines.split: laws that are neither a sum nor a product of one-variable functions,
 found by splitting them into laws that are, and only ever returned after the held-out check.
 
-Each end-to-end law is tried for 3 seeds (data and discover); the rate each test expects is
-the one measured on this code, stated in the test."""
+The end-to-end law is tried for 3 seeds (data and discover); the rate the test expects is the
+one measured on this code, stated in the test."""
 import warnings
 
 import numpy as np
@@ -41,12 +41,13 @@ def ratio_of_a_difference(x):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="rate not yet measured: the first run missed 3 of 3 "
-                   "(seed 0 with the Feynman bench's library gave (x_1 - x_2)/x_3 in 24 s)")
-def test_a_difference_over_an_input_splits_off_the_divisor_for_3_of_3_seeds():
+def test_a_difference_over_an_input_comes_out_as_the_plain_ratio_for_2_of_3_seeds():
     """(x_1 - x_2) / x_3 on [1, 3]: changes sign, so no product route; the sum route finds no
-    pruned network. The product identity splits off x_3 (with C = 0), the part x_1 - x_2 is a
-    sum and 1/x_3 one edge. Measured on this code: 3 of 3 seeds, route "split"."""
+    pruned network. Two pair steps (x_1 - x_2, then its ratio by x_3) leave one input, and the
+    formula put together reads (x_1 - x_2)/x_3, guards dropped. Measured on this code (2-core
+    VM, one thread, shared): seeds 0 and 1 exact in 53 s and 25 s; seed 2 stops in 29 s (its
+    one-input part, y = v, came out of the sum route as a ratio of a square that fails the
+    held-out check, and the put-together formula fails it too). Never a wrong formula."""
     found = 0
     for seed in range(3):
         result, _ = run(ratio_of_a_difference, 3, (1, 3), seed)
@@ -54,8 +55,10 @@ def test_a_difference_over_an_input_splits_off_the_divisor_for_3_of_3_seeds():
             assert result["route"] == "split", (seed, result["route"])
             assert result["check"]["passed"]
             assert matches(result["formula"], ratio_of_a_difference, 3, (1, 3), seed), seed
+            x1, x2, x3 = sympy.symbols("x_1 x_2 x_3")
+            assert result["formula"] == (x1 - x2) / x3, (seed, result["formula"])
             found += 1
-    assert found == 3
+    assert found >= 2
 
 
 def test_split_plan_reads_a_product_with_an_offset():
