@@ -45,7 +45,7 @@ def test_a_difference_over_an_input_comes_out_as_the_plain_ratio_for_2_of_3_seed
     """(x_1 - x_2) / x_3 on [1, 3]: changes sign, so no product route; the sum route finds no
     pruned network. Two pair steps (x_1 - x_2, then its ratio by x_3) leave one input, and the
     formula put together reads (x_1 - x_2)/x_3, guards dropped. Measured on this code (2-core
-    VM, one thread, shared): seeds 0 and 1 exact in 53 s and 25 s; seed 2 stops in 29 s (its
+    VM, one thread, shared): seeds 0 and 1 exact in 53 s and 25 s; seed 2 gives no formula in 29 s (its
     one-input part, y = v, came out of the sum route as a ratio of a square that fails the
     held-out check, and the put-together formula fails it too). Never a wrong formula."""
     found = 0
@@ -135,8 +135,8 @@ def test_guards_that_take_one_branch_on_the_rows_are_dropped():
     assert drop_guards(sympy.Abs(x1), names, around_0) == sympy.Abs(x1)
 
 
-def test_the_split_route_stops_when_its_time_is_spent():
-    """A deadline already past: the route stops before the first part is solved, and says so;
+def test_the_split_route_gives_up_when_its_time_is_spent():
+    """A deadline already past: the route gives up before the first part is solved, and says why;
     discover's split_time is checked."""
     data = kanarray.create_dataset(lambda x: x[:, 0] + x[:, 1] * x[:, 2], n_var=3,
                                    ranges=(1, 2), train_num=500, test_num=500, seed=0)

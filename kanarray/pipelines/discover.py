@@ -67,7 +67,7 @@ multiplies the time), and the formulas put back together are refitted on the tra
 checked (stage 6, against the surrogate's held-out error) and snapped (stage 7) like any
 other route's. The split route has a time budget, `split_time` seconds for it and all its
 smaller problems (default SPLIT_TIME_FACTOR x the seconds the sum and product routes took,
-at least SPLIT_MIN_TIME): past it, it stops and says so, so that a law it cannot split costs
+at least SPLIT_MIN_TIME): past it, it gives up and says why, so that a law it cannot split costs
 about as much as a few more attempts of the other routes, not minutes. Measured (one thread,
 a shared 2-core VM): (x_1 - x_2)/x_3 on [1, 3] comes out as that through two pair steps for
 2 of 3 seeds (25-53 s; tests/test_split.py), x_1 x_2 + x_3 on [-1, 1] as that in 63 s, and
@@ -194,7 +194,7 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                     smaller problem it makes runs discover with split one lower
     split_time      seconds the split route may take in all, its smaller problems included
                     (None: SPLIT_TIME_FACTOR x the seconds the other routes took on this data,
-                    at least SPLIT_MIN_TIME); past them it stops and says so
+                    at least SPLIT_MIN_TIME); past them it gives up and says why
     scale           every network maps its route's training inputs onto its grid and
                     standardises the labels (KAN.set_scaling), for data in raw units (inputs far
                     outside [-1, 1], labels of any size); the formula still reads in the raw
@@ -298,7 +298,7 @@ class _Settings(NamedTuple):
     scale: bool
     say: object
     on_stage: object
-    deadline: object  # time.perf_counter() past which a split route's smaller problem stops
+    deadline: object  # time.perf_counter() past which a split route's smaller problem gives up
     part: bool        # a split route's smaller problem: its formulas are not polished (below)
 
 

@@ -45,7 +45,7 @@ surrogate must fit, held-out RMSE at most SURROGATE_SHARE x the labels' standard
 SURROGATE_NOISE x the label noise it shows (kanarray.pipelines.check.noise_level), else the
 route stops, since structure() reads a poor surrogate's derivatives, not the law's. Time:
 `deadline` (a time.perf_counter() value, or None for none) is looked at before each part is
-solved and before each combination is checked; past it the route stops and says so (`solve`
+solved and before each combination is checked; past it the route gives up and says why (`solve`
 is given the same deadline by its caller, kanarray.discover, which says how it is set).
 """
 import itertools
@@ -85,7 +85,7 @@ def split_route(dataset, solve, finish, depth=2, scale=False, seed=0, say=None, 
         snapped formula, its check, [(formula, check) tried]). Only a formula whose check
         passed is returned
     depth   split levels left (>= 1)
-    deadline  time.perf_counter() value past which the route stops (None: no limit)
+    deadline  time.perf_counter() value past which the route gives up (None: no limit)
     -> {"stopped": None or why, "formula", "check", "candidates": [(formula, check)],
         "model": the surrogate or None, "steps": ["what was split", ...]}"""
     if not callable(solve) or not callable(finish):
