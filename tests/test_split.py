@@ -45,9 +45,9 @@ def test_a_difference_over_an_input_comes_out_as_the_plain_ratio_for_2_of_3_seed
     """(x_1 - x_2) / x_3 on [1, 3]: changes sign, so no product route; the sum route finds no
     pruned network. Two pair steps (x_1 - x_2, then its ratio by x_3) leave one input, and the
     formula put together reads (x_1 - x_2)/x_3, guards dropped. Measured on this code (2-core
-    VM, one thread, shared): seeds 0 and 1 exact in 53 s and 25 s; seed 2 gives no formula in 29 s (its
-    one-input part, y = v, came out of the sum route as a ratio of a square that fails the
-    held-out check, and the put-together formula fails it too). Never a wrong formula."""
+    VM, one thread, shared): seeds 0 and 1 exact in 53 s and 25 s; seed 2 gives no formula in
+    29 s (its one-input part, y = v, came out of the sum route as a ratio of a square that fails
+    the held-out check, and the put-together formula fails it too). Never a wrong formula."""
     found = 0
     for seed in range(3):
         result, _ = run(ratio_of_a_difference, 3, (1, 3), seed)
