@@ -1,5 +1,8 @@
 """From data to a checked formula in one call: the pipeline behind `kanarray demo`.
 
+Why one module: the routes share the stages below, the settings and the outcome they return;
+the split route's glue (_split) calls discover itself on each smaller problem.
+
     result = discover(dataset, width=[2, 5, 1], lib=["x", "x^2", "sin", "exp"])
     result["formula"], result["report"], result["check"]
 
@@ -54,6 +57,23 @@ x_1/x_2**2. discover returns the route whose formula passes the check with the f
 operations (sympy's count_ops), the sum route at a tie; when neither passes it says why both
 stopped.
 
+When every route stopped (one output, 2+ inputs, sympy), the split route
+(kanarray.pipelines.split) fits one surrogate network, reads its structure
+(kanarray.analysis.structure) and splits the law into smaller ones: unused inputs dropped,
+additive or multiplicative groups read from the surrogate, pairs that enter only as a sum,
+difference, product or ratio replaced by one input. Each smaller problem runs discover again
+(at most SPLIT_INITS attempts per route, `split` levels deep in all, default 2: each level
+multiplies the time), and the formulas put back together are refitted on the training rows,
+checked (stage 6, against the surrogate's held-out error) and snapped (stage 7) like any
+other route's. The split route has a time budget, `split_time` seconds for it and all its
+smaller problems (default SPLIT_TIME_FACTOR x the seconds the sum and product routes took,
+at least SPLIT_MIN_TIME): past it, it gives up and says why, so that a law it cannot split costs
+about as much as a few more attempts of the other routes, not minutes. Measured (one thread,
+a shared 2-core VM): (x_1 - x_2)/x_3 on [1, 3] comes out as that through two pair steps for
+2 of 3 seeds (25-53 s; tests/test_split.py), x_1 x_2 + x_3 on [-1, 1] as that in 63 s, and
+Feynman I.13.4 (m (v^2 + u^2 + w^2) / 2) exact in 77 s; a (b + c sin d) needs 3 levels and
+was not recovered at 3 (held-out RMSE 3e-4, refused by the check).
+
 Stages 1-4 can fail for a given initialisation: the regularised fit collapses towards a
 constant (train R^2 < COLLAPSE_R2), no pruned network fits, or an edge fits no library function
 with R^2 >= 0.99. The route then starts again from another initialisation, up to `inits` of
@@ -82,6 +102,7 @@ from ..model import KAN, from_state
 from ..core.metrics import rmse
 from .check import check_formula, noise_level
 from .products import log_dataset
+from .split import OUT_OF_TIME, split_route
 from .stages import fix_layer_by_layer, run_stage
 
 COLLAPSE_R2 = 0.5  # below this train R^2 the regularised fit explains (almost) nothing
@@ -91,6 +112,9 @@ REFIT = {"opt": "lbfgs", "steps": 30, "update_grid": False, "log": 0}  # after r
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 PRUNE_NOISE = 1.5  # a pruned network fits when its train RMSE is at most this x the noise
 SNAP_SLACK = 1e-3  # a snapped number may raise the formula's held-out RMSE by this share
+SPLIT_INITS = 2  # attempts per route of a split's smaller problems (each level multiplies time)
+SPLIT_TIME_FACTOR = 4.0  # the split route's default time: this x the other routes' time ...
+SPLIT_MIN_TIME = 30.0    # ... and at least these seconds
 FAILED_CHECK = "the formula fails the held-out check"
 NOT_SEPARABLE = "no sum of one-variable functions fits the data"
 
@@ -151,7 +175,7 @@ def _check_width(width):
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
              lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, scale=False,
-             say=None, on_stage=None):
+             split=2, say=None, on_stage=None, split_time=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -165,6 +189,12 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                     same one with a weaker lamb after a collapse)
     products        also try the product route on log|y| when the labels keep one sign (one
                     output, sympy installed)
+    split           levels of the split route (kanarray.pipelines.split) when every other
+                    route stopped (one output, 2+ inputs, sympy installed): 0 never; each
+                    smaller problem it makes runs discover with split one lower
+    split_time      seconds the split route may take in all, its smaller problems included
+                    (None: SPLIT_TIME_FACTOR x the seconds the other routes took on this data,
+                    at least SPLIT_MIN_TIME); past them it gives up and says why
     scale           every network maps its route's training inputs onto its grid and
                     standardises the labels (KAN.set_scaling), for data in raw units (inputs far
                     outside [-1, 1], labels of any size); the formula still reads in the raw
@@ -180,7 +210,7 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
         "edges", "max_gap", "rmse"} as kanarray.symbolic.report.formula_report writes them,
         on the test split (max_gap: to the symbolic network, before any snap), or None,
         "check": the held-out check of the first output (kanarray.pipelines.check.
-        check_formula) or None, "route": "sum" or "product", "noise": the route's
+        check_formula) or None, "route": "sum", "product" or "split", "noise": the route's
         noise_level, "fixed": auto_symbolic's result, "init": the attempt that got through
         (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
         route tried, {"route", "stopped", "formula", "operations", "check", "noise"},
@@ -203,14 +233,36 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                          check_real(prune_tolerance, "prune_tolerance", minimum=0),
                          check_int(inits, "inits", 1), check_bool(scale, "scale"),
                          say or (lambda text: None),
-                         on_stage or (lambda name, model, t0: None))
+                         on_stage or (lambda name, model, t0: None), None, False)
     lamb = check_real(lamb, "lamb", minimum=0)
+    split = check_int(split, "split", 0)
+    if split_time is not None:
+        split_time = check_real(split_time, "split_time", minimum=0)
+    return _discover(dataset, settings, seed, lamb, check_bool(products, "products"), split,
+                     split_time)
+
+
+def _discover(dataset, settings, seed, lamb, products, split, split_time):
+    """discover once its arguments are checked; the split route's smaller problems run it too,
+    with their settings (settings.deadline: their caller's, which bounds their own)."""
+    width = settings.width
+    t0 = time.perf_counter()
     routes = [("sum", None)]
-    if check_bool(products, "products") and width[2] == 1 and optional_sympy() is not None:
+    if products and width[2] == 1 and optional_sympy() is not None:
         logged = log_dataset(dataset)
         if logged is not None:
             routes.append(("product", logged))
     outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
+    if (split and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
+            and all(o["stopped"] for o in outcomes)):
+        spent = time.perf_counter() - t0
+        budget = (split_time if split_time is not None
+                  else max(SPLIT_MIN_TIME, SPLIT_TIME_FACTOR * spent))
+        deadline = (time.perf_counter() + budget if settings.deadline is None
+                    else settings.deadline)  # a smaller problem: what its caller has left
+        settings.say(f"split route: {max(0.0, deadline - time.perf_counter()):.0f} s at most "
+                     f"(the other routes took {spent:.0f} s)")
+        outcomes.append(_split(dataset, settings._replace(deadline=deadline), seed, lamb, split))
     passed = [o for o in outcomes if o["stopped"] is None]
     if passed:
         best = min(passed, key=lambda o: o["operations"])  # the first, the sum route, at a tie
@@ -246,6 +298,8 @@ class _Settings(NamedTuple):
     scale: bool
     say: object
     on_stage: object
+    deadline: object  # time.perf_counter() past which a split route's smaller problem gives up
+    part: bool        # a split route's smaller problem: its formulas are not polished (below)
 
 
 def _route(name, dataset, logged, settings, seed, lamb):
@@ -266,6 +320,9 @@ def _route(name, dataset, logged, settings, seed, lamb):
                  f"{noise['whiteness']:.2f}), pruning tolerance {tolerance:.3e}")
     init, fresh = seed, 0  # fresh: initialisations drawn so far after the first
     for attempt in range(settings.inits):
+        if settings.deadline is not None and time.perf_counter() > settings.deadline:
+            outcome["stopped"] = f"{OUT_OF_TIME} (after {attempt} attempt(s) of this route)"
+            return outcome
         label = "" if attempt == 0 else f", init {attempt + 1}"
         model, stopped, outcome["fixed"], network = _symbolic_model(
             data, settings, width, init, lamb, tolerance, prefix, label)
@@ -285,6 +342,68 @@ def _route(name, dataset, logged, settings, seed, lamb):
         outcome["stopped"] += f" (the last of {settings.inits} attempts)"
         return outcome
     return _formula(outcome, model, network, dataset, logged, settings, prefix)
+
+
+def _split(dataset, settings, seed, lamb, depth):
+    """The split route (kanarray.pipelines.split) -> an outcome as _route's: each smaller
+    problem runs discover (the sum and product routes, and the split route `depth` - 1 levels
+    deep) and offers the formulas of its front: those that passed first, fewest operations
+    first, then the others by held-out RMSE. A smaller problem's formulas pass its check
+    (stage 6) unpolished: no network fine-tune and no snap (stage 7), which cost most of its
+    time (a minute of 60 s for y = x with 1/x in the library) and which the formulas put
+    together get anyway. Each formula put together is refitted on the
+    training rows and checked as stages 5-6, and the one returned snapped as stage 7."""
+    x_train = np.asarray(dataset["train_input"], dtype=np.float64)
+    y_train = np.asarray(dataset["train_label"], dtype=np.float64).reshape(-1)
+    x_test = np.asarray(dataset["test_input"], dtype=np.float64)
+    y_test = np.asarray(dataset["test_label"], dtype=np.float64).reshape(-1)
+    names = [f"x_{i + 1}" for i in range(x_train.shape[1])]
+    s = settings
+
+    def solve(sub, left):
+        k = np.shape(sub["train_input"])[1]
+        found = _discover(sub, s._replace(width=[k, 2 * k + 1, 1],
+                                          inits=min(s.inits, SPLIT_INITS),
+                                          say=lambda text: s.say("  | " + text),
+                                          on_stage=lambda name, model, t0: None,
+                                          part=True),
+                          seed, lamb, True, left, None)
+        ranked = sorted(found["front"], key=lambda c: (not c["passed"],
+                                                       c["operations"] if c["passed"] else 0,
+                                                       c["rmse"]))
+        return [c["formula"] for c in ranked]
+
+    def finish(formula, network, snap):
+        if snap:
+            check = check_formula(x_test, y_test, formula_function(formula, names)(x_test),
+                                  network)
+            if s.part:  # a smaller problem's formula: its caller snaps what it puts together
+                return formula, check, []
+            return _snapped(formula, names, x_train, y_train, x_test, y_test, network, check)
+        try:
+            formula = refit_constants(formula, names, x_train, y_train)
+            values = formula_function(formula, names)(x_test)
+        except (ArithmeticError, ValueError, TypeError):  # a formula numpy cannot evaluate
+            values = np.full_like(y_test, np.nan)
+        return formula, check_formula(x_test, y_test, values, network)
+
+    found = split_route(dataset, solve, finish, depth, s.scale, seed, s.say, s.on_stage,
+                        s.deadline)
+    sp = optional_sympy()
+    outcome = {"route": "split", "model": found["model"], "stopped": found["stopped"],
+               "formula": found["formula"], "report": None, "check": found["check"],
+               "noise": None, "fixed": {}, "init": None, "lamb": lamb, "operations": None,
+               "candidates": [_candidate("split", f, c) for f, c in found["candidates"]]}
+    outcome["noise"] = (_noise_level(found["model"], dataset) if found["model"] is not None
+                        else {"rmse": float("nan"), "whiteness": float("nan"),
+                              "sigma": float("nan")})
+    if found["formula"] is not None:
+        outcome.update(init=0, operations=int(sp.count_ops(found["formula"])),
+                       report={"formulas": [found["formula"]], "edges": {}, "max_gap": None,
+                               "rmse": found["check"]["rmse"]})
+    else:
+        s.say(f"split route: {found['stopped']}")
+    return outcome
 
 
 def _formula(outcome, model, network, dataset, logged, settings, prefix):
@@ -326,7 +445,9 @@ def _formula(outcome, model, network, dataset, logged, settings, prefix):
 
     report = {"formulas": formulas, "edges": outcome["fixed"], "max_gap": None,
               "rmse": checks[0]["rmse"]}
-    if sp is not None:
+    if sp is not None and settings.part:  # the caller refits and snaps what it puts together
+        outcome["operations"] = int(sp.count_ops(formulas[0]))
+    elif sp is not None:
         model.fit_constants(data["train_input"], data["train_label"])  # the formula's network
         settings.on_stage(prefix + "symbolic fine-tune", model, t0)
         symbolic = to_labels(_outputs(model, data["test_input"]))

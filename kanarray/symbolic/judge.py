@@ -43,6 +43,7 @@ import numpy as np
 
 from ..core.checks import check_bool, check_int, check_seed
 from ..funcs import library as slib
+from .snap import fixed_branch, point_values as _values
 
 EXACT_RMSE = 1e-6  # relative RMSE below which a formula fits noise-free data exactly
 NOISY_RMSE = 1e-3  # the same for data with 1% label noise: the fit cannot be sharper
@@ -138,7 +139,7 @@ def _tidy(sp, expr, symbols, columns, share):
         if args != e.args:
             e = e.func(*args)
         if e.func.__name__ in GUARDS:
-            branch = _fixed_branch(sp, e, symbols, columns)
+            branch = fixed_branch(sp, e, symbols, columns)
             if branch is not None:
                 counts["guard(s)"] += 1
                 return branch
@@ -162,26 +163,6 @@ def _tidy(sp, expr, symbols, columns, share):
     return out, changes
 
 
-def _fixed_branch(sp, e, symbols, columns):
-    """The branch a guard takes at every point, or None when it switches (or is not real)."""
-    name = e.func.__name__
-    if name in ("Abs", "sign"):
-        v = _values(sp, e.args[0], symbols, columns)
-        if np.all(v > 0) or (name == "Abs" and np.all(v >= 0)):
-            return e.args[0] if name == "Abs" else sp.Integer(1)
-        if np.all(v < 0) or (name == "Abs" and np.all(v <= 0)):
-            return -e.args[0] if name == "Abs" else sp.Integer(-1)
-        return None
-    values = np.stack([_values(sp, a, symbols, columns) for a in e.args], axis=1)
-    if not np.all(np.isfinite(values)):
-        return None
-    extreme = values.max(axis=1) if name == "Max" else values.min(axis=1)
-    for k, arg in enumerate(e.args):
-        if np.all(values[:, k] == extreme):
-            return arg
-    return None
-
-
 def _kept_terms(sp, add, symbols, columns, share):
     """The terms of a sum whose RMS exceeds share x the sum's RMS (all of them when none does)."""
     rms = lambda v: float(np.sqrt(np.mean(v ** 2)))
@@ -190,16 +171,6 @@ def _kept_terms(sp, add, symbols, columns, share):
         return list(add.args)
     kept = [t for t in add.args if not rms(_values(sp, t, symbols, columns)) <= share * total]
     return kept or list(add.args)
-
-
-def _values(sp, expr, symbols, columns):
-    """expr at the points, float64 (n,); NaN where it is undefined or not real."""
-    n = columns[0].shape[0]
-    with np.errstate(all="ignore"):
-        out = np.asarray(sp.lambdify(symbols, expr, modules="numpy")(*columns))
-        if np.iscomplexobj(out):
-            out = np.where(np.abs(out.imag) > 0, np.nan, out.real)
-        return np.broadcast_to(out.astype(np.float64), (n,))
 
 
 def _sympy():

@@ -22,6 +22,13 @@ Numbers that are the bounds of the library's guards (log(Max(|z|, 1e-4)), sqrt(M
 direct arguments of Max and Min) are neither snapped nor refitted: they say where a function
 is defined, not what it computes.
 
+drop_guards(expr, names, x) writes a formula as it reads on the rows x: every guard (Abs, sign,
+Max, Min) that takes one branch at every row becomes that branch, so that sign(z)/Max(|z|,
+1e-4) on rows where z > 1e-4 reads 1/z. A formula put together from other formulas (the split
+route of kanarray.discover) needs this: each part carries its library functions' guards, and
+after the parts are put together sympy cannot see that they cancel (12/5 - Max(1e-4, |12/5 - v|)
+is v where v < 12/5 - 1e-4).
+
 sympy is the `symbolic` extra; scipy is imported on the first refit.
 """
 from fractions import Fraction
@@ -34,6 +41,7 @@ SNAP_REL = 1e-2       # a simple value is tried only within this relative distan
 MAX_DENOMINATOR = 12  # of the rationals tried
 MAX_TRIES = 4         # simple values tried per number besides 0 and +-1 (each try is a refit)
 GUARDS = ("Max", "Min")
+BRANCHES = ("Abs", "sign", "Max", "Min")  # what drop_guards reads on the rows
 
 
 def snap_constants(expr, names, x, y, accept):
@@ -53,6 +61,8 @@ def snap_constants(expr, names, x, y, accept):
             param = fitted_ones[k]
             tried.add((param, value))  # each pair once: the work stays (numbers x candidates)
             trial = template.xreplace({param: value})
+            if trial.has(sp.zoo, sp.oo, -sp.oo, sp.nan):  # a number snapped to 0 under a division
+                continue
             free = [p for p in fitted_ones if p != param and trial.has(p)]
             fitted = _refit(sp, trial, free, {p: values[p] for p in free}, symbols, x, y)
             numbers = {p: sp.Float(v) for p, v in fitted.items()}
@@ -181,6 +191,100 @@ def _as_real(values, shape):
     if np.iscomplexobj(values):
         values = np.where(values.imag != 0, np.nan, values.real)
     return np.broadcast_to(values.astype(np.float64), shape)
+
+
+def drop_guards(expr, names, x):
+    """`expr` (sympy, in the variables `names`, the i-th column of x each) with every guard of
+    BRANCHES that takes one branch on all rows of x replaced by that branch, innermost first
+    (the module docstring); guards that switch, or are not finite, stay."""
+    sp = _sympy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"x must have one column per name ({len(names)}), got shape {x.shape}")
+    symbols = {s: k for k, s in enumerate(sp.Symbol(n) for n in names)}
+    plain = {s: sp.Symbol(s.name) for s in expr.free_symbols}  # any assumptions -> by name
+    columns = [x[:, symbols[plain[s]]] if plain[s] in symbols else None
+               for s in sorted(expr.free_symbols, key=str)]
+    if not columns or any(c is None for c in columns):
+        return expr
+    order = sorted(expr.free_symbols, key=str)
+
+    def nonzero(a):
+        return bool(np.all(point_values(sp, a, order, columns) != 0))
+
+    def walk(e):
+        if not e.args:
+            return e
+        args = tuple(walk(a) for a in e.args)
+        if args != e.args:
+            e = e.func(*args)
+        if type(e).__name__ in BRANCHES:
+            branch = fixed_branch(sp, e, order, columns)
+            if branch is not None:
+                return branch
+            if isinstance(e, sp.Abs) and isinstance(e.args[0], sp.sign) and nonzero(e.args[0]):
+                return sp.Integer(1)  # |sign(a)| where a is never 0
+        if isinstance(e, sp.Mul):
+            return _signs_cancelled(sp, e, nonzero)
+        return e
+
+    return walk(expr)
+
+
+def _signs_cancelled(sp, product, nonzero):
+    """A product's factors sign(a)**p |a|**q (integers p, q; a never 0 on the rows) as a**q,
+    times sign(a) where p + q is odd: |a| = a sign(a) and sign(a)**2 = 1 there. A guard that
+    switches on the rows can still cancel another: 1/(1/a) is written sign(a)/(|sign(a)| /
+    |a|), which is a wherever a is not 0."""
+    powers = {}
+    for factor in product.args:
+        base, exponent = factor.as_base_exp()
+        if isinstance(base, (sp.sign, sp.Abs)) and exponent.is_integer:
+            powers.setdefault(base.args[0], {}).setdefault(type(base), []).append(factor)
+    swap = {}
+    for a, kinds in powers.items():
+        if len(kinds) < 2 or not nonzero(a):
+            continue
+        p = sum(f.as_base_exp()[1] for f in kinds[sp.sign])
+        q = sum(f.as_base_exp()[1] for f in kinds[sp.Abs])
+        for f in kinds[sp.sign] + kinds[sp.Abs]:
+            swap[f] = sp.Integer(1)
+        swap[kinds[sp.Abs][0]] = a ** q * (sp.sign(a) if (p + q) % 2 else 1)
+    if not swap:
+        return product
+    return sp.Mul(*[swap.get(f, f) for f in product.args])
+
+
+def fixed_branch(sp, e, symbols, columns):
+    """The branch a guard e (Abs, sign, Max or Min) takes at every point (columns: one array
+    per symbol), or None when it switches or is not real."""
+    name = type(e).__name__
+    if name in ("Abs", "sign"):
+        v = point_values(sp, e.args[0], symbols, columns)
+        if np.all(v > 0) or (name == "Abs" and np.all(v >= 0)):
+            return e.args[0] if name == "Abs" else sp.Integer(1)
+        if np.all(v < 0) or (name == "Abs" and np.all(v <= 0)):
+            return -e.args[0] if name == "Abs" else sp.Integer(-1)
+        return None
+    values = np.stack([point_values(sp, a, symbols, columns) for a in e.args], axis=1)
+    if not np.all(np.isfinite(values)):
+        return None
+    extreme = values.max(axis=1) if name == "Max" else values.min(axis=1)
+    for k, arg in enumerate(e.args):
+        if np.all(values[:, k] == extreme):
+            return arg
+    return None
+
+
+def point_values(sp, expr, symbols, columns):
+    """expr at the points (one array per symbol), float64 (n,); NaN where it is undefined or
+    not real."""
+    n = columns[0].shape[0]
+    with np.errstate(all="ignore"):
+        out = np.asarray(sp.lambdify(symbols, expr, modules="numpy")(*columns))
+        if np.iscomplexobj(out):
+            out = np.where(np.abs(out.imag) > 0, np.nan, out.real)
+        return np.broadcast_to(out.astype(np.float64), (n,))
 
 
 def _check_rows(x, y, names):
