@@ -19,12 +19,12 @@ import sympy  # noqa: E402
 LIB = ["x", "x^2", "1/x", "sin"]
 
 
-def run(f, n_var, ranges, seed, **kwargs):
+def run(f, n_var, ranges, seed, split=2, **kwargs):
     data = kanarray.create_dataset(f, n_var=n_var, ranges=ranges, train_num=1000,
                                    test_num=1000, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return discover(data, [n_var, 2 * n_var + 1, 1], lib=LIB, seed=seed, **kwargs), data
+        return discover(data, [n_var, 2 * n_var + 1, 1], lib=LIB, seed=seed, split=split, **kwargs), data
 
 
 def matches(formula, f, n_var, ranges, seed):

@@ -57,13 +57,16 @@ x_1/x_2**2. discover returns the route whose formula passes the check with the f
 operations (sympy's count_ops), the sum route at a tie; when neither passes it says why both
 stopped.
 
-When every route stopped (one output, 2+ inputs, sympy), the split route
+With discover(..., split=2) (off by default: it recovers some laws the other routes cannot
+and costs up to its time budget on every law they cannot solve; the Feynman results of
+bench/feynman_recovery.py are measured without it), when every route stopped (one output,
+2+ inputs, sympy), the split route
 (kanarray.pipelines.split) fits one surrogate network, reads its structure
 (kanarray.analysis.structure) and splits the law into smaller ones: unused inputs dropped,
 additive or multiplicative groups read from the surrogate, pairs that enter only as a sum,
 difference, product or ratio replaced by one input. Each smaller problem runs discover again
-(at most SPLIT_INITS attempts per route, `split` levels deep in all, default 2: each level
-multiplies the time), and the formulas put back together are refitted on the training rows,
+(at most SPLIT_INITS attempts per route, `split` levels deep in all: each level multiplies
+the time), and the formulas put back together are refitted on the training rows,
 checked (stage 6, against the surrogate's held-out error) and snapped (stage 7) like any
 other route's. The split route has a time budget, `split_time` seconds for it and all its
 smaller problems (default SPLIT_TIME_FACTOR x the seconds the sum and product routes took,
@@ -175,7 +178,7 @@ def _check_width(width):
 
 def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20, lamb=0.01,
              lamb_entropy=10.0, prune_tolerance=1e-2, inits=4, products=True, scale=False,
-             split=2, say=None, on_stage=None, split_time=None):
+             split=0, say=None, on_stage=None, split_time=None):
     """Run the pipeline of the module docstring on `dataset` (kanarray.create_dataset's dict).
 
     width           [inputs, hidden, outputs] of the starting network
@@ -190,8 +193,8 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
     products        also try the product route on log|y| when the labels keep one sign (one
                     output, sympy installed)
     split           levels of the split route (kanarray.pipelines.split) when every other
-                    route stopped (one output, 2+ inputs, sympy installed): 0 never; each
-                    smaller problem it makes runs discover with split one lower
+                    route stopped (one output, 2+ inputs, sympy installed): 0 (default) never,
+                    2 the tested depth; each smaller problem runs discover with split one lower
     split_time      seconds the split route may take in all, its smaller problems included
                     (None: SPLIT_TIME_FACTOR x the seconds the other routes took on this data,
                     at least SPLIT_MIN_TIME); past them it gives up and says why
