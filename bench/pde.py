@@ -393,6 +393,14 @@ def write(results, out):
              "Relative L2 error against the reference per seed, and the median milliseconds of one Adam "
              "iteration (loss, gradient, update) after compilation. Each run's 1-minute load average is in "
              "the table of every run (2 cores: above 1, another process shared the machine).", "",
+             "Solvers: kanarray in float64 on Numba's threads, the schedule of each row's optimizer column; "
+             "jaxkan (jaxKAN's PIKAN, float32, its 'base' B-spline layer, derivatives by nested jax.grad per "
+             "point as its PDE examples take them) with Adam alone and at most 300 steps (its L-BFGS step "
+             "compiles for minutes per run); mlp (a tanh MLP [2, 50, 50, 50, 1] in PyTorch, float32, one "
+             "thread) with kanarray's Adam steps and then as many L-BFGS steps of 20 iterations as kanarray "
+             "takes over all its grids. Same points, same loss, same condition weights (bench/pde_peers.py). "
+             "allen_cahn rows: kanarray trains u = u0(x) + t v(x, t), the initial condition exact, the peers "
+             "the penalty form, so those errors compare two formulations.", "",
              "| problem | solver | rel. L2 error per seed | median | ms per Adam iteration |", "|---|---|---|---|---|"]
     for problem, solvers in results["summary"].items():
         for solver, row in solvers.items():
