@@ -25,8 +25,11 @@ objective between steps, which suits Adam better than L-BFGS):
 - causal: the points binned into slices of the time input, slice j weighed by
   c_j = exp(-eps * sum_{i<j} mean_{slice i} r^2), so that later times count once earlier ones
   fit (a PDE solved forward in time, not all at once);
-and lambda = a sqrt(c). Initial conditions of time-dependent problems are Dirichlet
-conditions on the t = t0 slice. The gradient comes from kanarray.core.jet: exact derivatives
+and lambda = a sqrt(c). With resample, the interior points are drawn anew from a pool every
+few steps, each with probability proportional to r^2 / mean(r^2) + 1 (RAD), and the weights
+start again at 1. Initial conditions of time-dependent problems are Dirichlet conditions on
+the t = t0 slice, or exact by construction (u = u0(x) + t v, the residual written for v:
+bench/pde.py's Allen-Cahn). The gradient comes from kanarray.core.jet: exact derivatives
 forward, the hand-derived backward through them.
 
 Training is kanarray.training.loop.fit's: Adam or L-BFGS, grid updates on all the points
@@ -57,15 +60,16 @@ def _points(points, name, n_inputs=None):
     return array.astype(np.float64)
 
 
-def _values(values, points, name, width=None):
-    """A condition's target: a number, an array (N,) or (N, width), or a callable of the points."""
+def _values(values, points, name):
+    """A condition's target at N points: a number, an array (N,) or (N, 1), or a callable of the
+    points giving one."""
     if callable(values):
         values = values(points)
-    shape = (points.shape[0],) if width is None else (points.shape[0], width)
+    shape = (points.shape[0],)
     if isinstance(values, numbers.Real) and not isinstance(values, bool):
         return np.full(shape, float(values))
     array = np.asarray(values, dtype=np.float64)
-    if array.shape != shape and not (width is None and array.shape == shape + (1,)):
+    if array.shape != shape and array.shape != shape + (1,):
         raise ValueError(f"{name} must be a number, an array of shape {shape} or a callable of the "
                          f"points giving one, got shape {array.shape}")
     if not np.isfinite(array).all():
