@@ -18,7 +18,8 @@ O(4 k^2) flops per (sample, input), small next to the O(k (D + P)) multiply-adds
 Forms, as everywhere in the CPU kernels (parallel.py): layer_jet_forward gives each task a block
 of samples; layer_jet_backward gives each task a group of inputs, whose parameter gradients (sums
 over samples, in sample order) and input-gradient columns (sums over outputs) it alone writes,
-from one basis evaluation per (sample, input). Results are bit-identical for any thread count. Kernels work in the dtype of coef, constants typed with dtype.type(...).
+from one basis evaluation per (sample, input). Results are bit-identical for any thread count.
+Kernels work in the dtype of coef, constants typed with dtype.type(...).
 """
 import numpy as np
 from numba import njit, prange
