@@ -3,9 +3,11 @@
     python bench/scale_mpi.py                 # drives mpiexec; writes bench/results/scale_mpi.{json,md}
     python bench/scale_mpi.py --quick         # smaller sizes, nothing written unless --out
 
-One training step = one Adam step on the full local shard (batch=-1, no grid update): forward,
-backward, one Allreduce of [gradient, loss, flag], the update, and the global test RMSE (one
-more tiny Allreduce, on a 32-row test shard). Each configuration is timed as the fastest of
+One training step = one Adam step on the full local shard (batch=-1, no grid update): forward
+and backward of each local block of --block-rows rows, the exact sum of the blocks' gradients
+and losses over the ranks (kanarray.training.exact: an Allreduce(MAX) of the columns' exponents
+and an Allreduce(SUM) of their int64 fixed-point sums), the update, and the global test RMSE
+(an exact sum of per-row errors on a 32-row test shard). Each configuration is timed as the fastest of
 `--rounds` x `--repeats` fits of `--steps` steps each, after a warm-up fit (kernels are loaded
 from Numba's cache before timing); rounds interleave the configurations so that load from other
 processes hits them alike.
@@ -17,10 +19,10 @@ Every rank runs with NUMBA_NUM_THREADS=1 (and OMP/BLAS threads 1) so that 2 rank
 machine do not fight over the cores; the 1-rank baseline uses the same single thread, so the
 comparison is rank scaling, not thread scaling.
 
-"allreduce share" is the time inside the gradient Allreduce over the step time, measured on
-rank 0; it includes waiting for the slower rank (load imbalance, OS noise), so it is an upper
-bound on the communication cost. "allreduce alone" is the same buffer reduced back-to-back
-after a barrier: the pure cost of the communication.
+"allreduce share" is the time inside the Allreduces over the step time, measured on rank 0; it
+includes waiting for the slower rank (load imbalance, OS noise), so it is an upper bound on the
+communication cost. "allreduce alone" is the exact sum of one gradient-sized partial over the
+ranks, back-to-back after a barrier: the pure cost of the communication and the conversions.
 """
 import argparse
 import json
@@ -43,6 +45,7 @@ def worker(args):
     from mpi4py import MPI
 
     from kanarray import KAN
+    from kanarray.training.collectives import Context
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -56,7 +59,8 @@ def worker(args):
     xt = rng.uniform(-1, 1, (32, WIDTH[0]))
     data = {"train_input": x, "train_label": target(x)[:, None],
             "test_input": xt, "test_label": target(xt)[:, None]}
-    kwargs = dict(opt="adam", batch=-1, update_grid=False, lr=1e-3, comm=comm)
+    kwargs = dict(opt="adam", batch=-1, update_grid=False, lr=1e-3, comm=comm,
+                  block_rows=args.block_rows)
 
     model = KAN(width=WIDTH, grid=args.grid, k=3, seed=0)
     model.fit(data, steps=2, **kwargs)  # warm-up: kernels from the cache, MPI connections
@@ -69,12 +73,14 @@ def worker(args):
         per_step.append(res["seconds"] / args.steps)
         share.append(res["comm"]["allreduce_seconds"] / res["seconds"])
 
-    # the pure cost of the gradient Allreduce: the same buffer, back to back, after a barrier
-    buf = np.zeros(model.num_params + 2)
+    # the pure cost of the exact sum of one gradient over the ranks, back to back
+    ctx = Context(comm)
+    partial = np.random.default_rng(rank).standard_normal((1, model.num_params + 2))
+    n_blocks = size * n_local // args.block_rows
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(200):
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        ctx.exact_sum(partial, n_blocks)
     alone = (time.perf_counter() - start) / 200
 
     # every rank leaves each fit at the same step: rank 0's time is the slowest rank's
@@ -102,7 +108,7 @@ def run_config(mode, ranks, rows, args):
     load_before = os.getloadavg()[0]
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker",
            "--mode", mode, "--rows", str(rows), "--steps", str(args.steps), "--repeats",
-           str(args.repeats), "--grid", str(args.grid)]
+           str(args.repeats), "--grid", str(args.grid), "--block-rows", str(args.block_rows)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -153,8 +159,10 @@ def markdown(report):
         f"Load average at start: {m['loadavg_at_start']}.",
         "",
         f"Model {report['width']} (grid {report['grid']}, k 3, {report['rows'][0]['num_params']} "
-        "parameters, float64). One step = one full-batch Adam step on the local shard (forward, "
-        "backward, one Allreduce of the gradient + loss + error flag, update, global test RMSE). "
+        "parameters, float64). One step = one full-batch Adam step on the local shard: forward "
+        f"and backward of each block of {report.get('block_rows', '?')} rows, the exact sum of "
+        "the blocks' gradients and losses over the ranks (Allreduce MAX of exponents, Allreduce "
+        "SUM of int64 fixed-point sums), update, global test RMSE. "
         f"Time per step: the fastest of {report['rounds']} rounds x {report['repeats']} fits of "
         f"{report['steps']} steps, configurations interleaved round by round (other jobs shared "
         "this machine; every round is in the JSON). Every rank runs with NUMBA_NUM_THREADS=1 (one core per rank, the 1-rank "
@@ -188,8 +196,8 @@ def markdown(report):
         "Strong scaling: speed-up = t(1 rank) / t(2 ranks) at the same global rows, efficiency = "
         "speed-up / 2. Weak scaling: efficiency = t(1 rank) / t(2 ranks) at the same rows per rank.",
         "The Allreduce share includes waiting for the slower rank (imbalance, OS noise), so it "
-        "bounds the communication cost from above; 'alone' is the pure cost of reducing the "
-        "gradient buffer over shared memory.",
+        "bounds the communication cost from above; 'alone' is the pure cost of the exact sum "
+        "of one gradient over the ranks (conversions and both Allreduces, shared memory).",
         "",
         "Reproduce: `python bench/scale_mpi.py` (needs `pip install 'kanarray[mpi]'`).",
     ]
@@ -206,6 +214,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--grid", type=int, default=5)
+    parser.add_argument("--block-rows", type=int, default=4096,
+                        help="rows per block of the exact sums (each rank's rows: whole blocks)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None, help="results folder (default bench/results unless --quick)")
     parser.add_argument("--markdown-from", default=None, help="rewrite the .md of this JSON and exit")
@@ -220,11 +230,11 @@ def main():
     if args.worker:
         return worker(args)
     if args.quick:
-        args.rows, args.steps, args.repeats, args.rounds = 1024, 5, 2, 1
+        args.rows, args.steps, args.repeats, args.rounds, args.block_rows = 1024, 5, 2, 1, 512
     out = args.out or (None if args.quick else RESULTS)
 
     report = {"width": WIDTH, "grid": args.grid, "steps": args.steps, "repeats": args.repeats,
-              "rounds": args.rounds,
+              "rounds": args.rounds, "block_rows": args.block_rows,
               "machine": machine(), "rows": []}
     # Rounds interleave the configurations, so a burst of load from other processes on the
     # machine hits all of them alike; each configuration keeps its fastest round (the least

@@ -8,13 +8,12 @@
 
 The machinery is kanarray.core.network.Network; this class validates what users pass and hands the
 work to the modules that do it (objective and train, prune, symbolic, formula, plot, io).
-Conventions follow the reference implementation (pykan) where its users rely on them.
-Operations that change a model's shape (refine, prune, prune_node, prune_input) return a new
-model and leave this one as it was; operations that change values within the shape (fit,
-update_grid, prune_edge, fix_symbolic, auto_symbolic) act in place. Learned or derived state
-carries a trailing underscore (scikit-learn's convention): cache_data_ (the training inputs of
-the last fit, the default data of attribute and pruning), edge_scores_, node_scores_,
-feature_score_ (set by attribute).
+Conventions follow the reference implementation (pykan) where its users rely on them. Operations
+that change a model's shape (refine, prune, prune_node, prune_input) return a new model and leave
+this one as it was; operations that change values within the shape (fit, update_grid, prune_edge,
+fix_symbolic, auto_symbolic) act in place. Learned or derived state carries a trailing underscore
+(scikit-learn's convention): cache_data_ (the default data of attribute and pruning: the last fit's
+training inputs, every s-th of every rank's for at most 10,000, distributed.decision_rows), edge_scores_, node_scores_, feature_score_ (set by attribute).
 """
 import os
 import warnings
@@ -28,13 +27,14 @@ from .training import loop
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
-from .training.distributed import MPIRanks
+from .training.distributed import MPIRanks, decision_rows
 from .core.layer import GROUPS
 from .core.metrics import mean_and_std, r2_score
 from .core.jet import check_pairs, forward_jet
 from .core.network import Network, check_scaling, range_to_grid
 from .core.workspace import Workspace
 from .training.objective import Objective, check_loss, evaluate
+from .training.exact import BLOCK_ROWS
 from .training.lbfgs import HISTORY_SIZE
 from .training.options import fit_options
 from .training.regularize import Regularization
@@ -136,7 +136,7 @@ class KAN(Network):
             self._workspace = Workspace(self, xd.shape[0])
         self._workspace.new_rows()  # other rows than last time, maybe
         ev = evaluate(self, xd, yd, reg=reg if reg is not None and reg.active else None,
-                      workspace=self._workspace, need_dx=need_dx)
+                      workspaces=[self._workspace], need_dx=need_dx)
         return (ev.loss, ev.grad, return_like(ev.dx, x, self.backend)) if need_dx else (ev.loss, ev.grad)
 
     def set_scaling(self, x, y=None):
@@ -195,7 +195,8 @@ class KAN(Network):
             seed=0, log=None, callback=None, lbfgs_iters=20, comm=None, cuda_aware=None,
             checkpoint=None, lamb=0.0, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
             lamb_coefdiff=0.0, loss="mse", threads=None, restarts=0, grid_margin=0.0,
-            lbfgs_history=HISTORY_SIZE, grid_schedule=None, reg=None, resume=False):
+            lbfgs_history=HISTORY_SIZE, grid_schedule=None, reg=None, resume=False,
+            block_rows=BLOCK_ROWS):
         """Train in place on `dataset`; return the history.
 
         dataset     dict of train_input (N, width[0]), train_label (N, width[-1]) and the same for test
@@ -209,10 +210,9 @@ class KAN(Network):
         update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step
                     grid updates from the step's batch every stop_grid_update_step // grid_update_num
                     steps while start_grid_update_step <= step < stop_grid_update_step
-        grid_margin the knots of those updates span the samples' range widened by grid_margin
-                    mean cells ((max - min) / grid) on each side (>= 0; 0: the end knots sit
-                    on the extreme samples, as in pykan); wider keeps test points past the
-                    training range off the extension cells, at a cost on fine grids (README)
+        grid_margin the knots of those updates span the samples' range widened by grid_margin mean
+                    cells ((max - min) / grid) on each side (>= 0; 0: the end knots on the extreme
+                    samples, as in pykan; wider costs the fine grids accuracy, README)
         grid_schedule all five as one kanarray.GridSchedule(update, num, start, stop, margin)
                     (then those keywords are not used)
         loss_fn     loss_fn(pred, label) -> (loss, dloss/dpred), replacing `loss`
@@ -225,6 +225,8 @@ class KAN(Network):
         comm        an mpi4py communicator: data-parallel training, `dataset` is this rank's shard
                     (kanarray.training.distributed.shard); loss, gradient, batches, grid updates and logged
                     RMSEs are global and every rank ends with identical parameters
+        block_rows  rows per block of the exact sums over rows (kanarray.training.exact): 1 process
+                    and N ranks holding whole blocks (shard(..., block_rows)) give the same bits
         cuda_aware  with comm and device="cuda": hand CuPy buffers to MPI directly (default: the
                     KANARRAY_MPI_CUDA_AWARE env var), else stage them through host memory
         checkpoint  path rewritten atomically (model.save) after every good step; with comm,
@@ -239,14 +241,12 @@ class KAN(Network):
                     oversubscribe its cores). Results are bit-identical for any thread count.
         restarts    also train from this many fresh initialisations (seeds drawn from the model's
                     seed and the restart number) and keep whichever of them and the model's own
-                    start ends with the lowest test loss; the test split then serves as a
-                    validation split, so score the result on data it has not seen
-                    (kanarray.training.loop.fit_restarts; the history gains "restart_test_loss", "restart")
-        resume      with checkpoint: when that file holds a fit still running (one that was
-                    interrupted), put its model back and go on from the step after the last
-                    saved one, with the optimizer's state, the batch draws and the history as
-                    they were: the result is the same bits as a fit never interrupted. The fit
-                    must have the same model and options. Without the file: a fresh fit
+                    start ends with the lowest test loss (the test split is then a validation split:
+                    score on other data; loop.fit_restarts; history: "restart_test_loss", "restart")
+        resume      with checkpoint: when that file holds a fit still running (one that was interrupted),
+                    put its model back and go on from the step after the last saved one, with the
+                    optimizer's state, the batch draws and the history as they were: the same bits
+                    as a fit never interrupted (same model and options). Without the file: a fresh fit
 
         -> {"train_loss", "test_loss": RMSE per step (train on the step's batch, test on the whole
            test set; with loss="ce" the cross-entropies, plus "train_accuracy" and
@@ -283,12 +283,12 @@ class KAN(Network):
             raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, "
                             f"got {type(comm).__name__}")
         if comm is None:
-            objective = Objective(self, dataset, loss, reg)
+            objective = Objective(self, dataset, loss, reg, block_rows=block_rows)
         else:  # every rank checks that the others train the same model with the same arguments
             agreed = (options.agreed(), loss if isinstance(loss, str) else "callable", reg)
             objective = Objective(self, dataset, loss, reg, MPIRanks(comm, self.backend.xp, cuda_aware),
-                                  agreed)
-        self.cache_data_ = objective.x_train
+                                  agreed, block_rows)
+        self.cache_data_ = self.as_batch(decision_rows(comm, [self.backend.to_numpy(objective.x_train)])[0])
         resumed = objective.run(self._resumed, checkpoint, objective, options) if resume else None
         with cpu_kernels.thread_limit(1 if threads is None and comm is not None else threads):
             if restarts:

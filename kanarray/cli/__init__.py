@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..training import distributed
+from ..training.exact import BLOCK_ROWS
 from ..core.checks import UserError
 
 EXIT_USER_ERROR = 2
@@ -59,6 +60,9 @@ def build_parser():
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     f.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     f.add_argument("--threads", type=int, default=None, help="CPU threads of the kernels")
+    f.add_argument("--block-rows", type=int, default=BLOCK_ROWS,
+                   help="rows per block of the exact sums over rows: under MPI each rank holds "
+                        "whole blocks of training rows (default: %(default)s)")
     f.add_argument("--test-frac", type=float, default=0.2, help="held-out share (default: 0.2)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--log", type=int, default=None,

@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from ..training import distributed
+from ..training import distributed, exact
 from ..io import tabular
 from ..io.data import held_out_mask
 from ..core.checks import UserError
@@ -69,7 +69,7 @@ def check_fit_options(args):
         raise UserError(f"--refine grids must increase and exceed --grid {args.grid}, got {args.refine}")
     for option, value, minimum in (("--grid", args.grid, 1), ("--steps", args.steps, 1),
                                    ("--threads", 1 if args.threads is None else args.threads, 1),
-                                   ("--restarts", args.restarts, 0)):
+                                   ("--restarts", args.restarts, 0), ("--block-rows", args.block_rows, 1)):
         if value < minimum:
             raise UserError(f"{option} must be >= {minimum}, got {value}")
     if not 0 < args.test_frac < 1:
@@ -83,17 +83,27 @@ def check_fit_options(args):
 
 
 def read_rows(args, comm):
-    """This process's rows: (X, y, is_test, input names, target names), all rows without MPI."""
+    """This process's rows: (X, y, is_test, input names, target names), all rows without MPI.
+    Under MPI each rank reads whole blocks of --block-rows training rows (numbered in file
+    order), so that sums over rows have the same bits on any number of ranks, and an even run
+    of the held-out rows."""
     if comm is None:
         names, table = tabular.read_table(args.data)
         is_test = held_out_mask(table.shape[0], args.test_frac, args.seed)
     else:
         n_rows = tabular.count_rows(args.data)
-        if n_rows < comm.Get_size():
-            raise ValueError(f"{args.data}: {n_rows} data rows, fewer than the {comm.Get_size()} ranks")
-        lo, hi = distributed.shard_bounds(n_rows, comm.Get_size(), comm.Get_rank())
-        names, table = tabular.read_rows(args.data, lo, hi)
-        is_test = held_out_mask(n_rows, args.test_frac, args.seed)[lo:hi]
+        held_out = held_out_mask(n_rows, args.test_frac, args.seed)
+        mine = []
+        for part, label, block in ((~held_out, "training", args.block_rows), (held_out, "held-out", 1)):
+            where = np.flatnonzero(part)
+            try:
+                lo, hi = distributed.shard_bounds(len(where), comm.Get_size(), comm.Get_rank(), block)
+            except ValueError as exc:
+                raise ValueError(f"{args.data}: {label} rows: {exc} (--block-rows)") from None
+            mine.append(where[lo:hi])
+        mine = np.sort(np.concatenate(mine))
+        names, table = tabular.read_rows(args.data, int(mine[0]), int(mine[-1]) + 1)
+        table, is_test = table[mine - mine[0]], held_out[mine]
     X, y, inputs, targets = tabular.split_columns(names, table, args.target)
     if args.task == "classification":
         if y.shape[1] != 1 or np.any(y < 0) or np.any(y != np.round(y)):
@@ -105,8 +115,9 @@ def read_rows(args, comm):
 
 def global_stats(comm, x, y, y_all, classification):
     """Over the rows of every rank: the per-column min and max of the training inputs x, and of
-    the training targets y the (mean, std) of every column (regression), or the number of
-    classes among all targets y_all, held-out rows included (classification)."""
+    the training targets y the (mean, std) of every column (regression: their sums over rows are
+    exact sums, kanarray.training.exact, the same bits for any number of ranks), or the number
+    of classes among all targets y_all, held-out rows included (classification)."""
     low, high = x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)
     MPI = None if comm is None else distributed.mpi()
 
@@ -119,7 +130,13 @@ def global_stats(comm, x, y, y_all, classification):
     low, high = total(low, "MIN"), total(high, "MAX")
     if classification:
         return low, high, None, int(total([y_all.max(initial=-1)], "MAX")[0]) + 1
-    mean, std = mean_and_std(y, total)
+    n_rows = len(y) if comm is None else distributed.Context(comm).rows(len(y))[0]
+    add = exact.exact_sum if comm is None else distributed.Context(comm).exact_sum
+
+    def sum_rows(values):  # every row its own block of the exact sum
+        return add(values, exact.n_blocks_of(n_rows, 1))
+
+    mean, std = mean_and_std(y, total, sum_rows)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
         raise ValueError("the target columns spread more than the largest float; rescale them")
     return low, high, (mean, np.where(std > 0, std, 1.0)), None
@@ -151,7 +168,8 @@ def run(args, comm, say):
         say("\nthe network is trained as without --symbolic:")
         symbolic = False
     fit_kwargs = dict(opt=args.opt, steps=args.steps, comm=comm, log=args.log, seed=args.seed,
-                      loss="ce" if classification else "mse", threads=args.threads)
+                      loss="ce" if classification else "mse", threads=args.threads,
+                      block_rows=args.block_rows)
     table = []
 
     def stage(name, model, change=None, **kwargs):

@@ -41,18 +41,20 @@ def rmse(pred, y):
     return float(np.sqrt(float((residual * residual).sum()) / max(residual.size, 1)))
 
 
-def mean_and_std(y, total=None):
+def mean_and_std(y, total=None, sum_rows=None):
     """Per-column (mean, standard deviation) of host values y (N, C), float64. Computed in
     units of the largest |y| and in two passes, so that no sum overflows (E[y^2] would near
     1e155). total(values, op) -> values combined over processes with "SUM" or "MAX" (MPI; None:
-    this process's rows are all)."""
+    this process's rows are all); sum_rows(v) -> the column sums of v (N, C) over the rows of
+    every process (default: total(v.sum(axis=0)))."""
     total = total or (lambda values, op="SUM": np.asarray(values, dtype=np.float64))
+    sum_rows = sum_rows or (lambda values: total(values.sum(axis=0)))
     y = np.asarray(y, dtype=np.float64)
     unit = total(np.abs(y).max(axis=0, initial=0.0), "MAX")
     unit = np.where(unit > 0, unit, 1.0)
     count = total([y.shape[0]])[0]
-    mean = total((y / unit).sum(axis=0)) / count
-    std = np.sqrt(total(((y / unit - mean) ** 2).sum(axis=0)) / count)
+    mean = sum_rows(y / unit) / count
+    std = np.sqrt(sum_rows((y / unit - mean) ** 2) / count)
     return mean * unit, std * unit
 
 

@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from . import exact
 from ..core.arrays import is_cupy_array
 
 ENV_CUDA_AWARE = "KANARRAY_MPI_CUDA_AWARE"
@@ -112,16 +113,17 @@ class Context:
         return result
 
     # -- reductions -----------------------------------------------------------
-    def _timed_allreduce(self, buf):
-        """In-place SUM over ranks of a 1-D buffer whose last slot is the error flag."""
+    def _timed_allreduce(self, buf, op=None):
+        """In-place SUM (or op) over ranks of a 1-D buffer whose last slot is the error flag."""
+        op = self.MPI.SUM if op is None else op
         if self._pending is not None:
-            buf[-1] = 1.0
+            buf[-1] = 1
         start = time.perf_counter()
         if self._direct(buf):
-            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=op)
         else:
             host = self._to_host(buf)
-            self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+            self.comm.Allreduce(self.MPI.IN_PLACE, host, op=op)
             self._from_host(buf, host)
         self.stats["allreduce_calls"] += 1
         self.stats["allreduce_seconds"] += time.perf_counter() - start
@@ -151,17 +153,20 @@ class Context:
         buf[:-1] = values
         return self._timed_allreduce(buf)[:-1]
 
-    def loss_and_grad(self, loss_sum, grad_sum, norm):
-        """Global (loss_sum / norm, grad_sum / norm): one Allreduce of [grad, loss, flag].
-        loss_sum: a number, or a few (a list: the global ones come back as a list)."""
-        n, losses = grad_sum.shape[0], np.atleast_1d(np.asarray(loss_sum, dtype=np.float64))
-        buf = self.xp.empty(n + losses.size + 1, dtype=grad_sum.dtype)
-        buf[:n] = grad_sum
-        buf[n:-1] = self.xp.asarray(losses)
-        buf[-1] = 0.0
+    def exact_sum(self, partials, n_blocks):
+        """The exact sum (kanarray.training.exact) of every rank's block partials (blocks_r, P)
+        -> (P,) float64, the same bits for any number of ranks: one Allreduce(MAX) of the
+        columns' exponents, one Allreduce(SUM) of their int64 fixed-point sums."""
+        partials = np.asarray(partials, dtype=np.float64)
+        e, nonfinite = exact.exponents(partials)
+        buf = np.concatenate([e, [nonfinite, 0]]).astype(np.int64)
+        self._timed_allreduce(buf, self.MPI.MAX)
+        e, nonfinite = buf[:-2], buf[-2]
+        ints = np.zeros(e.size, np.int64) if nonfinite else exact.to_fixed(partials, e, n_blocks)
+        buf = np.append(ints, 0)  # the second Allreduce also when NaN: every rank meets it
         self._timed_allreduce(buf)
-        summed = [float(v) / norm for v in buf[n:-1]]
-        return (summed if np.ndim(loss_sum) else summed[0]), buf[:n] / norm
+        total = exact.from_fixed(buf[:-1], e, n_blocks)
+        return np.full_like(total, np.nan) if nonfinite else total
 
     def rows(self, n_local):
         """(global row count, offset of this rank's first row) for n_local rows on this rank."""

@@ -5,29 +5,35 @@
     from kanarray.training.distributed import shard
 
     comm = MPI.COMM_WORLD
-    full = create_dataset(f, n_var=2, train_num=100_000)      # or: read only this rank's rows
+    full = create_dataset(f, n_var=2, train_num=100_000, test_num=10_000)  # or: read only this rank's rows
     model = KAN(width=[2, 5, 1], grid=5, seed=0)
-    model.fit(shard(full, comm), opt="lbfgs", steps=50, comm=comm, checkpoint="model.npz")
+    model.fit(shard(full, comm, block_rows=2048), opt="lbfgs", steps=50, comm=comm,
+              block_rows=2048, checkpoint="model.npz")
 
 launched with `mpiexec -n 4 python train.py` (or `srun python train.py` under Slurm).
 
 What is global and what is local
 --------------------------------
-* The loss is the mean over ALL rows of all ranks. Each rank evaluates its part of it (the sum
-  of squared errors over its rows divided by the global count) and the gradient of that part,
-  in the same code as a single process (kanarray.training.objective.evaluate); one Allreduce
-  (SUM) of one buffer [grad..., loss, error_flag] per evaluation gives every rank the same
-  global loss and gradient, so every rank makes the same optimizer decisions (the L-BFGS line
-  search included) and holds identical parameters. The global row count is reduced once, at
-  the start.
+* The loss is the mean over ALL rows of all ranks. Rows are numbered rank by rank and cut into
+  blocks of `block_rows` global rows; each rank holds whole blocks (shard cuts them so) and
+  evaluates each of its blocks as a batch of its own, in the same code as a single process
+  (kanarray.training.objective.evaluate). The blocks' partial losses and gradients are added
+  exactly (kanarray.training.exact: one Allreduce(MAX) of the columns' exponents, one
+  Allreduce(SUM) of int64 fixed-point sums), so every rank gets the same global loss and
+  gradient, and the same bits as one process holding every row: every rank makes the same
+  optimizer decisions (the L-BFGS line search included), whatever the number of ranks.
 * Mini-batches are drawn over the global row index space from the same seed on every rank; each
-  rank uses the drawn rows it owns (rows are numbered rank by rank, in rank order). The union is
-  exactly the batch a single process holding all the data draws with that seed.
-* Grid updates gather the layer activations of every rank (Allgatherv) and compute the knots and
-  the coefficient refit from the union, identically on every rank.
-* Logged RMSEs (train and test) are global. Rank 0 alone prints, warns and writes checkpoints.
+  rank uses the drawn rows it owns, cut at the same block boundaries. The union is exactly the
+  batch a single process holding all the data draws with that seed.
+* Grid updates gather the layer activations of every rank (Allgatherv, in rank order: the rows
+  of one process) and compute the knots and the coefficient refit from them, identically on
+  every rank.
+* Logged losses (train and test) and the regulariser's edge magnitudes are exact sums too.
+  Rank 0 alone prints, warns and writes checkpoints.
 * At the start, rank 0's parameters, knots and masks are broadcast to all ranks, and the
   training arguments, model configuration and symbolic edge functions are checked to agree.
+* Pruning, symbolic fits and fit_constants decide on decision_rows: the same sample of the
+  global rows on every rank, whatever the number of ranks.
 
 Failure behaviour
 -----------------
@@ -37,11 +43,11 @@ good parameters, and the last checkpoint is left as it was.
 
 GPUs
 ----
-With device="cuda" the reduction buffer is a CuPy array. It goes to MPI directly when the MPI
-library is CUDA-aware and the user says so (cuda_aware=True, or KANARRAY_MPI_CUDA_AWARE=1), and is
-staged through host memory otherwise. `select_gpu(comm)` binds one GPU per rank from the
-node-local rank; call it before building the model. Grid-update samples always travel on the
-host (the refit runs there anyway).
+With device="cuda" each block's gradient is copied to the host for the exact sum (the
+reductions run on host buffers); parameters and knots are broadcast from device memory directly
+when the MPI library is CUDA-aware and the user says so (cuda_aware=True, or
+KANARRAY_MPI_CUDA_AWARE=1), and staged through host memory otherwise. `select_gpu(comm)` binds
+one GPU per rank from the node-local rank; call it before building the model.
 """
 import os
 
@@ -49,7 +55,7 @@ import numpy as np
 
 from .collectives import Context, DistributedError, mpi
 from .objective import DATASET_KEYS
-from .regularize import Reduction
+from .exact import BLOCK_ROWS, check_block_rows
 
 __all__ = ["Context", "DistributedError", "MPIRanks", "decision_rows", "launched_world",
            "local_rank", "mpi", "select_gpu", "shard", "shard_bounds"]
@@ -58,16 +64,27 @@ DECISION_ROWS = 10_000  # at most this many rows, from every rank, for pruning a
 
 
 # ---------------------------------------------------------------------------- data
-def shard_bounds(n_rows, size, rank):
-    """Rows [lo, hi) of rank `rank` out of `size` for n_rows rows: contiguous, sizes differ by <= 1."""
-    return n_rows * rank // size, n_rows * (rank + 1) // size
+def shard_bounds(n_rows, size, rank, block_rows=BLOCK_ROWS):
+    """Rows [lo, hi) of rank `rank` out of `size` for n_rows rows: contiguous runs of whole
+    blocks of block_rows rows (kanarray.training.exact), the blocks shared out as evenly as
+    they go (rank r gets blocks [n r // size, n (r+1) // size) of the n blocks)."""
+    check_block_rows(block_rows)
+    n_blocks = -(-n_rows // block_rows)
+    if n_blocks < size:
+        raise ValueError(f"{n_rows} rows make {n_blocks} block(s) of block_rows={block_rows}, fewer "
+                         f"than the {size} ranks: every rank needs a block; pass a smaller "
+                         "block_rows (the same to fit)")
+    return (min(n_rows, n_blocks * rank // size * block_rows),
+            min(n_rows, n_blocks * (rank + 1) // size * block_rows))
 
 
-def shard(dataset, comm):
-    """This rank's contiguous block of every array of a full dataset (train and test alike).
+def shard(dataset, comm, block_rows=BLOCK_ROWS):
+    """This rank's contiguous run of every array of a full dataset.
 
-    Rank r of n gets rows [N r // n, N (r+1) // n), so the shards, concatenated in rank order,
-    are the full dataset. Every rank needs at least one training and one test row.
+    Training rows come in whole blocks of block_rows rows (shard_bounds), test rows in even
+    runs; concatenated in rank order the shards are the full dataset, and fit(..., comm=comm,
+    block_rows=block_rows) then gives the same bits as one process fitting the full dataset.
+    Every rank needs at least one block of training rows and one test row.
     """
     rank, size = comm.Get_rank(), comm.Get_size()
     if not isinstance(dataset, dict):
@@ -76,10 +93,11 @@ def shard(dataset, comm):
     for key in DATASET_KEYS:
         if key not in dataset:
             continue
-        n_rows = len(dataset[key])
-        if n_rows < size:
-            raise ValueError(f"dataset[{key!r}] has {n_rows} rows, fewer than the {size} ranks")
-        lo, hi = shard_bounds(n_rows, size, rank)
+        try:
+            lo, hi = shard_bounds(len(dataset[key]), size, rank,
+                                  block_rows if key.startswith("train") else 1)
+        except ValueError as exc:
+            raise ValueError(f"dataset[{key!r}]: {exc}") from None
         out[key] = dataset[key][lo:hi]
     return out
 
@@ -152,9 +170,9 @@ def select_gpu(comm):
 # ---------------------------------------------------------------------------- the ranks
 class MPIRanks:
     """The ranks of a data-parallel run over `comm`, as kanarray.training.objective.Objective
-    sees them: sums over rows are added up over every rank (one Allreduce per evaluation for
-    the loss and gradient, one for the regulariser's magnitudes), and every method is
-    collective (an error on one rank is raised on all, kanarray.training.collectives).
+    sees them: the blocks' partial sums are added exactly over every rank (exact_sum: for the
+    loss and gradient, and for the regulariser's magnitudes), and every method is collective
+    (an error on one rank is raised on all, kanarray.training.collectives).
 
         objective = Objective(model, shard(dataset, comm), ranks=MPIRanks(comm), options=...)
     """
@@ -199,11 +217,8 @@ class MPIRanks:
     def sum(self, values):
         return self.ctx.allreduce_sum(values)
 
-    def reduction(self, n_rows):
-        return Reduction(sum=self.ctx.allreduce_sum, n_rows=n_rows, owns_shared=self.is_root)
-
-    def loss_and_grad(self, losses, grad):
-        return self.ctx.loss_and_grad(losses, grad, 1.0)
+    def exact_sum(self, partials, n_blocks):
+        return self.ctx.exact_sum(partials, n_blocks)
 
     def fail(self, exc):
         self.ctx.fail(exc)

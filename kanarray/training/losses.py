@@ -9,10 +9,12 @@ That is the `loss_fn` contract of kanarray.training.loop.fit. The array module i
     cross_entropy(logits, labels)  mean over rows of -log softmax(logits)[label]
     accuracy(logits, labels)       share of rows whose largest logit is the label's
 
-and the pieces the objective sums over rows and processes: squared_error, rmse and hits.
+and the pieces the objective sums over rows and processes: squared_error, rmse, hits, and the
+per-row row_squared_errors and row_cross_entropies.
 """
+import numpy as np
 
-from ..core.arrays import array_module
+from ..core.arrays import array_module, is_cupy_array
 from ..core.metrics import log_softmax
 
 
@@ -81,6 +83,24 @@ def cross_entropy(logits, labels):
     grad[rows, labels] -= 1.0
     grad *= 1.0 / n_rows
     return loss, grad
+
+
+def row_squared_errors(pred, y):
+    """Per row, the squared error summed over the outputs: host float64 (B,)."""
+    residual = pred - y
+    return _host(residual * residual).sum(axis=1)
+
+
+def row_cross_entropies(logits, labels):
+    """Per row, -log softmax(logits_b)[labels_b]: host float64 (B,)."""
+    _check_outputs(logits, "logits")
+    labels = _check_labels(labels, logits)
+    rows = array_module(logits).arange(logits.shape[0])
+    return -_host(log_softmax(logits)[rows, labels])
+
+
+def _host(array):
+    return np.asarray(array.get() if is_cupy_array(array) else array, dtype=np.float64)
 
 
 def hits(logits, labels):

@@ -44,8 +44,6 @@ layer, fine for the interpretable-size models regularisation is meant for.
 """
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 ENTROPY_EPS = 1e-4  # pykan: log2(p + 1e-4)
@@ -131,24 +129,34 @@ def coef_terms(xp, coef, reg):
 
 
 # ---------------------------------------------------------------------- model level
-@dataclass(frozen=True)
-class Reduction:
-    """How the regulariser's terms combine over processes (kanarray.training.distributed sets one up).
+def magnitude_value(xp, sums, n_rows, reg):
+    """The magnitude terms summed over layers for magnitudes sums / n_rows (per layer (I, O)):
+    (value, per layer d value / d m)."""
+    total, dm = 0.0, []
+    for s in sums:
+        value, dm_l = magnitude_terms(xp, s / n_rows, reg)
+        total = total + float(value)
+        dm.append(dm_l)
+    return total, dm
 
-    sum          host float64 vector -> the same vector summed over every process
-    n_rows       rows of all processes that the magnitudes average over
-    owns_shared  whether this process adds the gradient of the terms that depend on the
-                 parameters alone (identical everywhere: one process adds them, once, and the
-                 processes' gradients are summed)
-    """
 
-    sum: Callable
-    n_rows: int
-    owns_shared: bool = True
+def coef_value_and_grads(model, reg, params=None):
+    """The terms of the regulariser that depend on the coefficients alone: (their value, per
+    layer its gradient dcoef or None). They are the same whatever rows are evaluated, so a
+    sum over row blocks adds them once (kanarray.training.objective.evaluate)."""
+    params = [layer.params for layer in model.layers] if params is None else params
+    if reg.lamb_coef == 0 and reg.lamb_coefdiff == 0:
+        return 0.0, [None] * model.depth
+    total, grads = 0.0, []
+    for l in range(model.depth):
+        value, dcoef = coef_terms(model.backend.xp, params[l]["coef"], reg)
+        total = total + float(value)
+        grads.append(dcoef)
+    return total, grads
 
 
 class RegState:
-    """The regulariser at one point: its value, and per-layer gradient pieces for the backward.
+    """The regulariser's magnitude terms at one point, and per-layer gradient pieces for the backward.
 
     state = RegState(model, acts, reg, params, grads)  # acts = model.forward_all(x, params)
     state.value                                      # reg (not multiplied by lamb)
@@ -157,54 +165,49 @@ class RegState:
 
     params, grads: model.views(...) of the point and of its gradient (default params: the
     model's own). tapes: the CPU kernels' BasisTapes that forward_all filled for acts (then the
-    magnitudes come from the kernels). With a Reduction the magnitudes are means over the rows
-    of every process: each process sums |phi| over its rows, reduction.sum adds the sums up, and
-    every process computes the same value and dreg/dm; each then back-propagates through its
-    own rows with weight 1/n_rows.
+    magnitudes come from the kernels).
+
+    The magnitudes are means over rows. By default they are those of acts' rows. Over several
+    blocks of rows (or processes): make each block's state with totals=False, add up every
+    block's `sums` (per layer |phi| summed over its rows, (I, O)), and give every block the
+    totals and their row count with set_totals; each then back-propagates through its own rows
+    with weight 1/n_rows. coef=True also counts the coefficient terms in value and adds their
+    gradient in backward_layer (one block: a sum over blocks adds them once, outside).
     """
 
-    def __init__(self, model, acts, reg, params=None, grads=None, reduction=None, tapes=None):
-        xp = model.backend.xp
+    def __init__(self, model, acts, reg, params=None, grads=None, tapes=None, totals=True, coef=True):
         params = [layer.params for layer in model.layers] if params is None else params
         self.reg = reg
+        self._xp = model.backend.xp
         self._grads = grads
-        self._acts = [None] * model.depth
         self._dm = [None] * model.depth
-        self._dcoef = [None] * model.depth
-        owns_shared = reduction is None or reduction.owns_shared
-        self._weight = 0.0
-        total = 0.0
+        self._pieces = [None] * model.depth
+        self.sums = []
+        self.value = 0.0
         if reg.uses_activations:
-            acts_l = [layer.spline_activations(acts[l], with_derivs=grads is not None,
-                                               tape=None if tapes is None else tapes[l], p=params[l])
-                      for l, layer in enumerate(model.layers)]
-            sums = [a.abs_sums() for a in acts_l]  # (I, O) per layer
-            n_rows = int(acts[0].shape[0])
-            if reduction is not None:
-                flat = np.concatenate([model.backend.to_numpy(s).astype(np.float64).ravel() for s in sums])
-                flat = reduction.sum(flat)
-                pieces = np.split(flat, np.cumsum([s.size for s in sums])[:-1])
-                sums = [xp.asarray(p.reshape(s.shape), dtype=s.dtype) for p, s in zip(pieces, sums)]
-                n_rows = reduction.n_rows
-            self._weight = 1.0 / n_rows
-            for l, (a, s) in enumerate(zip(acts_l, sums)):
-                value, self._dm[l] = magnitude_terms(xp, s / n_rows, reg)
-                total = total + float(value)
-                self._acts[l] = a if a.n_rows else None
-        if reg.lamb_coef != 0 or reg.lamb_coefdiff != 0:
-            for l in range(model.depth):
-                value, dcoef = coef_terms(xp, params[l]["coef"], reg)
-                total = total + float(value)
-                self._dcoef[l] = dcoef if owns_shared else None
-        self.value = float(total)
+            self._pieces = [layer.spline_activations(acts[l], with_derivs=grads is not None,
+                                                     tape=None if tapes is None else tapes[l], p=params[l])
+                            for l, layer in enumerate(model.layers)]
+            self.sums = [a.abs_sums() for a in self._pieces]  # (I, O) per layer
+        self._coef_value, self._dcoef = (coef_value_and_grads(model, reg, params) if coef
+                                         else (0.0, [None] * model.depth))
+        if totals:
+            self.set_totals(self.sums, int(acts[0].shape[0]))
+
+    def set_totals(self, sums, n_rows):
+        """The magnitude sums (per layer (I, O)) over all n_rows rows of every block -> value, dm."""
+        self._weight = 1.0 / n_rows
+        total, self._dm = magnitude_value(self._xp, sums, n_rows, self.reg)
+        self._pieces = [p if p is not None and p.n_rows else None for p in self._pieces]
+        self.value = float(total + self._coef_value)
 
     def backward_layer(self, l, dx):
         """Add lamb * d reg / d(layer l params) to grads[l] and lamb * d reg / dx to dx."""
         lamb = self.reg.lamb
-        if self._acts[l] is not None:
-            self._acts[l].add_magnitude_backward(lamb * self._dm[l], dx, self._grads[l],
-                                                 weight=self._weight)
-            self._acts[l] = None  # free the (I, B, O) arrays as soon as they are used
+        if self._pieces[l] is not None:
+            self._pieces[l].add_magnitude_backward(lamb * self._dm[l], dx, self._grads[l],
+                                                   weight=self._weight)
+            self._pieces[l] = None  # free the (I, B, O) arrays as soon as they are used
         if self._dcoef[l] is not None:
             self._grads[l]["coef"] += lamb * self._dcoef[l]
             self._dcoef[l] = None
