@@ -30,7 +30,9 @@ treats it as a non-finite loss).
 """
 import numpy as np
 
-BLOCK_ROWS = 8192  # rows per block: one evaluation per block, so blocks are kept large
+# Rows per block. Each block is one evaluation of its own, so smaller blocks cost more launches
+# and smaller parallel sweeps (bench/results/exact_sum.md); batches up to this size stay one block.
+BLOCK_ROWS = 65536
 MAX_BLOCKS = 2 ** 24
 WORD_BITS = 62
 ZERO_EXPONENT = -2000  # the exponent of a column that is zero in every block (below any float's)
@@ -95,6 +97,10 @@ def exact_sum(partials, n_blocks):
     """The exact sum over blocks (axis 0) of one process's partials -> (P,) float64 (NaN
     everywhere when a partial is not finite). n_blocks: the blocks of every process, at most."""
     partials = np.asarray(partials, dtype=np.float64)
+    if partials.shape[0] == 1 and WORD_BITS - headroom(n_blocks) >= 53:
+        # one block: the round trip below is exact, so skip it (the same bits, less time)
+        finite = np.isfinite(partials[0]).all()
+        return partials[0] if finite else np.full(partials.shape[-1], np.nan)
     e, nonfinite = exponents(partials)
     if nonfinite:
         return np.full(partials.shape[-1], np.nan)
