@@ -27,9 +27,9 @@ from .training import loop
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
-from .training.distributed import MPIRanks, decision_rows
+from .training.distributed import MPIRanks, column_stats, decision_rows
 from .core.layer import GROUPS
-from .core.metrics import mean_and_std, r2_score
+from .core.metrics import r2_score
 from .core.jet import check_pairs, forward_jet
 from .core.network import Network, check_scaling, range_to_grid
 from .core.workspace import Workspace
@@ -139,20 +139,21 @@ class KAN(Network):
                       workspaces=[self._workspace], need_dx=need_dx)
         return (ev.loss, ev.grad, return_like(ev.dx, x, self.backend)) if need_dx else (ev.loss, ev.grad)
 
-    def set_scaling(self, x, y=None):
+    def set_scaling(self, x, y=None, comm=None):
         """Fit the affine maps to raw data, so data in any units train like data in the grid range.
 
         Every input column's [min, max] maps onto grid_range (a constant column onto its middle);
         with regression labels y, the outputs are standardised (labels of mean 0, std 1 for the
-        network). model(x) keeps taking raw inputs and giving raw outputs, and formulas read in the
-        raw variables. Changes no parameter: call it before fit. Returns self.
+        network). model(x) takes raw inputs and gives raw outputs; formulas read in the raw
+        variables. Changes no parameter: call it before fit. Returns self. comm (MPI): x, y are
+        this rank's rows; the statistics are every rank's (the same bits for any rank count).
         """
-        xh = np.asarray(self.backend.to_numpy(self.as_batch(x)), dtype=np.float64)
-        inputs = range_to_grid(xh.min(axis=0), xh.max(axis=0), self.grid_range)
-        output = None
-        if y is not None:
-            yh = np.asarray(self.backend.to_numpy(self.as_labels(y, xh.shape[0])), dtype=np.float64)
-            mean, std = mean_and_std(yh)
+        xh = self.backend.to_numpy(self.as_batch(x))
+        low, high, moments = column_stats(comm, xh, None if y is None else
+                                          self.backend.to_numpy(self.as_labels(y, xh.shape[0])))
+        inputs, output = range_to_grid(low, high, self.grid_range), None
+        if moments is not None:
+            mean, std = moments
             if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
                 raise ValueError("y spans more than the largest float: rescale it before fitting")
             output = (mean, np.where(std > 0, std, 1.0))
@@ -184,8 +185,7 @@ class KAN(Network):
         they subdivide the current knots (kanarray.core.grid.subdivide_knots): when new_grid is a
         multiple of the current grid every old knot is kept and the fit is exact.
         """
-        new_grid = check_int(new_grid, "new_grid", 1)
-        new = self.refined(new_grid, None if x is None else self.as_batch(x))
+        new = self.refined(check_int(new_grid, "new_grid", 1), None if x is None else self.as_batch(x))
         new.cache_data_ = self.cache_data_
         return new
 

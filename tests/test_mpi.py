@@ -165,6 +165,19 @@ def test_pruning_and_symbolic_fits_on_two_ranks_give_the_model_and_formula_of_on
         assert _state(out, "prune_symbolic", r)["params"].tobytes() == model.params.tobytes()
 
 
+def test_scaling_statistics_over_two_ranks_are_those_of_one_process(ranks):
+    from kanarray import KAN
+
+    data = make_dataset()
+    y = 100 * np.sin(7 * data["train_label"]) + data["train_label"]
+    model = KAN(**MODEL).set_scaling(5 * data["train_input"] + 3, y)
+    for r in range(N_RANKS):
+        got = ranks[1][r]["set_scaling"]
+        assert got["status"] == "ok", got
+        assert got["input"] == [a.tolist() for a in model.input_scaling]
+        assert got["output"] == [a.tolist() for a in model.output_scaling]
+
+
 def test_a_rank_failing_inside_a_grid_update_stops_every_rank(ranks):
     _, outcomes = ranks
     got = [outcomes[r]["raise_in_update_grid"] for r in range(N_RANKS)]

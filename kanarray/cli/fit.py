@@ -30,11 +30,11 @@ import warnings
 
 import numpy as np
 
-from ..training import distributed, exact
+from ..training import distributed
 from ..io import tabular
 from ..io.data import held_out_mask
 from ..core.checks import UserError
-from ..core.metrics import mean_and_std, rmse
+from ..core.metrics import rmse
 from ..funcs.library import optional_sympy
 from ..symbolic.formula import round_formula
 from ..model import KAN, from_state
@@ -118,25 +118,13 @@ def global_stats(comm, x, y, y_all, classification):
     the training targets y the (mean, std) of every column (regression: their sums over rows are
     exact sums, kanarray.training.exact, the same bits for any number of ranks), or the number
     of classes among all targets y_all, held-out rows included (classification)."""
-    low, high = x.min(axis=0, initial=np.inf), x.max(axis=0, initial=-np.inf)
-    MPI = None if comm is None else distributed.mpi()
-
-    def total(values, op="SUM"):
-        values = np.array(values, dtype=np.float64)
-        if comm is not None:
-            comm.Allreduce(MPI.IN_PLACE, values, op=getattr(MPI, op))
-        return values
-
-    low, high = total(low, "MIN"), total(high, "MAX")
     if classification:
-        return low, high, None, int(total([y_all.max(initial=-1)], "MAX")[0]) + 1
-    n_rows = len(y) if comm is None else distributed.Context(comm).rows(len(y))[0]
-    add = exact.exact_sum if comm is None else distributed.Context(comm).exact_sum
-
-    def sum_rows(values):  # every row its own block of the exact sum
-        return add(values, exact.n_blocks_of(n_rows, 1))
-
-    mean, std = mean_and_std(y, total, sum_rows)
+        low, high, _ = distributed.column_stats(comm, x)
+        top = np.array([y_all.max(initial=-1)], dtype=np.float64)
+        if comm is not None:
+            comm.Allreduce(distributed.mpi().IN_PLACE, top, op=distributed.mpi().MAX)
+        return low, high, None, int(top[0]) + 1
+    low, high, (mean, std) = distributed.column_stats(comm, x, y)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
         raise ValueError("the target columns spread more than the largest float; rescale them")
     return low, high, (mean, np.where(std > 0, std, 1.0)), None

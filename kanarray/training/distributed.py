@@ -55,9 +55,10 @@ import numpy as np
 
 from .collectives import Context, DistributedError, mpi
 from .objective import DATASET_KEYS
-from .exact import BLOCK_ROWS, check_block_rows
+from .exact import BLOCK_ROWS, check_block_rows, exact_sum, n_blocks_of
+from ..core.metrics import mean_and_std
 
-__all__ = ["Context", "DistributedError", "MPIRanks", "decision_rows", "launched_world",
+__all__ = ["Context", "DistributedError", "MPIRanks", "column_stats", "decision_rows", "launched_world",
            "local_rank", "mpi", "select_gpu", "shard", "shard_bounds"]
 
 DECISION_ROWS = 10_000  # at most this many rows, from every rank, for pruning and symbolic fits
@@ -120,6 +121,34 @@ def decision_rows(comm, arrays, max_rows=DECISION_ROWS):
     first = (-offset) % stride  # the first local row whose global number is a multiple of stride
     return [ctx.gather_rows(a[first::stride].reshape(-1, int(np.prod(a.shape[1:], dtype=int))))
             .reshape(-1, *a.shape[1:]) for a in arrays]
+
+
+def column_stats(comm, x, y=None):
+    """Over the rows of every rank (comm None: x and y hold every row): the per-column min and
+    max of x (N, I) and, for y (N, C), the per-column (mean, std) or None -> (low, high, moments).
+    The sums over rows are exact sums of per-row terms (kanarray.training.exact), so the bits
+    do not depend on the number of ranks. Collective."""
+    x = np.asarray(x, dtype=np.float64)
+    MPI = None if comm is None else mpi()
+
+    def total(values, op="SUM"):
+        values = np.array(values, dtype=np.float64)
+        if comm is not None:
+            comm.Allreduce(MPI.IN_PLACE, values, op=getattr(MPI, op))
+        return values
+
+    low, high = total(x.min(axis=0, initial=np.inf), "MIN"), total(x.max(axis=0, initial=-np.inf), "MAX")
+    if y is None:
+        return low, high, None
+    y = np.asarray(y, dtype=np.float64)
+    ctx = None if comm is None else Context(comm)
+    n_rows = len(y) if ctx is None else ctx.rows(len(y))[0]
+    add = exact_sum if ctx is None else ctx.exact_sum
+
+    def sum_rows(values):  # every row its own block of the exact sum
+        return add(values, n_blocks_of(n_rows, 1))
+
+    return low, high, mean_and_std(y, total, sum_rows)
 
 
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")

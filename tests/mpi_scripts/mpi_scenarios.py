@@ -191,6 +191,16 @@ def _():
     return {"formula": formula, "fits": {str(edge): name for edge, (name, _) in fits.items()}}
 
 
+@scenario("set_scaling")
+def _():
+    """Scaling statistics over every rank's rows: the maps of one process holding all of them."""
+    data = shard(make_dataset(), comm, BLOCK)
+    y = 100 * np.sin(7 * data["train_label"]) + data["train_label"]  # a float sum would differ
+    model = KAN(**MODEL).set_scaling(5 * data["train_input"] + 3, y, comm=comm)
+    return {"input": [a.tolist() for a in model.input_scaling],
+            "output": [a.tolist() for a in model.output_scaling]}
+
+
 @scenario("resume")
 def _():
     """A run interrupted on every rank at step 10 and resumed from its checkpoint ends with the
