@@ -44,6 +44,7 @@ layer, fine for the interpretable-size models regularisation is meant for.
 """
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 ENTROPY_EPS = 1e-4  # pykan: log2(p + 1e-4)
