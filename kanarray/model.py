@@ -27,7 +27,7 @@ from .training import loop
 from .core.backend import return_like
 from .kernels import cpu as cpu_kernels
 from .core.checks import check_int
-from .training.distributed import MPIRanks, column_stats, decision_rows
+from .training.distributed import MPIRanks, check_comm, column_stats, decision_rows
 from .core.layer import GROUPS
 from .core.metrics import r2_score
 from .core.jet import check_pairs, forward_jet
@@ -279,9 +279,7 @@ class KAN(Network):
         elif not isinstance(reg, Regularization):
             raise TypeError(f"reg must be a kanarray.training.regularize.Regularization or None, got "
                             f"{type(reg).__name__}")
-        if comm is not None and not all(hasattr(comm, m) for m in ("Get_rank", "Get_size", "Allreduce")):
-            raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, "
-                            f"got {type(comm).__name__}")
+        check_comm(comm)
         if comm is None:
             objective = Objective(self, dataset, loss, reg, block_rows=block_rows)
         else:  # every rank checks that the others train the same model with the same arguments

@@ -121,6 +121,18 @@ def test_a_shard_that_does_not_start_at_a_block_boundary_is_refused():
     Objective(model, data, ranks=ShardAt(32), block_rows=16)  # whole blocks: accepted
 
 
+def test_set_scaling_and_fit_refuse_a_comm_that_is_not_a_communicator_and_change_nothing():
+    data = create_dataset(lambda x: x[:, :1], n_var=2, train_num=40, test_num=20, seed=0)
+    model = KAN(width=[2, 1], grid=3, seed=0)
+    params = model.params.copy()
+    for call in (lambda: model.set_scaling(data["train_input"], data["train_label"], comm="world"),
+                 lambda: model.fit(data, steps=1, comm="world")):
+        with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+            call()
+    assert model.input_scaling is None and model.output_scaling is None
+    assert model.params.tobytes() == params.tobytes()
+
+
 def test_blocks_change_a_fit_by_rounding_only():
     """Training on blocks of 16 rows (each its own evaluation, summed exactly) follows training
     on one block to rounding: the blocks split the sums, not the mathematics."""

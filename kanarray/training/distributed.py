@@ -58,8 +58,8 @@ from .objective import DATASET_KEYS
 from .exact import BLOCK_ROWS, check_block_rows, exact_sum, n_blocks_of
 from ..core.metrics import mean_and_std
 
-__all__ = ["Context", "DistributedError", "MPIRanks", "column_stats", "decision_rows", "launched_world",
-           "local_rank", "mpi", "select_gpu", "shard", "shard_bounds"]
+__all__ = ["Context", "DistributedError", "MPIRanks", "check_comm", "column_stats", "decision_rows",
+           "launched_world", "local_rank", "mpi", "select_gpu", "shard", "shard_bounds"]
 
 DECISION_ROWS = 10_000  # at most this many rows, from every rank, for pruning and symbolic fits
 
@@ -123,11 +123,20 @@ def decision_rows(comm, arrays, max_rows=DECISION_ROWS):
             .reshape(-1, *a.shape[1:]) for a in arrays]
 
 
+def check_comm(comm):
+    """comm: an mpi4py communicator or None, else a TypeError."""
+    if comm is not None and not all(hasattr(comm, m) for m in ("Get_rank", "Get_size", "Allreduce")):
+        raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, "
+                        f"got {type(comm).__name__}")
+    return comm
+
+
 def column_stats(comm, x, y=None):
     """Over the rows of every rank (comm None: x and y hold every row): the per-column min and
     max of x (N, I) and, for y (N, C), the per-column (mean, std) or None -> (low, high, moments).
     The sums over rows are exact sums of per-row terms (kanarray.training.exact), so the bits
     do not depend on the number of ranks. Collective."""
+    check_comm(comm)
     x = np.asarray(x, dtype=np.float64)
     MPI = None if comm is None else mpi()
 
