@@ -1,7 +1,8 @@
 """How often kanarray.discover recovers the Feynman equations, judged by kanarray.symbolic.judge.
 
     python bench/feynman_recovery.py [--equations 10 | --equations I.12.1 II.8.31 ...]
-                                     [--noise 0 0.01] [--quick] [--out bench/results]
+                                     [--noise 0 0.01] [--quick] [--split 2] [--jobs 2]
+                                     [--out bench/results]
 
 For the equation in row i (0-based) of bench/feynman_equations.py:
 - data: 1000 train and 1000 test rows drawn uniformly in its ranges (kanarray.create_dataset,
@@ -20,6 +21,9 @@ its pruning tolerance following the label noise it estimates, and every formula 
 checked on the test split (kanarray.pipelines.check) before it is claimed. Each row records the
 route returned, the noise estimate and the check's numbers.
 
+--split N: discover's split route, N levels (default 0, discover's own default: off).
+--jobs N: N equations at a time, each in its own process on one thread (its seconds are its
+own wall time; with N up to the number of cores they stay those of a one-thread run).
 --quick: the first 8 equations of the table with at most 3 variables, noise-free unless --noise
 says otherwise (--quick --noise 0 0.01: both levels). The default is all 100 at noise 0 and
 0.01. Writes feynman_recovery.json and .md, rewritten after every
@@ -32,6 +36,7 @@ for _name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "M
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -85,14 +90,15 @@ def dataset(index, equation, noise):
     return data
 
 
-def run_one(index, equation, noise):
-    """discover on one equation at one noise level, and the judge's verdict on its formula."""
+def run_one(index, equation, noise, split=0):
+    """discover on one equation at one noise level (split: discover's split levels), and the
+    judge's verdict on its formula."""
     n = len(equation.names)
     data = dataset(index, equation, noise)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = discover(data, [n, 2 * n + 1, 1], lib=LIB, seed=index)
+        result = discover(data, [n, 2 * n + 1, 1], lib=LIB, seed=index, split=split)
     seconds = time.perf_counter() - start
     row = {"id": equation.id, "index": index, "n_vars": n, "noise": noise, "seconds": seconds,
            "stopped": result["stopped"], "formula": None, "init": None, "route": None,
@@ -110,6 +116,10 @@ def run_one(index, equation, noise):
                    judge_seconds=time.perf_counter() - start,
                    outcome="exact" if verdict["exact"] else "false claim")
     return row
+
+
+def _run_task(task):
+    return run_one(*task)
 
 
 def _numbers(check):
@@ -180,7 +190,8 @@ def markdown(report):
                      f"({', '.join(run['equations'])}), noise level(s) "
                      f"{', '.join(f'{s:g}' for s in run['noise'])}. Not the benchmark's result.\n")
     load = m["load_average_1min_before"], m.get("load_average_1min_after")
-    lines += [f"{m['cpu']}, {m['cores']} cores, {m['numba_threads']} Numba thread(s), "
+    lines += [f"{m['cpu']}, {m['cores']} cores, {m['numba_threads']} Numba thread(s) per "
+              f"equation, {run.get('jobs', 1)} equation(s) at a time, "
               f"Numba {m['numba']}, NumPy {m['numpy']}, sympy {m['sympy']}, {m['date']}; "
               f"1-minute load average {load[0]:.1f} before"
               + ("" if load[1] is None else f", {load[1]:.1f} after") + ".\n",
@@ -255,6 +266,10 @@ def main():
                         "of the labels' RMS (default: 0 and 0.01; --quick: 0)")
     parser.add_argument("--quick", action="store_true", help=f"the first {QUICK} equations with "
                         f"at most {QUICK_MAX_VARS} variables, noise-free")
+    parser.add_argument("--split", type=int, default=0, help="discover's split levels (default "
+                        "0: the split route off, as discover's default)")
+    parser.add_argument("--jobs", type=int, default=1, help="equations run at once, each in "
+                        "its own process on one thread (default 1)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args()
     chosen = select(args.equations, args.quick)
@@ -262,20 +277,24 @@ def main():
     report = {"run": {"command": "python bench/feynman_recovery.py " + " ".join(sys.argv[1:]),
                       "subset": len(chosen) < len(EQUATIONS) or levels != [0.0, 0.01],
                       "equations": [e.id for _, e in chosen], "noise": levels, "rows": ROWS,
-                      "width": "[n, 2n+1, 1]", "lib": LIB, "seeds": "data and discover: row "
+                      "width": "[n, 2n+1, 1]", "lib": LIB, "split": args.split, "jobs": args.jobs,
+                      "seeds": "data and discover: row "
                       "index i; noise: [i, 1]; judge's points: [i, 2]"},
               "machine": machine(), "summary": None, "by_n_vars": None, "results": []}
-    for index, equation in chosen:
-        for level in levels:
-            row = run_one(index, equation, level)
+    tasks = [(index, equation, level, args.split) for index, equation in chosen
+             for level in levels]
+    order = {(t[0], t[2]): k for k, t in enumerate(tasks)}
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for row in pool.imap_unordered(_run_task, tasks):
             report["results"].append(row)
+            report["results"].sort(key=lambda r: order[(r["index"], r["noise"])])
             report["summary"], report["by_n_vars"] = summarize(report["results"], levels)
             write(report, args.out)
             v = row["verdict"]
             detail = (row["stopped"] if v is None
                       else (v["reason"] or "exact") + f": {row['formula']}")
-            print(f"{equation.id:10s} n={row['n_vars']} noise={level:g} {row['outcome']:11s} "
-                  f"{row['seconds']:6.1f} s  {detail}", flush=True)
+            print(f"{row['id']:10s} n={row['n_vars']} noise={row['noise']:g} "
+                  f"{row['outcome']:11s} {row['seconds']:6.1f} s  {detail}", flush=True)
     report["machine"]["load_average_1min_after"] = os.getloadavg()[0]
     write(report, args.out)
     print(json.dumps(report["summary"], indent=1))

@@ -68,13 +68,17 @@ def test_x_times_y_reads_x_1_times_x_2_through_2_2_1_for_3_of_3_seeds():
 @pytest.mark.parametrize("f, printed", [(product, "x_1*x_2"), (ratio, "x_1/x_2")])
 def test_products_and_ratios_of_positive_inputs_read_as_written_for_3_of_3_seeds(f, printed):
     """On [1, 5]^2 the labels keep one sign: the product route fits log y = log x_1 +- log x_2
-    through [2, 1] and reads it back. Measured on this code: 3 of 3 seeds each, the product
-    route returned, the formula exact to round-off on the held-out rows."""
+    through [2, 1] and reads it back (the sum route, through exp(log|x_1| + log|x_2|) and its
+    guards read on the rows, may read it as well: same operations, and the sum route wins a
+    tie). Measured on this code: 3 of 3 seeds each, the formula exact to round-off on the
+    held-out rows."""
     for seed in range(3):
         data = kanarray.create_dataset(f, n_var=2, ranges=(1, 5), train_num=1000, test_num=1000,
                                        seed=seed)
         result = discover(data, [2, 5, 1], lib=LIB, seed=seed)
-        assert result["route"] == "product" and str(result["formula"]) == printed, (seed, result)
+        assert str(result["formula"]) == printed, (seed, result)
+        assert any(o["route"] == "product" and str(o["formula"]) == printed
+                   for o in result["routes"]), (seed, result["routes"])
         assert result["check"]["rmse"] <= result["check"]["exact_limit"]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kanarray.symbolic.formula import formula_function
-from kanarray.symbolic.snap import candidates, refit_constants, snap_constants
+from kanarray.symbolic.snap import (candidates, linearize, refit_constants, snap_constants)
 
 sp = pytest.importorskip("sympy")
 x1, x2 = sp.symbols("x_1 x_2")
@@ -99,3 +99,25 @@ def test_snap_names_rows_that_do_not_match():
         snap_constants(x1, NAMES, np.zeros((5, 3)), np.zeros(5), lambda e: True)
     with pytest.raises(ValueError, match="one value per row"):
         snap_constants(x1, NAMES, np.zeros((5, 2)), np.zeros(4), lambda e: True)
+
+
+def test_a_function_seen_along_a_straight_piece_becomes_its_tangent():
+    """1 - exp(-0.0014 x_2) on x_2 in [1, 5] is 0.0014 x_2 to 1e-3 of its variation: a
+    look-alike of a line that noisy labels let through."""
+    x = rows(0)
+    look_alike = 709 * x1 * (1 - sp.exp(sp.Float(-0.0014) * x2))
+    straight = linearize(look_alike, NAMES, x)
+    assert not straight.has(sp.exp)
+    gap = (formula_function(straight, NAMES)(x) - formula_function(look_alike, NAMES)(x))
+    assert np.max(np.abs(gap)) < 1e-2 * np.ptp(formula_function(look_alike, NAMES)(x))
+    polished = refit_constants(straight, NAMES, x, 0.9926 * x[:, 0] * x[:, 1])
+    assert np.allclose(formula_function(polished, NAMES)(x), 0.9926 * x[:, 0] * x[:, 1])
+
+
+def test_a_curve_the_rows_see_bending_stays():
+    x = rows(0)
+    for curved in (sp.exp(-x2 ** 2 / 2), sp.sin(x1) * x2, 1 / sp.sqrt(x1 + x2), sp.Abs(x1 - 3)):
+        assert linearize(curved, NAMES, x) == curved
+    assert linearize(x1 ** 2 + 3 * x2, NAMES, x) == x1 ** 2 + 3 * x2  # integer powers stay
+    near_one = 1 / sp.sqrt(1 + sp.Float(1e-4) * x1)                  # a power nearly straight
+    assert linearize(near_one, NAMES, x).is_polynomial(x1)

@@ -43,7 +43,11 @@ The stages, for a network with one hidden layer:
    that cannot be told from the noise, and refusing it left 0.4996*x_1**(22/(7*pi))*x_2**2
    where the data said 0.5*x_1*x_2**2 with 1% label noise);
    the formula is also tried with its products expanded (x*y then reads x_1*x_2, not a
-   difference of squares), the shorter kept.
+   difference of squares) and in its straight form: the functions that the training rows see
+   only along a nearly straight piece written as lines (kanarray.symbolic.snap.linearize; on
+   noisy labels m*r*v*sin(theta) was first read as 709*m*r*v*(1 - exp(-0.0014*sin(theta))))
+   and the guards that take one branch on every training row as that branch; the shortest
+   that passes kept.
 
 Two routes run these stages. The sum route takes the data as given. When the labels keep one
 sign and none is 0, there is one output and sympy is installed, the product route
@@ -54,7 +58,7 @@ data are not a product of one-variable factors and the route stops at once, and 
 inputs that barely move the output are masked), and reads the
 formula back as sign * exp(...): products and ratios of powers come out as x_1*x_2 and
 x_1/x_2**2. discover returns the route whose formula passes the check with the fewest
-operations (sympy's count_ops), the sum route at a tie; when neither passes it says why both
+operations (sympy's count_ops), the sum route at a tie; when none passes it says why each
 stopped.
 
 With discover(..., split=2) (off by default: it recovers some laws the other routes cannot
@@ -99,7 +103,7 @@ from ..core.network import Network
 from ..funcs.library import optional_sympy
 from ..symbolic.fit import resolve_lib
 from ..symbolic.formula import check_var_names, formula_function
-from ..symbolic.snap import refit_constants, snap_constants
+from ..symbolic.snap import drop_guards, linearize, refit_constants, snap_constants
 from ..training.objective import check_dataset
 from ..model import KAN, from_state
 from ..core.metrics import rmse
@@ -115,11 +119,13 @@ REFIT = {"opt": "lbfgs", "steps": 30, "update_grid": False, "log": 0}  # after r
 DEAD_NODE = 1e-3  # a hidden node whose output varies less than this share of the largest is idle
 PRUNE_NOISE = 1.5  # a pruned network fits when its train RMSE is at most this x the noise
 SNAP_SLACK = 1e-3  # a snapped number may raise the formula's held-out RMSE by this share
+STRAIGHT_ROUNDS = 2  # stage 7: snap, then snap the straight form of the best once more
 SPLIT_INITS = 2  # attempts per route of a split's smaller problems (each level multiplies time)
 SPLIT_TIME_FACTOR = 4.0  # the split route's default time: this x the other routes' time ...
 SPLIT_MIN_TIME = 30.0    # ... and at least these seconds
 FAILED_CHECK = "the formula fails the held-out check"
 NOT_SEPARABLE = "no sum of one-variable functions fits the data"
+NO_PRUNED_FIT = "no pruned network fits the data"
 
 
 def node_variation(model, x):
@@ -509,8 +515,13 @@ def _noise_level(model, data):
 
 def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
     """Stage 7 for one output -> (formula, its check, [(formula, check) of every form tried]):
-    the formula and, when expanding its products changes it, its expanded form, each snapped;
-    the one with fewer operations that passes."""
+    the formula; its straight form, when that differs: functions that the training rows see
+    only along a nearly straight piece written as lines (kanarray.symbolic.snap.linearize) and
+    guards that take one branch on every training row as that branch (drop_guards), constants
+    refitted; and the expanded form of each where expanding its products changes it, each
+    snapped; the one with the fewest operations that passes. When the best snapped formula
+    has a straight form in turn, that form and its expansion are snapped too (STRAIGHT_ROUNDS
+    rounds in all)."""
     sp = optional_sympy()
     slack = SNAP_SLACK
     if check["rmse"] > check["exact_limit"]:  # passed as noise: the RMSE's sampling spread
@@ -524,19 +535,34 @@ def _snapped(formula, names, x_train, y_train, x_test, y_test, network, check):
         c = checked(candidate)
         return c["passed"] and c["rmse"] <= limit
 
-    forms = [formula]
-    expanded = sp.expand(formula, power_exp=False, power_base=False, log=False)
-    if expanded != formula:
-        forms.append(expanded)
+    def straightened(form):
+        """form's straight form, constants refitted, or None where nothing is straight."""
+        straight = drop_guards(linearize(form, names, x_train), names, x_train)
+        return None if straight == form else refit_constants(straight, names, x_train, y_train)
+
+    def with_expanded(forms):
+        out = []
+        for form in forms:
+            expanded = sp.expand(form, power_exp=False, power_base=False, log=False)
+            out += [form] + ([expanded] if expanded != form else [])
+        return out
+
     best, tried = None, []
-    for form in forms:
-        snapped = snap_constants(form, names, x_train, y_train, accept)
-        tried += [(form, checked(form))] if form is not formula else []
-        tried.append((snapped, checked(snapped)))
-        ops = int(sp.count_ops(snapped))
-        if accept(snapped) and (best is None or ops < best[0]):
-            best = (ops, snapped)
-    if best is None:  # neither form passes as it is (expand moved round-off): keep the formula
+    forms = with_expanded([formula] + [f for f in [straightened(formula)] if f is not None])
+    for _ in range(STRAIGHT_ROUNDS):
+        for form in forms:
+            snapped = snap_constants(form, names, x_train, y_train, accept)
+            tried += [(form, checked(form))] if form is not formula else []
+            tried.append((snapped, checked(snapped)))
+            ops = int(sp.count_ops(snapped))
+            if accept(snapped) and (best is None or ops < best[0]):
+                best = (ops, snapped)
+        # snapping can leave a function nearly straight that was not: K*(exp(2.5e-6*sin(x)) - 1)
+        again = None if best is None else straightened(best[1])
+        if again is None:
+            break
+        forms = with_expanded([again])
+    if best is None:  # no form passes as it is (expand moved round-off): keep the formula
         return formula, check, tried
     return best[1], checked(best[1]), tried
 
@@ -595,7 +621,7 @@ def _symbolic_model(data, settings, width, init, lamb, tolerance, prefix, label)
         model, error = prune_to_fewest_nodes(model, data, tolerance)
         on_stage(f"{prefix}prune + fit{label}", model, t0)
         if error > tolerance:
-            return model, (f"no pruned network fits the data: train RMSE {error:.3e} > "
+            return model, (f"{NO_PRUNED_FIT}: train RMSE {error:.3e} > "
                            f"{tolerance:.3e} (the pruning tolerance)"), {}, None
     t0 = time.perf_counter()
     model, _ = run_stage("refine", model, data, lambda m: m.refine(settings.refine_grid, x=x_train),

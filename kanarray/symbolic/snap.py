@@ -29,6 +29,13 @@ route of kanarray.discover) needs this: each part carries its library functions'
 after the parts are put together sympy cannot see that they cancel (12/5 - Max(1e-4, |12/5 - v|)
 is v where v < 12/5 - 1e-4).
 
+linearize(expr, names, x) writes as a straight line every function that the rows x see only
+along a nearly straight piece: g(a) where a varies so little that g's tangent at a's mean
+differs from g by at most LINEAR_TOL of g's own variation on the rows. A look-alike fitted to
+noisy labels, 709*m*r*v*(1 - exp(-0.0014*sin(theta))), is then m*r*v*sin(theta) up to a constant
+that refitting and snapping take care of; the caller decides, on held-out rows, whether the
+straight form is kept (kanarray.discover keeps it only when it still passes its check).
+
 sympy is the `symbolic` extra; scipy is imported on the first refit.
 """
 from fractions import Fraction
@@ -42,6 +49,7 @@ MAX_DENOMINATOR = 12  # of the rationals tried
 MAX_TRIES = 4         # simple values tried per number besides 0 and +-1 (each try is a refit)
 GUARDS = ("Max", "Min")
 BRANCHES = ("Abs", "sign", "Max", "Min")  # what drop_guards reads on the rows
+LINEAR_TOL = 1e-2  # linearize: a tangent's largest gap on the rows, as a share of g's variation
 
 
 def snap_constants(expr, names, x, y, accept):
@@ -66,7 +74,10 @@ def snap_constants(expr, names, x, y, accept):
             free = [p for p in fitted_ones if p != param and trial.has(p)]
             fitted = _refit(sp, trial, free, {p: values[p] for p in free}, symbols, x, y)
             numbers = {p: sp.Float(v) for p, v in fitted.items()}
-            if accept(trial.xreplace({**numbers, **original})):
+            candidate = trial.xreplace({**numbers, **original})
+            if candidate.has(sp.zoo, sp.oo, -sp.oo, sp.nan):  # a refitted 0 under a division
+                continue
+            if accept(candidate):
                 template = trial
                 values.update(fitted)
                 fitted_ones = free
@@ -229,6 +240,59 @@ def drop_guards(expr, names, x):
         return e
 
     return walk(expr)
+
+
+def linearize(expr, names, x):
+    """`expr` (sympy, in `names`, the i-th column of x each) with every one-argument function
+    and every power of a non-integer or negative exponent that is nearly straight on the rows x
+    replaced by its tangent at its argument's mean there (module docstring), innermost first.
+    Guards (BRANCHES) stay. -> the new expression (expr itself when nothing is straight)."""
+    sp = _sympy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"x must have one column per name ({len(names)}), got shape {x.shape}")
+    index = {n: k for k, n in enumerate(names)}
+    order = sorted(expr.free_symbols, key=str)
+    if any(s.name not in index for s in order) or not order:
+        return expr
+    columns = [x[:, index[s.name]] for s in order]
+    z = sp.Dummy("z")
+
+    def walk(e):
+        if not e.args:
+            return e
+        args = tuple(walk(a) for a in e.args)
+        if args != e.args:
+            e = e.func(*args)
+        if isinstance(e, sp.Pow) and e.exp.is_Number and not (e.exp.is_integer and e.exp > 0):
+            inner, curve = e.base, z ** e.exp
+        elif (isinstance(e, sp.Function) and len(e.args) == 1
+              and type(e).__name__ not in BRANCHES):
+            inner, curve = e.args[0], e.func(z)
+        else:
+            return e
+        tangent = _tangent(sp, curve, z, point_values(sp, inner, order, columns))
+        return e if tangent is None else tangent.subs(z, inner)
+
+    return walk(expr)
+
+
+def _tangent(sp, curve, z, a):
+    """curve(z)'s tangent at the mean of the values a, when it stays within LINEAR_TOL of the
+    curve's variation over a; else (or where the curve is not finite) None."""
+    if not np.all(np.isfinite(a)) or np.ptp(a) == 0:
+        return None
+    a0 = float(np.mean(a))
+    values = point_values(sp, curve, [z], [a])
+    at = point_values(sp, curve, [z], [np.array([a0])])[0]
+    slope = point_values(sp, sp.diff(curve, z), [z], [np.array([a0])])[0]
+    if not (np.all(np.isfinite(values)) and np.isfinite(at) and np.isfinite(slope)):
+        return None
+    variation = np.max(np.abs(values - at))
+    gap = np.max(np.abs(values - (at + slope * (a - a0))))
+    if variation == 0 or gap > LINEAR_TOL * variation:
+        return None
+    return sp.Float(at) + sp.Float(slope) * (z - sp.Float(a0))
 
 
 def _signs_cancelled(sp, product, nonzero):
