@@ -150,6 +150,57 @@ def test_a_smooth_look_alike_is_refused_with_its_numbers_and_the_product_route_f
     assert result["check"]["rmse"] <= result["check"]["exact_limit"]
 
 
+@pytest.mark.slow
+def test_a_product_whose_labels_change_sign_comes_out_through_the_factors_route_for_3_of_3_seeds():
+    """x_1 sin(x_2) on [1, 3] x [0, 5]: the labels change sign (no log|y|) and one hidden layer
+    of sums writes a product only the long way; one multiplication node of one factor per input
+    writes it as it is. Measured on this code: 3 of 3 seeds print x_1*sin(x_2), exact to
+    round-off on the held-out rows."""
+    for seed in range(3):
+        data = kanarray.create_dataset(lambda x: x[:, 0] * np.sin(x[:, 1]), n_var=2,
+                                       ranges=[(1, 3), (0, 5)], train_num=1000, test_num=1000,
+                                       seed=seed)
+        result = discover(data, [2, 5, 1], lib=FEYNMAN_LIB, seed=seed)
+        assert result["route"] == "factors" and str(result["formula"]) == "x_1*sin(x_2)", \
+            (seed, result["stopped"], result["formula"])
+        assert result["check"]["rmse"] <= result["check"]["exact_limit"]
+
+
+def test_the_factors_route_masks_every_edge_but_one_per_factor_and_stops_when_nothing_fits(
+        monkeypatch):
+    """sin(pi (x_1 + x_2)) is no product of one-variable functions: the factors route's fit
+    misses the tolerance from every start, and the route says so."""
+    started = []
+    start = discover_module._start
+
+    def recorded(width, settings, seed, data):
+        model = start(width, settings, seed, data)
+        started.append((width, np.array(model.backend.to_numpy(model.layers[0].mask))))
+        return model
+    monkeypatch.setattr(discover_module, "_start", recorded)
+    monkeypatch.setattr(discover_module, "_symbolic_model", _stop_unless_factors(
+        discover_module._symbolic_model))
+    data = kanarray.create_dataset(lambda x: np.sin(np.pi * (x[:, 0] + x[:, 1])), n_var=2,
+                                   train_num=200, test_num=50, seed=0)
+    result = discover(data, [2, 3, 1], lib=["x"], seed=0, steps=5, inits=2)
+    routes = {r["route"]: r for r in result["routes"]}
+    assert set(routes) == {"sum", "factors"}  # labels change sign: no product route
+    assert routes["factors"]["stopped"].startswith(discover_module.NOT_A_PRODUCT)
+    assert "the last of 2 attempts" in routes["factors"]["stopped"]
+    masks = [mask for width, mask in started if width == [2, [0, 1], 1]]
+    assert len(masks) == 2 and all(np.array_equal(m, np.eye(2)) for m in masks)  # 2 starts
+    assert routes["factors"]["noise"] is routes["sum"]["noise"]
+
+
+def _stop_unless_factors(symbolic_model):
+    """_symbolic_model that stops the sum route at once, so that the factors route runs."""
+    def wrapped(data, settings, width, *args):
+        if len(width) == 3 and not isinstance(width[1], list):
+            return None, "stopped for the test", {}, None
+        return symbolic_model(data, settings, width, *args)
+    return wrapped
+
+
 def test_when_no_route_passes_discover_stops_with_each_routes_reason(monkeypatch):
     """The held-out check made impossible to pass: no formula, and the reason names both
     routes and the check's numbers."""

@@ -49,7 +49,7 @@ The stages, for a network with one hidden layer:
    and the guards that take one branch on every training row as that branch; the shortest
    that passes kept.
 
-Two routes run these stages. The sum route takes the data as given. When the labels keep one
+Three routes run these stages. The sum route takes the data as given. When the labels keep one
 sign and none is 0, there is one output and sympy is installed, the product route
 (kanarray.pipelines.products) fits log|y| as a sum of one-variable functions, positive inputs
 as their logarithms, through [inputs, 1] (one edge per input: no hidden node to regularise or
@@ -57,9 +57,19 @@ prune, so stages 1-2 are one unregularised fit that must reach the pruning toler
 data are not a product of one-variable factors and the route stops at once, and the edges of
 inputs that barely move the output are masked), and reads the
 formula back as sign * exp(...): products and ratios of powers come out as x_1*x_2 and
-x_1/x_2**2. discover returns the route whose formula passes the check with the fewest
-operations (sympy's count_ops), the sum route at a tie; when none passes it says why each
-stopped.
+x_1/x_2**2. When both stopped (the product route not for want of a sum of one-variable
+functions on log|y|, which would say there is no product of them either), or when the labels
+change sign, the factors route fits y as C + g_1(x_1) g_2(x_2) ... g_n(x_n), a product of
+one-variable functions, through [inputs, [0, 1], 1]: one multiplication node of n factors,
+each fed by its own input only (the other edges masked), and a straight output edge, on
+scaled inputs and labels, with the sum route's estimate of the label noise (its own network
+would count what it misses of a law that is no product as noise). Its fit, unlike the product route's, depends on the start (a sign
+change must go through one factor), so a fit that misses the pruning tolerance at the
+starting grid and at the refined one moves to a new start, up to `inits`; its edges and
+formula go through the same stages. It reads the products whose labels change sign,
+r F sin(theta) and -p E cos(theta), which log|y| cannot take. discover returns the route whose
+formula passes the check with the fewest operations (sympy's count_ops), the sum route at a
+tie; when none passes it says why each stopped.
 
 With discover(..., split=2) (off by default: it recovers some laws the other routes cannot
 and costs up to its time budget on every law they cannot solve; the Feynman results of
@@ -125,6 +135,8 @@ SPLIT_TIME_FACTOR = 4.0  # the split route's default time: this x the other rout
 SPLIT_MIN_TIME = 30.0    # ... and at least these seconds
 FAILED_CHECK = "the formula fails the held-out check"
 NOT_SEPARABLE = "no sum of one-variable functions fits the data"
+NOT_A_PRODUCT = "no product of one-variable functions fits the data"
+FACTORS_STEPS = 50  # the factors route's fit: a product is slower to fit than a sum
 NO_PRUNED_FIT = "no pruned network fits the data"
 
 
@@ -219,9 +231,9 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
         "edges", "max_gap", "rmse"} as kanarray.symbolic.report.formula_report writes them,
         on the test split (max_gap: to the symbolic network, before any snap), or None,
         "check": the held-out check of the first output (kanarray.pipelines.check.
-        check_formula) or None, "route": "sum", "product" or "split", "noise": the route's
-        noise_level, "fixed": auto_symbolic's result, "init": the attempt that got through
-        (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
+        check_formula) or None, "route": "sum", "product", "factors" or "split", "noise":
+        the route's noise_level, "fixed": auto_symbolic's result, "init": the attempt that got
+        through (0-based) or None, "lamb": the regularisation it was trained with, "routes": per
         route tried, {"route", "stopped", "formula", "operations", "check", "noise"},
         "front": the Pareto front of the first output's formulas over every route (with
         sympy; [] without): [{"route", "formula", "operations", "rmse" (held-out, against the
@@ -262,6 +274,13 @@ def _discover(dataset, settings, seed, lamb, products, split, split_time):
         if logged is not None:
             routes.append(("product", logged))
     outcomes = [_route(name, dataset, logged, settings, seed, lamb) for name, logged in routes]
+    if (products and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
+            and all(o["stopped"] for o in outcomes)
+            and not any(o["route"] == "product" and o["stopped"].startswith(NOT_SEPARABLE)
+                        for o in outcomes)):
+        # the sum route's noise: a product network that misses reads its misfit as noise
+        outcomes.append(_route("factors", dataset, None, settings, seed, lamb,
+                               outcomes[0]["noise"]))
     if (split and width[2] == 1 and width[0] >= 2 and optional_sympy() is not None
             and all(o["stopped"] for o in outcomes)):
         spent = time.perf_counter() - t0
@@ -311,17 +330,21 @@ class _Settings(NamedTuple):
     part: bool        # a split route's smaller problem: its formulas are not polished (below)
 
 
-def _route(name, dataset, logged, settings, seed, lamb):
+def _route(name, dataset, logged, settings, seed, lamb, noise=None):
     """Stages 0-7 on the data (logged None) or on the log|y| problem -> an outcome: the result's
-    keys for this route, and "operations" (count_ops of the first formula; None when stopped)."""
+    keys for this route, and "operations" (count_ops of the first formula; None when stopped).
+    noise: stage 0's estimate to use (None: this route's own)."""
     data = dataset if logged is None else logged.data
     prefix = "" if logged is None else "log|y| "
     outcome = {"route": name, "model": None, "stopped": None, "formula": None, "report": None,
                "check": None, "noise": None, "fixed": {}, "init": None, "lamb": None,
                "operations": None, "candidates": []}
-    width = settings.width if logged is None else [settings.width[0], 1]
+    width = ([settings.width[0], 1] if name == "product"
+             else [settings.width[0], [0, 1], 1] if name == "factors" else settings.width)
     y_train = np.asarray(data["train_label"], dtype=np.float64)
-    outcome["noise"] = noise = _noise(data, settings, width, seed, prefix)
+    if noise is None:
+        noise = _noise(data, settings, width, seed, prefix)
+    outcome["noise"] = noise
     tolerance = max(settings.prune_tolerance * float(np.std(y_train)),
                     PRUNE_NOISE * noise["sigma"])
     settings.say(f"{name} route{' (on log|y|)' if logged is not None else ''}: label noise "
@@ -341,7 +364,7 @@ def _route(name, dataset, logged, settings, seed, lamb):
             break
         settings.say(f"  init {attempt + 1}: {stopped}")
         if stopped.startswith(NOT_SEPARABLE):  # the data's structure: no start changes it
-            return outcome
+            return outcome  # (a product's fit, NOT_A_PRODUCT, depends on its start: next one)
         if stopped.startswith(COLLAPSED):  # lamb too strong for this data's scale, not a bad
             lamb *= COLLAPSE_LAMB_FACTOR   # start: the same start again, weaker
         else:
@@ -494,9 +517,19 @@ def _noise(data, settings, width, seed, prefix):
 
 
 def _start(width, settings, seed, data):
-    """A route's starting network, with the scaling of its training rows when settings.scale."""
+    """A route's starting network, with the scaling of its training rows when settings.scale.
+    The factors route's [inputs, [0, 1], 1]: one multiplication node of one factor per input,
+    each factor's node fed by its own input only (the other edges masked)."""
+    if _factors(width):  # always scaled: unscaled, 0 of 3 starts fitted x_1 sin(x_2) on
+        model = KAN(width, grid=settings.grid, k=3, seed=seed, mult_arity=width[0])  # [1, 3] x [0, 5]
+        model.layers[0].mask[...] = model.backend.asarray(np.eye(width[0]), model.dtype)
+        return model.set_scaling(data["train_input"], data["train_label"])
     model = KAN(width, grid=settings.grid, k=3, seed=seed)
     return model.set_scaling(data["train_input"], data["train_label"]) if settings.scale else model
+
+
+def _factors(width):
+    return isinstance(width[1], list)
 
 
 def _outputs(model, x):
@@ -595,23 +628,33 @@ def _symbolic_model(data, settings, width, init, lamb, tolerance, prefix, label)
     it stopped, fixed, None): fixed is auto_symbolic's result so far, network the refined
     network's predictions on the test split (host float64, before its edges were fixed).
     width [inputs, hidden, outputs] runs every stage; [inputs, 1] (the product route's sum of
-    one-variable functions, one edge per input) has no hidden node to prune or regularise away,
-    and fits or not."""
+    one-variable functions, one edge per input) and [inputs, [0, 1], 1] (the factors route's
+    product of one-variable functions) have no hidden node to prune or regularise away, and fit
+    or not: at the starting grid, or else at the refined one."""
     x_train, y_train = data["train_input"], data["train_label"]
     on_stage = settings.on_stage
-    hidden = len(width) == 3
+    factors = _factors(width)
+    hidden = len(width) == 3 and not factors
     t0 = time.perf_counter()
+    # the factors' grids stay on the scaled inputs: with grid updates 1 of 3 starts fitted
+    # x_1 sin(x_2) on [1, 3] x [0, 5], without them 2 of 3
     model, _ = run_stage("fit", _start(width, settings, init, data), data,
-                         opt="lbfgs", steps=settings.steps, lamb=lamb if hidden else 0.0,
-                         lamb_entropy=settings.lamb_entropy, log=0)
+                         opt="lbfgs", steps=FACTORS_STEPS if factors else settings.steps,
+                         lamb=lamb if hidden else 0.0, lamb_entropy=settings.lamb_entropy,
+                         log=0, update_grid=not factors)
     on_stage(f"{prefix}fit [{','.join(map(str, width))}]{' + reg' if hidden else ''}{label}",
              model, t0)
     if not hidden:
         error = rmse(model(x_train), y_train)
+        if error > tolerance:  # a product of smooth factors can need the finer grid
+            model, _ = run_stage("refine", model, data,
+                                 lambda m: m.refine(settings.refine_grid, x=x_train), **REFIT)
+            error = rmse(model(x_train), y_train)
         if error > tolerance:
-            return model, (f"{NOT_SEPARABLE}: train RMSE {error:.3e} > {tolerance:.3e} (the "
-                           f"pruning tolerance)"), {}, None
-        model = model.prune_edge(x=x_train)  # inputs that barely move the output: no term
+            return model, (f"{NOT_A_PRODUCT if factors else NOT_SEPARABLE}: train RMSE "
+                           f"{error:.3e} > {tolerance:.3e} (the pruning tolerance)"), {}, None
+        if not factors:  # a masked factor would be 0: the product too
+            model = model.prune_edge(x=x_train)  # inputs that barely move the output: no term
     else:
         r2 = model.score(x_train, y_train)
         if r2 < COLLAPSE_R2:
