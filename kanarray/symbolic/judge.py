@@ -43,7 +43,7 @@ import numpy as np
 
 from ..core.checks import check_bool, check_int, check_seed
 from ..funcs import library as slib
-from .snap import fixed_branch, point_values as _values
+from .snap import bottom_up, fixed_branch, point_values as _values
 
 EXACT_RMSE = 1e-6  # relative RMSE below which a formula fits noise-free data exactly
 NOISY_RMSE = 1e-3  # the same for data with 1% label noise: the fit cannot be sharper
@@ -132,12 +132,7 @@ def _tidy(sp, expr, symbols, columns, share):
     decided on the points `columns` (one array per symbol) -> (expr, [what changed])."""
     counts = {"guard(s)": 0, "negligible term(s)": 0}
 
-    def walk(e):
-        if not e.args:
-            return e
-        args = tuple(walk(a) for a in e.args)
-        if args != e.args:
-            e = e.func(*args)
+    def rule(e):
         if e.func.__name__ in GUARDS:
             branch = fixed_branch(sp, e, symbols, columns)
             if branch is not None:
@@ -150,7 +145,7 @@ def _tidy(sp, expr, symbols, columns, share):
                 return sp.Add(*kept)
         return e
 
-    out = walk(expr)
+    out = bottom_up(expr, rule)
     snap = {}
     for number in out.atoms(sp.Float):
         nearest = round(float(number))

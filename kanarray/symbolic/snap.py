@@ -223,12 +223,7 @@ def drop_guards(expr, names, x):
     def nonzero(a):
         return bool(np.all(point_values(sp, a, order, columns) != 0))
 
-    def walk(e):
-        if not e.args:
-            return e
-        args = tuple(walk(a) for a in e.args)
-        if args != e.args:
-            e = e.func(*args)
+    def rule(e):
         if type(e).__name__ in BRANCHES:
             branch = fixed_branch(sp, e, order, columns)
             if branch is not None:
@@ -239,7 +234,7 @@ def drop_guards(expr, names, x):
             return _signs_cancelled(sp, e, nonzero)
         return e
 
-    return walk(expr)
+    return bottom_up(expr, rule)
 
 
 def linearize(expr, names, x):
@@ -258,12 +253,7 @@ def linearize(expr, names, x):
     columns = [x[:, index[s.name]] for s in order]
     z = sp.Dummy("z")
 
-    def walk(e):
-        if not e.args:
-            return e
-        args = tuple(walk(a) for a in e.args)
-        if args != e.args:
-            e = e.func(*args)
+    def rule(e):
         if isinstance(e, sp.Pow) and e.exp.is_Number and not (e.exp.is_integer and e.exp > 0):
             inner, curve = e.base, z ** e.exp
         elif (isinstance(e, sp.Function) and len(e.args) == 1
@@ -274,7 +264,16 @@ def linearize(expr, names, x):
         tangent = _tangent(sp, curve, z, point_values(sp, inner, order, columns))
         return e if tangent is None else tangent.subs(z, inner)
 
-    return walk(expr)
+    return bottom_up(expr, rule)
+
+
+def bottom_up(expr, rule):
+    """expr rewritten innermost first: every subexpression e, its arguments rewritten already,
+    replaced by rule(e) (e itself to keep it)."""
+    if not expr.args:
+        return expr
+    args = tuple(bottom_up(a, rule) for a in expr.args)
+    return rule(expr.func(*args) if args != expr.args else expr)
 
 
 def _tangent(sp, curve, z, a):
