@@ -208,8 +208,9 @@ def discover(dataset, width, lib=None, seed=0, grid=5, refine_grid=20, steps=20,
                     PRUNE_NOISE x the label noise, when larger)
     inits           attempts per route before giving up (a new initialisation each, or the
                     same one with a weaker lamb after a collapse)
-    products        also try the product route on log|y| when the labels keep one sign (one
-                    output, sympy installed)
+    products        also try the product route on log|y| when the labels keep one sign, and
+                    the factors route when the others stop (one output, sympy installed; the
+                    factors route 2+ inputs)
     split           levels of the split route (kanarray.pipelines.split) when every other
                     route stopped (one output, 2+ inputs, sympy installed): 0 (default) never,
                     2 the tested depth; each smaller problem runs discover with split one lower
