@@ -259,7 +259,7 @@ def test_a_collapse_retries_the_same_start_with_a_weaker_regulariser(monkeypatch
     data = kanarray.create_dataset(sin_plus_square, n_var=2, train_num=100, test_num=20, seed=0)
     said = []
     result = discover(data, [2, 2, 1], seed=7, inits=3, lamb=0.01, steps=2, split=0,
-                      say=said.append)  # one route's retries: no split route
+                      products=False, say=said.append)  # one route's retries: the sum route
     assert result["formula"] is None and result["stopped"].startswith(discover_module.COLLAPSED)
     said = [line for line in said if line.startswith("  init ")]
     assert ["lamb = 0.01)" in said[0], "lamb = 0.001)" in said[1], "lamb = 0.0001)" in said[2]] \
@@ -295,7 +295,8 @@ def test_bad_arguments_are_named(kwargs, error, words):
 def test_a_pipeline_that_cannot_finish_tries_every_initialisation_and_says_why():
     data = kanarray.create_dataset(sin_plus_square, n_var=2, train_num=200, test_num=50, seed=0)
     said = []
-    result = discover(data, [2, 3, 1], lib=["x"], seed=0, inits=2, say=said.append)
+    result = discover(data, [2, 3, 1], lib=["x"], seed=0, inits=2, products=False,
+                      say=said.append)  # the sum route alone
     assert result["formula"] is None and result["report"] is None and result["init"] is None
     assert "stay splines" in result["stopped"] and "the last of 2 attempts" in result["stopped"]
     assert sum(line.startswith("  init ") for line in said) == 2
