@@ -56,7 +56,9 @@ def test_a_difference_over_an_input_comes_out_as_the_plain_ratio_for_2_of_3_seed
             assert result["check"]["passed"]
             assert matches(result["formula"], ratio_of_a_difference, 3, (1, 3), seed), seed
             x1, x2, x3 = sympy.symbols("x_1 x_2 x_3")
-            assert result["formula"] == (x1 - x2) / x3, (seed, result["formula"])
+            plain = (x1 - x2) / x3  # up to how sympy orders its signs: -(-x_1 + x_2)/x_3
+            assert sympy.expand(result["formula"] - plain) == 0, (seed, result["formula"])
+            assert sympy.count_ops(result["formula"]) <= sympy.count_ops(plain) + 1
             found += 1
     assert found >= 2
 
