@@ -3,8 +3,8 @@ estimate its pruning tolerance follows."""
 import numpy as np
 import pytest
 
-from kanarray.pipelines.check import (CHECK_FACTOR, EXACT_SHARE, MIN_WHITE_ROWS, check_formula,
-                                      noise_level, whiteness)
+from kanarray.pipelines.check import (CHECK_FACTOR, EXACT_SHARE, MIN_WHITE_ROWS, MISFIT_P,
+                                      check_formula, misfit_p, noise_level, whiteness)
 
 N = 1000
 
@@ -65,6 +65,44 @@ def test_on_noisy_labels_the_true_formula_passes_and_a_misfit_of_the_noise_size_
     smooth = truth(x) + 0.7 * sigma * np.sin(2 * x[:, 0])  # close to the network, yet smooth
     near = check_formula(x, y, smooth, network + 0.7 * sigma * np.sin(2 * x[:, 0]))
     assert not near["passed"] and "whiteness" in near["reason"]
+
+
+def test_misfit_p_is_spread_out_for_noise_and_tiny_for_a_misfit_of_half_the_noise():
+    """Over 20 draws of Gaussian noise p stays above 1e-4 (a draw falls below with
+    probability 1e-4); a misfit of half the noise's size in one of five inputs gives
+    p < MISFIT_P for every seed."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(1, 5, (N, 5))
+        assert misfit_p(x, rng.normal(0, 0.1, N), truth(x)) > 1e-4
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(1, 5, (N, 5))
+        residual = rng.normal(0, 0.1, N) + 0.05 * np.sqrt(2) * np.cos(x[:, 2])
+        assert misfit_p(x, residual, truth(x)) < MISFIT_P
+    assert misfit_p(rows(), np.zeros(N), truth(rows())) == 1.0  # nothing left to explain
+
+
+def test_a_misfit_among_eight_inputs_that_whiteness_misses_fails_by_the_f_test():
+    """A misfit of 0.3 x the noise spread over eight inputs (a parabola in each) leaves
+    whiteness within its spread for pure noise in 4 or 5 of 5 seeds (measured: 4); the F test
+    of the residuals on each input sees it in every seed, and the check fails."""
+    white = 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(1, 5, (N, 8))
+        sigma = 0.01 * np.sqrt(np.mean(truth(x) ** 2))
+        y = truth(x) + rng.normal(0, sigma, N)
+        network = truth(x) + rng.normal(0, 0.3 * sigma, N)
+        assert check_formula(x, y, truth(x), network)["passed"]
+        z = (x - 3) / 2
+        parabolas = np.sum(1.5 * z ** 2 - 0.5, axis=1) / np.sqrt(8 * 0.2)  # RMS 1
+        look_alike = check_formula(x, y, truth(x) + 0.3 * sigma * parabolas, network)
+        assert not look_alike["passed"] and look_alike["misfit_p"] < MISFIT_P
+        white += look_alike["whiteness"] >= look_alike["whiteness_min"]
+        if look_alike["whiteness"] >= look_alike["whiteness_min"]:
+            assert "F test" in look_alike["reason"]
+    assert white >= 4
 
 
 def test_the_limits_are_the_documented_ones():

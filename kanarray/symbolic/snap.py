@@ -29,12 +29,17 @@ route of kanarray.discover) needs this: each part carries its library functions'
 after the parts are put together sympy cannot see that they cancel (12/5 - Max(1e-4, |12/5 - v|)
 is v where v < 12/5 - 1e-4).
 
-linearize(expr, names, x) writes as a straight line every function that the rows x see only
-along a nearly straight piece: g(a) where a varies so little that g's tangent at a's mean
-differs from g by at most LINEAR_TOL of g's own variation on the rows. A look-alike fitted to
-noisy labels, 709*m*r*v*(1 - exp(-0.0014*sin(theta))), is then m*r*v*sin(theta) up to a constant
-that refitting and snapping take care of; the caller decides, on held-out rows, whether the
-straight form is kept (kanarray.discover keeps it only when it still passes its check).
+linearize(expr, names, x) writes as a straight line what the rows x see only along a nearly
+straight piece, in two ways. A part of the formula in one variable only, built with functions,
+whose least-squares line in that variable differs from it by at most LINE_TOL of its own
+variation on the rows, becomes that line: a look-alike fitted to noisy labels read Feynman's
+2 pi g B J mom / h as 343*B*J*mom*exp(-6/sqrt(g + 14/11))/h, whose exp(...) is within 1.4% of
+a line in g on g in [1, 5] though neither exp nor sqrt is straight there. Then every function
+g(a) left whose argument varies so little that g's tangent at a's mean differs from g by at
+most LINEAR_TOL of g's own variation: 709*m*r*v*(1 - exp(-0.0014*sin(theta))) becomes
+m*r*v*sin(theta) up to a constant. Refitting and snapping take care of the constants; the
+caller decides, on held-out rows, whether the straight form is kept (kanarray.discover keeps
+it only when it still passes its check).
 
 sympy is the `symbolic` extra; scipy is imported on the first refit.
 """
@@ -50,6 +55,8 @@ MAX_TRIES = 4         # simple values tried per number besides 0 and +-1 (each t
 GUARDS = ("Max", "Min")
 BRANCHES = ("Abs", "sign", "Max", "Min")  # what drop_guards reads on the rows
 LINEAR_TOL = 1e-2  # linearize: a tangent's largest gap on the rows, as a share of g's variation
+LINE_TOL = 3e-2    # linearize: a one-variable part's largest gap to its least-squares line, as
+                   # a share of its variation (look-alikes measured 1.4-1.6%; sqrt on [1, 5]: 14%)
 
 
 def snap_constants(expr, names, x, y, accept):
@@ -238,10 +245,12 @@ def drop_guards(expr, names, x):
 
 
 def linearize(expr, names, x):
-    """`expr` (sympy, in `names`, the i-th column of x each) with every one-argument function
-    and every power of a non-integer or negative exponent that is nearly straight on the rows x
-    replaced by its tangent at its argument's mean there (module docstring), innermost first.
-    Guards (BRANCHES) stay. -> the new expression (expr itself when nothing is straight)."""
+    """`expr` (sympy, in `names`, the i-th column of x each) with every largest part in one
+    variable that holds a function and is nearly straight in that variable on the rows x
+    replaced by its least-squares line, then every one-argument function and every power of a
+    non-integer or negative exponent that is nearly straight replaced by its tangent at its
+    argument's mean there (module docstring), innermost first. Guards (BRANCHES) stay.
+    -> the new expression (expr itself when nothing is straight)."""
     sp = _sympy()
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(names):
@@ -251,6 +260,7 @@ def linearize(expr, names, x):
     if any(s.name not in index for s in order) or not order:
         return expr
     columns = [x[:, index[s.name]] for s in order]
+    expr = _one_variable_lines(sp, expr, order, columns)
     z = sp.Dummy("z")
 
     def rule(e):
@@ -265,6 +275,38 @@ def linearize(expr, names, x):
         return e if tangent is None else tangent.subs(z, inner)
 
     return bottom_up(expr, rule)
+
+
+def _one_variable_lines(sp, expr, symbols, columns):
+    """expr with each largest subexpression that has one free symbol t, holds a function or a
+    power of a non-integer or negative exponent and is not a plain power of t, replaced by its
+    least-squares line a + b t on the points, where that line's largest gap is within LINE_TOL
+    of the subexpression's variation (largest distance from its mean)."""
+    column = dict(zip(symbols, columns))
+
+    def curved(e):
+        return any((isinstance(a, sp.Pow) and a.exp.is_Number
+                    and not (a.exp.is_integer and a.exp > 0))
+                   or (isinstance(a, sp.Function) and type(a).__name__ not in BRANCHES)
+                   for a in sp.preorder_traversal(e))
+
+    def visit(e):
+        if not e.args:
+            return e
+        free = e.free_symbols
+        if len(free) == 1 and curved(e) and not (isinstance(e, sp.Pow) and e.base in free):
+            (t,) = free
+            values = point_values(sp, e, [t], [column[t]])
+            if np.all(np.isfinite(values)) and np.ptp(column[t]) > 0:
+                rows = np.column_stack([np.ones_like(column[t]), column[t]])
+                (a, b), *_ = np.linalg.lstsq(rows, values, rcond=None)
+                gap = np.max(np.abs(values - rows @ np.array([a, b])))
+                variation = np.max(np.abs(values - np.mean(values)))
+                if variation > 0 and gap <= LINE_TOL * variation:
+                    return sp.Float(a) + sp.Float(b) * t
+        return e.func(*[visit(a) for a in e.args])
+
+    return visit(expr)
 
 
 def bottom_up(expr, rule):
