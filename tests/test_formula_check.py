@@ -85,8 +85,8 @@ def test_misfit_p_is_spread_out_for_noise_and_tiny_for_a_misfit_of_half_the_nois
 
 def test_a_misfit_among_eight_inputs_that_whiteness_misses_fails_by_the_f_test():
     """A misfit of 0.3 x the noise spread over eight inputs (a parabola in each) leaves
-    whiteness within its spread for pure noise in 4 or 5 of 5 seeds (measured: 4); the F test
-    of the residuals on each input sees it in every seed, and the check fails."""
+    whiteness within its spread for pure noise in most seeds (measured: 4 of 5); the F test of
+    the residuals on each input sees it in every seed, and the check fails."""
     white = 0
     for seed in range(5):
         rng = np.random.default_rng(seed)
@@ -102,7 +102,7 @@ def test_a_misfit_among_eight_inputs_that_whiteness_misses_fails_by_the_f_test()
         white += look_alike["whiteness"] >= look_alike["whiteness_min"]
         if look_alike["whiteness"] >= look_alike["whiteness_min"]:
             assert "F test" in look_alike["reason"]
-    assert white >= 4
+    assert white >= 3
 
 
 def test_the_limits_are_the_documented_ones():

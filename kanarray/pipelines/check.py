@@ -23,7 +23,8 @@ whiteness has little power where the misfit is small beside the noise and spread
 inputs. misfit_p() adds a parametric test of the same question: the residuals regressed by least
 squares on a smooth basis, the Legendre polynomials of degrees 1 to MISFIT_DEGREE of each input
 and of the formula's own values (each scaled to [-1, 1]), beside a constant; the F statistic of
-that regression, F = (explained / k) / (left / (N - k - 1)) for k basis columns, follows
+that regression, F = (explained / k) / (left / (N - k - 1)) with k the rank of the basis beyond
+the constant (columns that do not vary, or repeat others, do not count), follows
 Fisher's F(k, N - k - 1) when the residuals are Gaussian label noise, and misfit_p is its
 upper tail. A look-alike of Feynman II.34.29b with 1% noise, 343*B*J*mom*exp(-6/sqrt(g +
 14/11))/h (3.8e-3 off the truth), left w = 0.89 but p = 4e-10; on the 46 true formulas of the
@@ -85,11 +86,13 @@ def misfit_p(x, residual, values):
     """The module docstring's upper tail of F for residuals (N,) at inputs x (N, d) of a formula
     whose values there are `values` (N,): near 0 when a smooth function of each input and of the
     values explains part of the residuals; 1.0 when nothing is left to explain, NaN when the
-    rows are too few for the basis (N <= 2 (k + 1))."""
+    rows are too few for the basis (N at most twice its columns, 3 (d + 1) + 1)."""
     from scipy.stats import f as fisher  # scipy loads only where it is used
 
     x = np.asarray(x, dtype=np.float64)
     r = np.asarray(residual, dtype=np.float64).reshape(-1)
+    if r.shape[0] <= 2 * (MISFIT_DEGREE * (x.shape[1] + 1) + 1):
+        return float("nan")
     columns = np.column_stack([x, np.asarray(values, dtype=np.float64).reshape(-1)])
     low, high = columns.min(axis=0), columns.max(axis=0)
     varying = high > low
@@ -99,8 +102,6 @@ def misfit_p(x, residual, values):
                                  for degree in range(1, MISFIT_DEGREE + 1)]
     basis = np.column_stack(basis)
     n = r.shape[0]
-    if n <= 2 * basis.shape[1]:
-        return float("nan")
     total = float(np.sum((r - r.mean()) ** 2))
     if total == 0:
         return 1.0

@@ -33,7 +33,9 @@ The stages, for a network with one hidden layer:
    formula's RMSE against the labels there and e_n that of the network it was read from (stage
    3's): the formula passes when e_f <= 1e-7 x the labels' RMS (it fits to round-off, as a
    true formula of noise-free data does), or when e_f <= 1.1 x e_n and the formula's residuals
-   look like label noise (they do not vary smoothly with the inputs, as a misfit's do). A
+   look like label noise (they do not vary smoothly with the inputs, as a misfit's do: nearest
+   held-out neighbours miss by unrelated amounts, and an F test finds no smooth function of
+   each input or of the formula's values in them). A
    formula that fails is never returned: discover stops and says why, with these numbers;
 7. with sympy, the formula's numbers snapped to 0, small rationals and rational multiples of pi
    and sqrt(2) (kanarray.symbolic.snap), each snap kept only when the formula still passes the
@@ -43,9 +45,11 @@ The stages, for a network with one hidden layer:
    that cannot be told from the noise, and refusing it left 0.4996*x_1**(22/(7*pi))*x_2**2
    where the data said 0.5*x_1*x_2**2 with 1% label noise);
    the formula is also tried with its products expanded (x*y then reads x_1*x_2, not a
-   difference of squares) and in its straight form: the functions that the training rows see
-   only along a nearly straight piece written as lines (kanarray.symbolic.snap.linearize; on
-   noisy labels m*r*v*sin(theta) was first read as 709*m*r*v*(1 - exp(-0.0014*sin(theta))))
+   difference of squares) and in its straight form: the parts in one variable and the
+   functions that the training rows see only along a nearly straight piece written as lines
+   (kanarray.symbolic.snap.linearize; on noisy labels m*r*v*sin(theta) was first read as
+   709*m*r*v*(1 - exp(-0.0014*sin(theta))), and 2 pi g B J mom / h as
+   343*B*J*mom*exp(-6/sqrt(g + 14/11))/h)
    and the guards that take one branch on every training row as that branch; the shortest
    that passes kept.
 

@@ -249,8 +249,9 @@ def linearize(expr, names, x):
     variable that holds a function and is nearly straight in that variable on the rows x
     replaced by its least-squares line, then every one-argument function and every power of a
     non-integer or negative exponent that is nearly straight replaced by its tangent at its
-    argument's mean there (module docstring), innermost first. Guards (BRANCHES) stay.
-    -> the new expression (expr itself when nothing is straight)."""
+    argument's mean there (module docstring), innermost first. Guards (BRANCHES) stay, but
+    for those inside a one-variable part that became a line. -> the new expression (expr
+    itself when nothing is straight)."""
     sp = _sympy()
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(names):
@@ -279,9 +280,11 @@ def linearize(expr, names, x):
 
 def _one_variable_lines(sp, expr, symbols, columns):
     """expr with each largest subexpression that has one free symbol t, holds a function or a
-    power of a non-integer or negative exponent and is not a plain power of t, replaced by its
-    least-squares line a + b t on the points, where that line's largest gap is within LINE_TOL
-    of the subexpression's variation (largest distance from its mean)."""
+    power of a non-integer or negative exponent and is not a bare power t**p (the tangent rule
+    of linearize takes those), replaced by its least-squares line a + b t on the points, where
+    that line's largest gap is within LINE_TOL of the subexpression's variation (largest
+    distance from its mean). Guards inside such a part go with it: the line is what the part
+    computes on the points."""
     column = dict(zip(symbols, columns))
 
     def curved(e):
@@ -304,7 +307,8 @@ def _one_variable_lines(sp, expr, symbols, columns):
                 variation = np.max(np.abs(values - np.mean(values)))
                 if variation > 0 and gap <= LINE_TOL * variation:
                     return sp.Float(a) + sp.Float(b) * t
-        return e.func(*[visit(a) for a in e.args])
+        args = tuple(visit(a) for a in e.args)
+        return e.func(*args) if args != e.args else e
 
     return visit(expr)
 
