@@ -27,8 +27,9 @@ that regression, F = (explained / k) / (left / (N - k - 1)) with k the rank of t
 the constant (columns that do not vary, or repeat others, do not count), follows
 Fisher's F(k, N - k - 1) when the residuals are Gaussian label noise, and misfit_p is its
 upper tail. A look-alike of Feynman II.34.29b with 1% noise, 343*B*J*mom*exp(-6/sqrt(g +
-14/11))/h (3.8e-3 off the truth), left w = 0.89 but p = 4e-10; on the 46 true formulas of the
-same benchmark with 1% noise p was at least 8e-5.
+14/11))/h (3.8e-3 off the truth), left w = 0.89 but p = 4e-10; on the 48 true formulas of the
+same benchmark with 1% noise p was at least 8e-5. A misfit much smaller than the noise stays
+out of reach: 1/u - 1/2 for 1/(exp(u) - 1) (Feynman III.4.32, 1.4e-3 off) gives p = 1e-3.
 
 noise_level: sigma = RMSE(r) * sqrt(min(1, w)), the part of a network's held-out error that does
 not vary smoothly with the inputs. With noisy labels it is about the noise; on noise-free data
