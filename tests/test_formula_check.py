@@ -131,7 +131,19 @@ def test_a_formula_that_is_not_finite_fails():
     assert not c["passed"] and "not finite on 1 of" in c["reason"]
 
 
+def test_whiteness_and_misfit_p_name_rows_that_do_not_match():
+    x = rows()
+    with pytest.raises(ValueError, match="residual must have one value per row"):
+        whiteness(x, truth(x)[:-1])
+    with pytest.raises(ValueError, match="values must have one value per row"):
+        misfit_p(x, truth(x), truth(x)[:-1])
+    with pytest.raises(ValueError, match="x must be a 2-D array"):
+        misfit_p(x[:, 0], truth(x), truth(x))
+
+
 def test_check_formula_names_mismatched_lengths():
     x = rows()
     with pytest.raises(ValueError, match="one value per row"):
         check_formula(x, truth(x), truth(x)[:-1], truth(x))
+    with pytest.raises(ValueError, match="y must have one value per row of x"):
+        check_formula(x[:-1], truth(x), truth(x), truth(x))

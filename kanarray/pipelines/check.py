@@ -68,8 +68,7 @@ def whiteness(x, residual):
     are all 0 (nothing left to explain), NaN for fewer than 2 rows."""
     from scipy.spatial import cKDTree  # scipy loads only where it is used
 
-    x = np.asarray(x, dtype=np.float64)
-    r = np.asarray(residual, dtype=np.float64).reshape(-1)
+    x, r = _rows(x, residual=residual)
     if r.shape[0] < 2:
         return float("nan")
     power = float(np.mean(r ** 2))
@@ -90,11 +89,10 @@ def misfit_p(x, residual, values):
     rows are too few for the basis (N at most twice its columns, 3 (d + 1) + 1)."""
     from scipy.stats import f as fisher  # scipy loads only where it is used
 
-    x = np.asarray(x, dtype=np.float64)
-    r = np.asarray(residual, dtype=np.float64).reshape(-1)
+    x, r, values = _rows(x, residual=residual, values=values)
     if r.shape[0] <= 2 * (MISFIT_DEGREE * (x.shape[1] + 1) + 1):
         return float("nan")
-    columns = np.column_stack([x, np.asarray(values, dtype=np.float64).reshape(-1)])
+    columns = np.column_stack([x, values])
     low, high = columns.min(axis=0), columns.max(axis=0)
     varying = high > low
     z = 2 * (columns[:, varying] - low[varying]) / (high - low)[varying] - 1
@@ -114,6 +112,22 @@ def misfit_p(x, residual, values):
     return float(fisher.sf(((total - left) / k) / (left / (n - k - 1)), k, n - k - 1))
 
 
+def _rows(x, **columns):
+    """x as float64 (N, d) and each named column as float64 (N,), or a ValueError naming the
+    argument whose rows do not match."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"x must be a 2-D array (rows, inputs), got shape {x.shape}")
+    out = [x]
+    for name, column in columns.items():
+        column = np.asarray(column, dtype=np.float64).reshape(-1)
+        if column.shape[0] != x.shape[0]:
+            raise ValueError(f"{name} must have one value per row of x ({x.shape[0]}), got "
+                             f"{column.shape[0]}")
+        out.append(column)
+    return out
+
+
 def noise_level(x, residual):
     """The label noise a network's held-out residuals (N,) at inputs x show (module docstring):
     -> {"rmse": RMSE of the residuals, "whiteness": w, "sigma": rmse * sqrt(min(1, w))}."""
@@ -130,7 +144,7 @@ def check_formula(x, y, formula_values, network_values):
     -> {"passed", "rmse" (e_f), "network_rmse" (e_n), "labels_rms" (s), "exact_limit",
         "network_limit", "whiteness", "whiteness_min" (None below MIN_WHITE_ROWS rows),
         "misfit_p", "reason": why it failed, with the numbers ("" when it passed)}"""
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    x, y = _rows(x, y=y)
     values = np.asarray(formula_values, dtype=np.float64).reshape(-1)
     network = np.asarray(network_values, dtype=np.float64).reshape(-1)
     if not (y.shape == values.shape == network.shape):
